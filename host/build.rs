@@ -1,0 +1,114 @@
+//! Builds the pairing component (and the misbehaving test component) for `wasm32-wasip2`
+//! with a nested cargo, so `cargo build` of the host needs no manual step. The nested
+//! build uses its own target directory, so it never waits on the lock the outer build
+//! holds, and it runs without the outer build's flags and wrappers.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Packages built, and the file each produces.
+const COMPONENTS: &[(&str, &str)] = &[
+    ("tether-guest", "tether_guest.wasm"),
+    ("tether-testguest", "tether_testguest.wasm"),
+];
+const WASM_TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "guest";
+
+/// Variables the outer cargo sets for build scripts, or that configure it, which must not
+/// leak into the nested build (they name the wrong target, flags or wrapper).
+const SCRUBBED: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_LINKER",
+    "CLIPPY_ARGS",
+    "TARGET",
+    "HOST",
+    "OPT_LEVEL",
+    "PROFILE",
+    "DEBUG",
+    "NUM_JOBS",
+    "OUT_DIR",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("the host crate sits inside the workspace")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
+
+    for input in [
+        "wit",
+        "guest",
+        "testguest",
+        "proto",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(input).display());
+    }
+
+    let target_dir = nested_target_dir(&out_dir);
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _) in COMPONENTS {
+        cmd.args(["-p", package]);
+    }
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if SCRUBBED.contains(&key.as_ref())
+            || key.starts_with("CARGO_PROFILE_")
+            || key.starts_with("CARGO_TARGET_")
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run cargo for the {WASM_TARGET} components: {e}"));
+    if !output.status.success() {
+        panic!(
+            "building the pairing component for {WASM_TARGET} failed ({}).\n\
+             Is the target installed? rust-toolchain.toml lists it, so `rustup toolchain install` \
+             adds it.\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let artifacts = target_dir.join(WASM_TARGET).join(PROFILE);
+    for (_, file) in COMPONENTS {
+        let from = artifacts.join(file);
+        std::fs::copy(&from, out_dir.join(file))
+            .unwrap_or_else(|e| panic!("failed to copy {}: {e}", from.display()));
+    }
+}
+
+/// `<target>/wasm-components`, next to the profile directories, so that debug, release
+/// and clippy builds of the host share one build of the components. Falls back to a
+/// directory inside `OUT_DIR` when the layout is not the usual one.
+fn nested_target_dir(out_dir: &Path) -> PathBuf {
+    // OUT_DIR is <target>[/<triple>]/<profile>/build/<pkg>-<hash>/out.
+    let build = out_dir.ancestors().nth(2);
+    match build {
+        Some(dir) if dir.file_name().is_some_and(|n| n == "build") => dir
+            .parent()
+            .and_then(Path::parent)
+            .map(|target| target.join("wasm-components"))
+            .unwrap_or_else(|| out_dir.join("wasm-components")),
+        _ => out_dir.join("wasm-components"),
+    }
+}

@@ -1,0 +1,219 @@
+//! The device's factory identity and the signing of cloud requests. The authkey and the
+//! dev-secret live only here: the component asks for signatures and never sees them.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tether_proto::signing::{self, AuthHeader, Principal};
+use tether_proto::{ErrorCode, Secret};
+
+use crate::atomic_file;
+
+/// Identity written into the device at the factory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceIdentity {
+    /// Licence uuid.
+    pub uuid: String,
+    /// Product key.
+    pub product_key: String,
+    /// Secret that signs activation.
+    pub authkey: Secret,
+}
+
+/// What activation bound the device to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Binding {
+    dev_id: String,
+    dev_secret: Secret,
+}
+
+/// Which secret signs a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// The factory authkey.
+    Authkey,
+    /// The dev-secret from activation.
+    DevSecret,
+}
+
+/// Holds the device's secrets and signs with them.
+#[derive(Debug)]
+pub struct Signer {
+    identity: Option<DeviceIdentity>,
+    binding: Option<Binding>,
+    /// Where the binding is kept; `None` keeps it in memory only.
+    binding_path: Option<PathBuf>,
+}
+
+impl Signer {
+    /// A signer for `identity` (none for a host that has not been provisioned at the
+    /// factory, which can then sign nothing), keeping its binding at `binding_path`.
+    pub fn new(
+        identity: Option<DeviceIdentity>,
+        binding_path: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
+        let binding = match &binding_path {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        Ok(Self {
+            identity,
+            binding,
+            binding_path,
+        })
+    }
+
+    /// The identity, if the device has one.
+    pub fn identity(&self) -> Option<&DeviceIdentity> {
+        self.identity.as_ref()
+    }
+
+    /// The dev-id of the stored binding.
+    pub fn dev_id(&self) -> Option<&str> {
+        self.binding.as_ref().map(|b| b.dev_id.as_str())
+    }
+
+    /// Stores or forgets the binding, durably when a path is configured.
+    pub fn set_binding(&mut self, binding: Option<(String, Secret)>) -> Result<(), ErrorCode> {
+        let binding = binding.map(|(dev_id, dev_secret)| Binding { dev_id, dev_secret });
+        if let Some(path) = &self.binding_path {
+            let written = match &binding {
+                Some(b) => {
+                    let bytes = serde_json::to_vec(b).map_err(|_| ErrorCode::Internal)?;
+                    atomic_file::write(path, &bytes, 0o600)
+                }
+                None => match std::fs::remove_file(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+            };
+            if let Err(e) = written {
+                tracing::error!(error = %e, "failed to store the device binding");
+                return Err(ErrorCode::Internal);
+            }
+        }
+        self.binding = binding;
+        Ok(())
+    }
+
+    /// The `Authorization` header value for a request, signed now with a fresh nonce.
+    pub fn sign_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        key: Key,
+    ) -> Result<String, ErrorCode> {
+        let (principal, secret) = match key {
+            Key::Authkey => {
+                let id = self.identity.as_ref().ok_or(ErrorCode::Internal)?;
+                (Principal::Uuid(id.uuid.clone()), &id.authkey)
+            }
+            Key::DevSecret => {
+                let b = self.binding.as_ref().ok_or(ErrorCode::InvalidParm)?;
+                (Principal::DevId(b.dev_id.clone()), &b.dev_secret)
+            }
+        };
+        let nonce = signing::new_nonce().map_err(|_| ErrorCode::Internal)?;
+        let t = unix_secs();
+        let header = AuthHeader::sign(
+            principal,
+            secret.expose().as_bytes(),
+            t,
+            nonce,
+            method,
+            path,
+            body,
+        );
+        Ok(header.to_string())
+    }
+}
+
+/// Wall-clock time in Unix seconds (0 if the clock is before 1970).
+pub fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> DeviceIdentity {
+        DeviceIdentity {
+            uuid: "tether0123456789abcd".into(),
+            product_key: "p0123456789abcde".into(),
+            authkey: Secret::new("0123456789abcdef0123456789abcdef"),
+        }
+    }
+
+    #[test]
+    fn requests_signed_with_the_authkey_verify_with_it() {
+        let signer = Signer::new(Some(identity()), None).expect("no file to read");
+        let value = signer
+            .sign_request("POST", "/v1/devices/activate", b"{}", Key::Authkey)
+            .expect("signs");
+        let header = AuthHeader::parse(&value).expect("well formed");
+        assert_eq!(
+            header.principal,
+            Principal::Uuid("tether0123456789abcd".into())
+        );
+        let key = b"0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            header.verify(key, "POST", "/v1/devices/activate", b"{}", unix_secs()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn signing_needs_the_matching_secret() {
+        let signer = Signer::new(None, None).expect("no file to read");
+        assert_eq!(
+            signer.sign_request("GET", "/", b"", Key::Authkey),
+            Err(ErrorCode::Internal)
+        );
+        assert_eq!(
+            signer.sign_request("GET", "/", b"", Key::DevSecret),
+            Err(ErrorCode::InvalidParm)
+        );
+    }
+
+    #[test]
+    fn the_binding_persists_with_mode_0600_and_signs_as_the_dev_id() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("binding.json");
+        let mut signer = Signer::new(Some(identity()), Some(path.clone())).expect("opens");
+        signer
+            .set_binding(Some(("d-1".into(), Secret::new("devsecret"))))
+            .expect("stored");
+        let mode = std::fs::metadata(&path)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let reopened = Signer::new(Some(identity()), Some(path.clone())).expect("reopens");
+        assert_eq!(reopened.dev_id(), Some("d-1"));
+        let value = reopened
+            .sign_request("POST", "/x", b"", Key::DevSecret)
+            .expect("signs");
+        let header = AuthHeader::parse(&value).expect("well formed");
+        assert_eq!(header.principal, Principal::DevId("d-1".into()));
+        assert_eq!(
+            header.verify(b"devsecret", "POST", "/x", b"", unix_secs()),
+            Ok(())
+        );
+
+        let mut reopened = reopened;
+        reopened.set_binding(None).expect("forgotten");
+        assert!(!path.exists());
+        assert_eq!(reopened.dev_id(), None);
+    }
+}

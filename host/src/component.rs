@@ -1,0 +1,8 @@
+//! The default pairing component, built by `build.rs` from `guest/` and embedded in the
+//! host binary so a device runs without any other file.
+
+/// The bytes of the built-in pairing component.
+pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tether_guest.wasm"));
+
+/// The version of the built-in component (the guest crate shares the workspace version).
+pub const DEFAULT_COMPONENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,166 @@
+//! The built-in pairing component in the real host: `user-cfg` validation, the commands it
+//! issues, events, snapshot and restore.
+
+use tether_host::capabilities::Command;
+use tether_host::component::DEFAULT_COMPONENT;
+use tether_host::runtime::wit::{Event, Link, NetState, WitErrorCode};
+use tether_proto::ErrorCode;
+
+use crate::support::{TOKEN, runtime, started, state};
+
+#[test]
+fn a_malformed_token_is_refused_with_token_invalid() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    for token in [
+        "",
+        "EUab12CD34",
+        "euab12CD34wxYZ",
+        "EUab12CD34wx!Z",
+        "EUab12CD34wxYZZ",
+    ] {
+        let result = device
+            .user_cfg("home", "correct horse", token)
+            .expect("no trap");
+        assert_eq!(result, Err(ErrorCode::TokenInvalid), "{token:?}");
+    }
+    assert!(
+        device.take_commands().is_empty(),
+        "a refused call starts no work"
+    );
+    assert_eq!(
+        device.status().expect("status").state,
+        NetState::AwaitingCredentials
+    );
+}
+
+#[test]
+fn a_70_character_password_is_refused_with_invalid_parm() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    let result = device
+        .user_cfg("home", &"p".repeat(70), TOKEN)
+        .expect("no trap");
+    assert_eq!(result, Err(ErrorCode::InvalidParm));
+    let result = device
+        .user_cfg(&"s".repeat(33), "correct horse", TOKEN)
+        .expect("no trap");
+    assert_eq!(result, Err(ErrorCode::InvalidParm));
+    assert!(device.take_commands().is_empty());
+}
+
+#[test]
+fn valid_input_is_accepted_and_starts_joining_the_router() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    assert_eq!(
+        device
+            .user_cfg("home", "correct horse", TOKEN)
+            .expect("no trap"),
+        Ok(())
+    );
+    let commands = device.take_commands();
+    assert!(
+        matches!(commands.as_slice(), [Command::WifiConnect { ssid, passwd }]
+            if ssid == "home" && passwd.expose() == "correct horse"),
+        "{commands:?}"
+    );
+    let status = device.status().expect("status");
+    assert_eq!(status.state, NetState::Connecting);
+    assert_eq!(status.ssid.as_deref(), Some("home"));
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn a_wifi_failure_event_returns_the_device_to_awaiting_credentials_with_the_reason() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    device
+        .user_cfg("home", "wrong password", TOKEN)
+        .expect("no trap")
+        .expect("accepted");
+    device
+        .handle(&Event::WifiFailed(WitErrorCode::PasswdError))
+        .expect("no trap");
+    let status = device.status().expect("status");
+    assert_eq!(status.state, NetState::AwaitingCredentials);
+    assert_eq!(
+        status.last_error.map(ErrorCode::from),
+        Some(ErrorCode::PasswdError)
+    );
+    assert!(status.timings.wifi_ms.is_some());
+}
+
+#[test]
+fn joining_the_router_moves_to_sta_connected() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    device
+        .user_cfg("home", "correct horse", TOKEN)
+        .expect("no trap")
+        .expect("accepted");
+    let link = Link {
+        ssid: "home".into(),
+        bssid: "02:00:00:00:00:01".into(),
+        ip: "192.168.1.23".into(),
+        gateway: Some("192.168.1.1".into()),
+        rssi: -48,
+    };
+    device.handle(&Event::WifiConnected(link)).expect("no trap");
+    assert_eq!(
+        device.status().expect("status").state,
+        NetState::StaConnected
+    );
+}
+
+#[test]
+fn a_snapshot_restores_the_pairing_under_way_into_a_new_instance() {
+    let rt = runtime();
+    let component = rt.load(DEFAULT_COMPONENT).expect("loads");
+    let mut old = started(&rt, &component);
+    old.user_cfg("home", "correct horse", TOKEN)
+        .expect("no trap")
+        .expect("accepted");
+    let snapshot = old.snapshot().expect("snapshot");
+    drop(old);
+
+    let mut new = rt
+        .instantiate(&component, state(&rt))
+        .expect("instantiates");
+    new.init(Some(&snapshot))
+        .expect("no trap")
+        .expect("restores");
+    let status = new.status().expect("status");
+    assert_eq!(status.state, NetState::Connecting);
+    assert_eq!(status.ssid.as_deref(), Some("home"));
+    assert_eq!(new.health().expect("no trap"), Ok(()));
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused_by_init_without_a_trap() {
+    let rt = runtime();
+    let component = rt.load(DEFAULT_COMPONENT).expect("loads");
+    let mut device = rt
+        .instantiate(&component, state(&rt))
+        .expect("instantiates");
+    let refused = device.init(Some(b"\xff not a snapshot")).expect("no trap");
+    assert!(refused.is_err());
+    assert!(
+        device.failure().is_none(),
+        "a refusal is not a failure of the instance"
+    );
+}
+
+#[test]
+fn reset_forgets_the_pairing() {
+    let rt = runtime();
+    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    device
+        .user_cfg("home", "correct horse", TOKEN)
+        .expect("no trap")
+        .expect("accepted");
+    device.reset().expect("no trap");
+    let status = device.status().expect("status");
+    assert_eq!(status.state, NetState::AwaitingCredentials);
+    assert_eq!(status.ssid, None);
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the device host: the real pairing component in the real runtime.
+
+mod check_component;
+mod component;
+mod limits;
+mod support;

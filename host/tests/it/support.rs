@@ -1,0 +1,42 @@
+//! Helpers shared by the host's integration tests.
+
+use std::time::Duration;
+
+use tether_host::capabilities::{HostState, Kv, Signer};
+use tether_host::{Instance, LoadedComponent, Runtime, RuntimeConfig};
+
+/// The misbehaving component built by `build.rs` from `testguest/`.
+pub const MISBEHAVING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tether_testguest.wasm"));
+
+/// A valid pairing token.
+pub const TOKEN: &str = "EUab12CD34wxYZ";
+
+/// A runtime with a small memory cap and a short deadline, so failures come fast.
+pub fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        memory_cap: 8 << 20,
+        call_deadline: Duration::from_millis(50),
+        instance_slots: 4,
+    })
+    .expect("the runtime starts")
+}
+
+/// Host state with an in-memory kv and no identity.
+pub fn state(runtime: &Runtime) -> HostState {
+    runtime.host_state(
+        Kv::in_memory(),
+        Signer::new(None, None).expect("nothing to read"),
+    )
+}
+
+/// A started instance of `component`.
+pub fn started(runtime: &Runtime, component: &LoadedComponent) -> Instance {
+    let mut instance = runtime
+        .instantiate(component, state(runtime))
+        .expect("instantiates");
+    instance
+        .init(None)
+        .expect("init runs")
+        .expect("init accepts no snapshot");
+    instance
+}

@@ -1,0 +1,129 @@
+//! Pairing tokens as the provisioner sees them: creating one (`POST /v1/pairing-tokens`)
+//! and following it (`GET /v1/pairing-tokens/{token}`), with the devices it activated and
+//! the failures devices reported.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reports::Phase;
+use crate::{ErrorCode, Secret};
+
+/// Body of a token request; the service applies its defaults to absent fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Lifetime in seconds (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u32>,
+    /// How many devices the token may activate (default 1, at most 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_devices: Option<u32>,
+}
+
+/// A new token. Only this answer carries the secret part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTokenResponse {
+    /// All 14 characters, for the device.
+    pub token: Secret,
+    /// Region the token is for.
+    pub region: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// How many devices it may activate.
+    pub max_devices: u32,
+}
+
+/// Where a token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    /// Still able to activate devices.
+    Pending,
+    /// Has activated as many devices as it allows.
+    Complete,
+    /// Its lifetime passed.
+    Expired,
+    /// Its owner revoked it.
+    Revoked,
+}
+
+/// A device a token activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenDevice {
+    /// Device id.
+    pub dev_id: String,
+    /// Licence uuid.
+    pub uuid: String,
+    /// When it activated, Unix seconds.
+    pub activated_at: u64,
+}
+
+/// A failure reported for a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFailure {
+    /// Licence uuid of the reporting device.
+    pub uuid: String,
+    /// What failed.
+    pub code: ErrorCode,
+    /// Where it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When, Unix seconds.
+    pub at: u64,
+}
+
+/// A token's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    /// The public part of the token (region and token id, 10 characters).
+    pub token: String,
+    /// State.
+    pub state: TokenState,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Devices activated with it.
+    #[serde(default)]
+    pub devices: Vec<TokenDevice>,
+    /// Failures reported for it.
+    #[serde(default)]
+    pub failures: Vec<TokenFailure>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{
+        assert_missing_field, assert_round_trip, assert_unknown_field_refused,
+    };
+
+    #[test]
+    fn token_creation_bodies_round_trip() {
+        let req: CreateTokenRequest =
+            serde_json::from_str(r#"{"max_devices":20}"#).expect("parses");
+        assert_eq!(req.ttl_secs, None);
+        assert_round_trip(&req);
+        assert_unknown_field_refused::<CreateTokenRequest>(r#"{"ttl":5}"#, "ttl");
+        let resp: CreateTokenResponse = serde_json::from_str(
+            r#"{"token":"EUab12CD34wxYZ","region":"EU","expires_at":1700000600,"max_devices":1}"#,
+        )
+        .expect("parses");
+        assert!(!format!("{resp:?}").contains("wxYZ"));
+        assert_round_trip(&resp);
+        assert_missing_field::<CreateTokenResponse>(
+            r#"{"token":"x","region":"EU","max_devices":1}"#,
+            "expires_at",
+        );
+    }
+
+    #[test]
+    fn token_status_round_trips_and_ignores_unknown_fields() {
+        let json = r#"{"token":"EUab12CD34","state":"pending","expires_at":1700000600,"devices":[{"dev_id":"d-1","uuid":"u1","activated_at":1700000100}],"failures":[{"uuid":"u2","code":"passwd_error","phase":"wifi","at":1700000200}],"owner":"ann"}"#;
+        let status: TokenStatus = serde_json::from_str(json).expect("parses");
+        assert_eq!(status.state, TokenState::Pending);
+        assert_eq!(status.failures[0].code, ErrorCode::PasswdError);
+        assert_round_trip(&status);
+        assert_missing_field::<TokenStatus>(r#"{"token":"EUab12CD34","expires_at":1}"#, "state");
+    }
+}

@@ -1,0 +1,73 @@
+//! The WIT exports of the misbehaving component.
+
+use exports::pairing::{Event, Guest, NetState, PairingStatus, Timings};
+use tether::pairing::types::ErrorCode;
+
+wit_bindgen::generate!({ path: "../wit", world: "pairing" });
+
+struct Misbehaving;
+
+impl Guest for Misbehaving {
+    fn init(snapshot: Option<Vec<u8>>) -> Result<(), String> {
+        match snapshot.as_deref() {
+            Some(b"loop") => spin(),
+            _ => Ok(()),
+        }
+    }
+
+    fn user_cfg(ssid: String, _passwd: String, _token: String) -> Result<(), ErrorCode> {
+        match ssid.as_str() {
+            "loop" => spin(),
+            "grow" => grow(),
+            "trap" => panic!("asked to trap"),
+            _ => Ok(()),
+        }
+    }
+
+    fn handle(_ev: Event) {}
+
+    fn status() -> PairingStatus {
+        PairingStatus {
+            state: NetState::AwaitingCredentials,
+            last_error: None,
+            timings: Timings {
+                wifi_ms: None,
+                dns_ms: None,
+                activate_ms: None,
+                mqtt_ms: None,
+            },
+            dev_id: None,
+            ssid: None,
+            version: "misbehaving".to_owned(),
+        }
+    }
+
+    fn snapshot() -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn health() -> Result<(), String> {
+        Err("this component is never healthy".to_owned())
+    }
+
+    fn reset() {}
+}
+
+/// Spins until the host's deadline interrupts it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches memory until the host's cap stops it.
+fn grow() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+export!(Misbehaving);
