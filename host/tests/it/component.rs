@@ -6,12 +6,12 @@ use tether_host::component::DEFAULT_COMPONENT;
 use tether_host::runtime::wit::{Event, Link, NetState, WitErrorCode};
 use tether_proto::ErrorCode;
 
-use crate::support::{TOKEN, runtime, started, state};
+use crate::support::{TOKEN, configured_device, default_device, runtime, state};
 
 #[test]
 fn a_malformed_token_is_refused_with_token_invalid() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    let mut device = default_device(&rt);
     for token in [
         "",
         "EUab12CD34",
@@ -37,7 +37,7 @@ fn a_malformed_token_is_refused_with_token_invalid() {
 #[test]
 fn a_70_character_password_is_refused_with_invalid_parm() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    let mut device = default_device(&rt);
     let result = device
         .user_cfg("home", &"p".repeat(70), TOKEN)
         .expect("no trap");
@@ -52,7 +52,7 @@ fn a_70_character_password_is_refused_with_invalid_parm() {
 #[test]
 fn valid_input_is_accepted_and_starts_joining_the_router() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    let mut device = default_device(&rt);
     assert_eq!(
         device
             .user_cfg("home", "correct horse", TOKEN)
@@ -74,7 +74,7 @@ fn valid_input_is_accepted_and_starts_joining_the_router() {
 #[test]
 fn a_wifi_failure_event_returns_the_device_to_awaiting_credentials_with_the_reason() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
+    let mut device = default_device(&rt);
     device
         .user_cfg("home", "wrong password", TOKEN)
         .expect("no trap")
@@ -94,11 +94,7 @@ fn a_wifi_failure_event_returns_the_device_to_awaiting_credentials_with_the_reas
 #[test]
 fn joining_the_router_moves_to_sta_connected() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
-    device
-        .user_cfg("home", "correct horse", TOKEN)
-        .expect("no trap")
-        .expect("accepted");
+    let mut device = configured_device(&rt);
     let link = Link {
         ssid: "home".into(),
         bssid: "02:00:00:00:00:01".into(),
@@ -117,10 +113,15 @@ fn joining_the_router_moves_to_sta_connected() {
 fn a_snapshot_restores_the_pairing_under_way_into_a_new_instance() {
     let rt = runtime();
     let component = rt.load(DEFAULT_COMPONENT).expect("loads");
-    let mut old = started(&rt, &component);
-    old.user_cfg("home", "correct horse", TOKEN)
-        .expect("no trap")
-        .expect("accepted");
+    let mut old = rt
+        .instantiate(&component, state(&rt))
+        .expect("instantiates");
+    old.init(None).expect("no trap").expect("starts");
+    assert_eq!(
+        old.user_cfg("home", "correct horse", TOKEN)
+            .expect("no trap"),
+        Ok(())
+    );
     let snapshot = old.snapshot().expect("snapshot");
     drop(old);
 
@@ -154,11 +155,7 @@ fn a_corrupt_snapshot_is_refused_by_init_without_a_trap() {
 #[test]
 fn reset_forgets_the_pairing() {
     let rt = runtime();
-    let mut device = started(&rt, &rt.load(DEFAULT_COMPONENT).expect("loads"));
-    device
-        .user_cfg("home", "correct horse", TOKEN)
-        .expect("no trap")
-        .expect("accepted");
+    let mut device = configured_device(&rt);
     device.reset().expect("no trap");
     let status = device.status().expect("status");
     assert_eq!(status.state, NetState::AwaitingCredentials);

@@ -40,3 +40,21 @@ pub fn started(runtime: &Runtime, component: &LoadedComponent) -> Instance {
         .expect("init accepts no snapshot");
     instance
 }
+
+/// A started instance of the built-in component.
+pub fn default_device(runtime: &Runtime) -> Instance {
+    let component = runtime
+        .load(tether_host::component::DEFAULT_COMPONENT)
+        .expect("loads");
+    started(runtime, &component)
+}
+
+/// A started instance of the built-in component that accepted valid credentials.
+pub fn configured_device(runtime: &Runtime) -> Instance {
+    let mut device = default_device(runtime);
+    let accepted = device
+        .user_cfg("home", "correct horse", TOKEN)
+        .expect("no trap");
+    assert_eq!(accepted, Ok(()));
+    device
+}
