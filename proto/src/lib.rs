@@ -7,6 +7,7 @@ pub mod api_error;
 pub mod error_code;
 pub mod iot_dns;
 pub mod mqtt;
+pub mod random;
 pub mod reports;
 pub mod secret;
 pub mod signing;

@@ -11,7 +11,6 @@ pub const TOKEN_LEN: usize = 14;
 const REGION_LEN: usize = 2;
 const ID_LEN: usize = 8;
 const SECRET_LEN: usize = 4;
-const ALPHANUMERIC: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Why a string is not a pairing token. Messages name the fault but never echo the
 /// secret part.
@@ -77,7 +76,9 @@ impl PairingToken {
         }
         let mut text = String::with_capacity(TOKEN_LEN);
         text.push_str(region);
-        text.push_str(&random_alphanumeric(ID_LEN + SECRET_LEN)?);
+        let random = crate::random::string(crate::random::ALPHANUMERIC, ID_LEN + SECRET_LEN)
+            .map_err(|e| TokenError::Random(e.to_string()))?;
+        text.push_str(&random);
         Ok(Self { text })
     }
 
@@ -133,25 +134,6 @@ impl<'de> Deserialize<'de> for PairingToken {
 
 fn is_region(bytes: &[u8]) -> bool {
     bytes.len() == REGION_LEN && bytes.iter().all(u8::is_ascii_uppercase)
-}
-
-/// `len` characters drawn uniformly from `[A-Za-z0-9]` by rejection sampling.
-fn random_alphanumeric(len: usize) -> Result<String, TokenError> {
-    // 248 is the largest multiple of 62 that fits a byte; bytes above it are redrawn so
-    // that every character is equally likely.
-    const LIMIT: u8 = 248;
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 32];
-    while out.len() < len {
-        getrandom::fill(&mut buf).map_err(|e| TokenError::Random(e.to_string()))?;
-        for &b in buf.iter().filter(|&&b| b < LIMIT) {
-            if out.len() == len {
-                break;
-            }
-            out.push(char::from(ALPHANUMERIC[usize::from(b % 62)]));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -222,21 +204,6 @@ mod tests {
             PairingToken::generate("eu"),
             Err(TokenError::BadRegion("eu".into()))
         );
-    }
-
-    #[test]
-    fn generated_characters_cover_the_alphabet_evenly() {
-        let sample = random_alphanumeric(62 * 200).expect("random source works");
-        let mut counts = [0u32; 128];
-        for b in sample.bytes() {
-            counts[usize::from(b)] += 1;
-        }
-        // Each of the 62 characters is expected 200 times; a biased mapping (b % 62 over
-        // all 256 byte values) would push the first characters far above the rest.
-        for &c in ALPHANUMERIC {
-            let n = counts[usize::from(c)];
-            assert!((110..=300).contains(&n), "{} seen {n} times", char::from(c));
-        }
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! Assembly of the service: state, routes and middleware, and [`Application`], which binds
+//! its listeners at `build` (port 0 works; the bound addresses are readable) and serves
+//! until a shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderValue;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::config::{RegionEndpoints, ServeConfig};
+use crate::device_auth::NonceCache;
+use crate::error::ApiError;
+use crate::json::MAX_BODY_BYTES;
+use crate::keys::Keys;
+use crate::pairing_tokens::TokenEvents;
+use crate::rate_limit::RateLimits;
+use crate::users::{self, Role};
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: SqlitePool,
+    /// The signing key.
+    pub keys: Arc<Keys>,
+    /// Settings.
+    pub config: Arc<ServeConfig>,
+    /// This service's own public endpoints.
+    pub own_endpoints: RegionEndpoints,
+    /// Wakes token long-polls.
+    pub tokens: Arc<TokenEvents>,
+    /// Device request nonces seen.
+    pub nonces: Arc<NonceCache>,
+    /// Rate limits.
+    pub limits: Arc<RateLimits>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(users::router())
+        .merge(crate::pairing_tokens::router())
+        .merge(crate::iot_dns::router())
+        .merge(crate::activation::router())
+        .merge(crate::licenses::router())
+        .merge(crate::ops::router())
+        .fallback(|| async { ApiError::NotFound("endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The matched route, never the raw path: a path may hold a whole token.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("-", |p| p.as_str());
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("service.request", method = %req.method(), route, request_id = id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .with_state(state)
+}
+
+/// Request ids: a process-unique counter.
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{n:016x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// A built service, listening and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    http: TcpListener,
+    http_addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, loads the key, creates the bootstrap admin and binds the
+    /// listeners.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let db = crate::db::open(&config.data_dir).await?;
+        let keys = Keys::load_or_create(&config.data_dir)?;
+        if let Some((name, password)) = &config.bootstrap_admin
+            && !users::exists(&db, name).await?
+        {
+            users::create(&db, name, password, Role::Admin)
+                .await
+                .with_context(|| format!("failed to create the bootstrap admin {name:?}"))?;
+            tracing::info!(user = %name, "created the bootstrap admin");
+        }
+        let http = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let http_addr = http.local_addr().context("bound address")?;
+        let own_endpoints = RegionEndpoints {
+            http_url: config
+                .public_http_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", reachable(http_addr))),
+            mqtt_url: config
+                .public_mqtt_url
+                .clone()
+                .unwrap_or_else(|| reachable(config.mqtt_listen).to_string()),
+        };
+        tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
+        let state = AppState {
+            db,
+            keys: Arc::new(keys),
+            config: Arc::new(config),
+            own_endpoints,
+            tokens: Arc::default(),
+            nonces: Arc::default(),
+            limits: Arc::default(),
+        };
+        Ok(Self {
+            http,
+            http_addr,
+            state,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the
+    /// database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let db = self.state.db.clone();
+        axum::serve(self.http, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// An address others can reach: a wildcard listen address is given as loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}

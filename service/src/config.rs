@@ -1,0 +1,275 @@
+//! Configuration of `tether-service serve`: flags and environment variables, over an
+//! optional TOML file, over defaults. Parsed once into [`ServeConfig`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use tether_proto::Secret;
+
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default MQTT listen address.
+pub const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
+/// Default data dir.
+pub const DEFAULT_DATA_DIR: &str = "./tether-data";
+/// Default region.
+pub const DEFAULT_REGION: &str = "EU";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The data dir flag, shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Directory for the database and the signing key [default: ./tether-data]
+    #[arg(long, env = "TETHER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    /// The data dir, defaulted.
+    pub fn resolve(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+}
+
+/// Flags of `serve`. Each overrides the TOML file, which overrides the default.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win over it)
+    #[arg(long, env = "TETHER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP API listen address; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(long, env = "TETHER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Embedded MQTT broker listen address; port 0 picks a free port [default: 127.0.0.1:1883]
+    #[arg(long, env = "TETHER_MQTT_LISTEN")]
+    pub mqtt_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Region this service answers IoT DNS for, two upper-case letters [default: EU]
+    #[arg(long, env = "TETHER_REGION")]
+    pub region: Option<String>,
+    /// API base URL that IoT DNS gives devices [default: derived from --listen]
+    #[arg(long, env = "TETHER_PUBLIC_HTTP_URL")]
+    pub public_http_url: Option<String>,
+    /// MQTT address (host:port) that IoT DNS and activation give devices [default: derived from --mqtt-listen]
+    #[arg(long, env = "TETHER_PUBLIC_MQTT_URL")]
+    pub public_mqtt_url: Option<String>,
+    /// NAME:PASSWORD of an admin account to create at start if it does not exist
+    #[arg(long, env = "TETHER_BOOTSTRAP_ADMIN", hide_env_values = true)]
+    pub bootstrap_admin: Option<String>,
+    /// Log format [default: pretty]
+    #[arg(long, env = "TETHER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The TOML file: the same settings as the flags, plus extra regions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    mqtt_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    region: Option<String>,
+    public_http_url: Option<String>,
+    public_mqtt_url: Option<String>,
+    bootstrap_admin: Option<String>,
+    log_format: Option<LogFormat>,
+    /// Other regions this service answers IoT DNS for, by region code.
+    #[serde(default)]
+    regions: BTreeMap<String, RegionEndpoints>,
+}
+
+/// The public endpoints IoT DNS gives devices of one region.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEndpoints {
+    /// API base URL.
+    pub http_url: String,
+    /// MQTT broker address.
+    pub mqtt_url: String,
+}
+
+/// The service's settings after merging.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// MQTT listen address.
+    pub mqtt_listen: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// This service's own region.
+    pub region: String,
+    /// Public API URL, if set; otherwise derived from the bound address.
+    pub public_http_url: Option<String>,
+    /// Public MQTT address, if set; otherwise derived from the bound address.
+    pub public_mqtt_url: Option<String>,
+    /// Other regions from the file.
+    pub extra_regions: BTreeMap<String, RegionEndpoints>,
+    /// Admin account to create at start.
+    pub bootstrap_admin: Option<(String, Secret)>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Settings for tests and `tether demo`: free ports on loopback, the given data dir.
+    pub fn ephemeral(data_dir: &Path) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            region: DEFAULT_REGION.into(),
+            public_http_url: None,
+            public_mqtt_url: None,
+            extra_regions: BTreeMap::new(),
+            bootstrap_admin: None,
+            log_format: LogFormat::Pretty,
+        }
+    }
+
+    /// Merges flags over the file (if any) over defaults, and checks the result.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let default_addr = |s: &str| s.parse::<SocketAddr>().expect("valid default address");
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| DEFAULT_REGION.into());
+        check_region(&region)?;
+        for code in file.regions.keys() {
+            check_region(code).with_context(|| format!("in [regions.{code}]"))?;
+        }
+        let bootstrap_admin = match args.bootstrap_admin.or(file.bootstrap_admin) {
+            Some(spec) => Some(parse_bootstrap(&spec)?),
+            None => None,
+        };
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_LISTEN)),
+            mqtt_listen: args
+                .mqtt_listen
+                .or(file.mqtt_listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_MQTT_LISTEN)),
+            data_dir: args
+                .data
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            region,
+            public_http_url: args.public_http_url.or(file.public_http_url),
+            public_mqtt_url: args.public_mqtt_url.or(file.public_mqtt_url),
+            extra_regions: file.regions,
+            bootstrap_admin,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn check_region(region: &str) -> anyhow::Result<()> {
+    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
+        bail!("region {region:?} must be two upper-case letters, such as EU");
+    }
+    Ok(())
+}
+
+fn parse_bootstrap(spec: &str) -> anyhow::Result<(String, Secret)> {
+    match spec.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            Ok((name.to_owned(), Secret::new(password)))
+        }
+        _ => bail!("--bootstrap-admin takes NAME:PASSWORD"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            config: None,
+            listen: None,
+            mqtt_listen: None,
+            data: DataDirArg { data_dir: None },
+            region: None,
+            public_http_url: None,
+            public_mqtt_url: None,
+            bootstrap_admin: None,
+            log_format: None,
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let config = ServeConfig::from_args(args()).expect("valid");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.mqtt_listen.to_string(), DEFAULT_MQTT_LISTEN);
+        assert_eq!(config.region, "EU");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tether.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nregion = \"US\"\n[regions.AY]\nhttp_url = \"http://ay\"\nmqtt_url = \"ay:1883\"\n",
+        )
+        .expect("written");
+        let mut a = args();
+        a.config = Some(path);
+        a.region = Some("CN".into());
+        let config = ServeConfig::from_args(a).expect("valid");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.region, "CN");
+        assert_eq!(config.extra_regions["AY"].mqtt_url, "ay:1883");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let mut a = args();
+        a.region = Some("europe".into());
+        let err = ServeConfig::from_args(a).expect_err("bad region");
+        assert!(err.to_string().contains("two upper-case letters"), "{err}");
+        let mut a = args();
+        a.bootstrap_admin = Some("admin".into());
+        let err = ServeConfig::from_args(a).expect_err("no password");
+        assert!(err.to_string().contains("NAME:PASSWORD"), "{err}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listn = 1\n").expect("written");
+        let mut a = args();
+        a.config = Some(path);
+        let err = ServeConfig::from_args(a).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+}

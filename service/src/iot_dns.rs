@@ -1,0 +1,59 @@
+//! IoT DNS (`POST /v2/url_config`): tells a device where its region's API and broker are.
+//! This service's own region comes from its listen addresses unless public URLs are
+//! configured; further regions come from the config file.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use tether_proto::iot_dns::{Endpoint, EndpointKey, UrlConfigRequest, UrlConfigResponse};
+
+use crate::app::AppState;
+use crate::config::RegionEndpoints;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+
+/// How long devices may cache an answer, in seconds.
+pub const TTL_SECS: u32 = 600;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v2/url_config", post(url_config))
+}
+
+/// The endpoints of `region`, if this service answers for it.
+pub fn endpoints(state: &AppState, region: &str) -> Option<RegionEndpoints> {
+    if region == state.config.region {
+        return Some(state.own_endpoints.clone());
+    }
+    state.config.extra_regions.get(region).cloned()
+}
+
+async fn url_config(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<UrlConfigRequest>,
+) -> ApiResult<Json<UrlConfigResponse>> {
+    let region = endpoints(&state, &req.region)
+        .ok_or_else(|| ApiError::RegionUnknown(req.region.clone()))?;
+    let mut resp = UrlConfigResponse {
+        ttl: TTL_SECS,
+        ..UrlConfigResponse::default()
+    };
+    for item in &req.config {
+        // TLS endpoints are answered only where TLS is configured, which this service
+        // does not do itself (a TLS proxy in front may); so those keys stay absent.
+        match item.key {
+            EndpointKey::HttpUrl => {
+                resp.http_url = Some(Endpoint {
+                    addr: region.http_url.clone(),
+                })
+            }
+            EndpointKey::MqttUrl => {
+                resp.mqtt_url = Some(Endpoint {
+                    addr: region.mqtt_url.clone(),
+                })
+            }
+            EndpointKey::HttpsSelfUrl | EndpointKey::MqttsSelfUrl => {}
+        }
+    }
+    Ok(Json(resp))
+}

@@ -1,0 +1,127 @@
+//! Device identities (licences): a uuid and an authkey per device, issued to a
+//! manufacturer for a product. `POST /v1/licenses` (admin) and
+//! `tether-service license issue` share [`issue`].
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tether_proto::Secret;
+use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::users::AuthUser;
+
+/// Length of a product key.
+pub const PRODUCT_KEY_LEN: usize = 16;
+/// Most licences one request issues.
+pub const MAX_COUNT: u32 = 1000;
+
+/// One device identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct License {
+    /// 20 lower-case letters and digits.
+    pub uuid: String,
+    /// 32 letters and digits.
+    pub authkey: Secret,
+    /// The product.
+    pub product_key: String,
+}
+
+/// Body of `POST /v1/licenses`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    /// Product the devices belong to; created if new.
+    pub product_key: String,
+    /// How many identities, 1-1000.
+    pub count: u32,
+}
+
+/// Why licences could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum LicenseError {
+    /// The product key breaks the rules.
+    #[error("a product key has {PRODUCT_KEY_LEN} letters or digits")]
+    BadProductKey,
+    /// The count is out of range.
+    #[error("count must be 1-{MAX_COUNT}")]
+    BadCount,
+    /// Storage failed.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Issues `count` licences for `product_key`, creating the product if it is new. All or
+/// none are stored.
+pub async fn issue(
+    pool: &SqlitePool,
+    product_key: &str,
+    count: u32,
+) -> Result<Vec<License>, LicenseError> {
+    if product_key.len() != PRODUCT_KEY_LEN
+        || !product_key.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(LicenseError::BadProductKey);
+    }
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(LicenseError::BadCount);
+    }
+    let now = crate::db_time(crate::unix_now());
+    let mut tx = pool
+        .begin()
+        .await
+        .context("failed to start a transaction")?;
+    sqlx::query(
+        "INSERT INTO products (product_key, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(product_key)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .context("failed to store the product")?;
+    let mut issued = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let license = License {
+            uuid: random::string(LOWER_ALPHANUMERIC, 20).context("random source")?,
+            authkey: Secret::new(random::string(ALPHANUMERIC, 32).context("random source")?),
+            product_key: product_key.to_owned(),
+        };
+        sqlx::query(
+            "INSERT INTO licenses (uuid, authkey, product_key, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&license.uuid)
+        .bind(license.authkey.expose())
+        .bind(product_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("failed to store a licence")?;
+        issued.push(license);
+    }
+    tx.commit().await.context("failed to commit the licences")?;
+    Ok(issued)
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/licenses", post(issue_licenses))
+}
+
+async fn issue_licenses(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<IssueRequest>,
+) -> ApiResult<(StatusCode, Json<Vec<License>>)> {
+    user.require_admin()?;
+    match issue(&state.db, &req.product_key, req.count).await {
+        Ok(licenses) => Ok((StatusCode::CREATED, Json(licenses))),
+        Err(LicenseError::Other(e)) => Err(ApiError::Internal(e)),
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
+}

@@ -1,0 +1,167 @@
+//! `tether-service`: run the cloud service, or manage its accounts and licences.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tether_proto::Secret;
+use tether_service::config::{DataDirArg, LogFormat, ServeArgs};
+use tether_service::users::{self, Role};
+use tether_service::{Application, ServeConfig, db, licenses};
+
+/// The Tether cloud service: pairing tokens, IoT DNS, activation and device sessions.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage device licences.
+    #[command(subcommand)]
+    License(LicenseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from the first line of standard input.
+    Add {
+        /// Account name (letters, digits, '.', '_', '-').
+        name: String,
+        /// Give the account the admin role.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    /// Issue device identities; prints one JSON object per line: {"uuid","authkey","product_key"}.
+    Issue {
+        /// Product key (16 letters or digits); the product is created if new.
+        #[arg(long)]
+        product_key: String,
+        /// How many identities (1-1000).
+        #[arg(long)]
+        count: u32,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format.unwrap_or_default(),
+        _ => LogFormat::Pretty,
+    };
+    init_tracing(log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = ServeConfig::from_args(args)?;
+            let app = Application::build(config).await?;
+            app.run(shutdown_signal()).await
+        }
+        Command::User(UserCommand::Add { name, admin, data }) => {
+            let password = read_password()?;
+            let pool = db::open(&data.resolve()).await?;
+            let role = if admin { Role::Admin } else { Role::User };
+            users::create(&pool, &name, &password, role).await?;
+            eprintln!("created user {name:?}");
+            Ok(())
+        }
+        Command::License(LicenseCommand::Issue {
+            product_key,
+            count,
+            data,
+        }) => {
+            let pool = db::open(&data.resolve()).await?;
+            for license in licenses::issue(&pool, &product_key, count).await? {
+                let line = serde_json::json!({
+                    "uuid": license.uuid,
+                    "authkey": license.authkey.expose(),
+                    "product_key": license.product_key,
+                });
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("failed to read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(Secret::new(password))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

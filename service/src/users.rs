@@ -1,0 +1,241 @@
+//! Accounts: argon2id password hashes, login (`POST /v1/auth/token`) issuing EdDSA access
+//! tokens, and the [`AuthUser`] extractor that checks them.
+
+use anyhow::Context;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tether_proto::Secret;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::keys::{API_AUDIENCE, UserClaims};
+
+/// Lifetime of an access token.
+pub const ACCESS_TOKEN_SECS: u64 = 3600;
+/// Shortest accepted password.
+pub const MIN_PASSWORD: usize = 8;
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Manages licences and users.
+    Admin,
+    /// Pairs and controls their own devices.
+    User,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+/// Body of a login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Account name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+}
+
+/// Answer to a login.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The JWT to send as `Authorization: Bearer …`.
+    pub access_token: Secret,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The name breaks the rules.
+    #[error("a username has 1-64 letters, digits, '.', '_' or '-'")]
+    BadName,
+    /// The password is too short.
+    #[error("a password has at least {MIN_PASSWORD} characters")]
+    WeakPassword,
+    /// The name is taken.
+    #[error("the username {0:?} is taken")]
+    Taken(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Creates an account.
+pub async fn create(
+    pool: &SqlitePool,
+    name: &str,
+    password: &Secret,
+    role: Role,
+) -> Result<i64, UserError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !name_ok {
+        return Err(UserError::BadName);
+    }
+    if password.expose().chars().count() < MIN_PASSWORD {
+        return Err(UserError::WeakPassword);
+    }
+    let hash = hash_password(password)?;
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (username) DO NOTHING RETURNING id",
+    )
+    .bind(name)
+    .bind(hash)
+    .bind(role.as_str())
+    .bind(crate::db_time(crate::unix_now()))
+    .fetch_optional(pool)
+    .await
+    .context("failed to store the user")?;
+    inserted.ok_or_else(|| UserError::Taken(name.to_owned()))
+}
+
+/// Whether an account exists.
+pub async fn exists(pool: &SqlitePool, name: &str) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username = ?")
+        .bind(name)
+        .fetch_one(pool)
+        .await?;
+    Ok(n > 0)
+}
+
+fn hash_password(password: &Secret) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("the random source failed: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("failed to hash the password: {e}"))
+}
+
+/// A hash to verify against when the user does not exist, so that a missing user takes
+/// as long as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&Secret::new("decoy password")).unwrap_or_default())
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/auth/token", post(issue_token))
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    state.limits.login.check(&req.username)?;
+    let row: Option<(i64, String, String)> =
+        sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = ?")
+            .bind(&req.username)
+            .fetch_optional(&state.db)
+            .await?;
+    let (hash, found) = match &row {
+        Some((_, hash, _)) => (hash.as_str(), true),
+        None => (decoy_hash(), false),
+    };
+    let password = req.password.clone();
+    let hash = hash.to_owned();
+    let verified = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .context("password check panicked")?;
+    let Some((id, _, role)) = row.filter(|_| verified && found) else {
+        return Err(ApiError::Unauthorized("wrong username or password".into()));
+    };
+    let now = crate::unix_now();
+    let claims = UserClaims {
+        sub: id.to_string(),
+        aud: API_AUDIENCE.into(),
+        exp: now + ACCESS_TOKEN_SECS,
+        iat: now,
+        role,
+    };
+    Ok(Json(LoginResponse {
+        access_token: Secret::new(state.keys.sign(&claims)?),
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_SECS,
+    }))
+}
+
+/// The caller of a user endpoint, from a valid `Authorization: Bearer` access token.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    /// User id.
+    pub id: i64,
+    /// Role.
+    pub role: Role,
+}
+
+impl AuthUser {
+    /// Refuses callers without the admin role.
+    pub fn require_admin(self) -> Result<Self, ApiError> {
+        match self.role {
+            Role::Admin => Ok(self),
+            Role::User => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("an `Authorization: Bearer` access token is required"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| unauthorized("an `Authorization: Bearer` access token is required"))?;
+        let claims: UserClaims = state
+            .keys
+            .verify(token, API_AUDIENCE)
+            .ok_or_else(|| unauthorized("the access token is invalid or expired"))?;
+        let id = claims
+            .sub
+            .parse()
+            .map_err(|_| unauthorized("the access token is invalid"))?;
+        let role = if claims.role == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        };
+        Ok(Self { id, role })
+    }
+}

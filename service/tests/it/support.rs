@@ -1,0 +1,284 @@
+//! A running service and a client that speaks its API as a user and as a device.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tether_proto::signing::{AuthHeader, Principal, new_nonce};
+use tether_service::users::{self, Role};
+use tether_service::{Application, ServeConfig};
+use tokio::sync::oneshot;
+
+/// Product key used by the tests.
+pub const PRODUCT: &str = "p0123456789abcde";
+
+/// A service running on free ports over a data dir.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Service {
+    /// Starts the service on `data_dir`.
+    pub async fn start(data_dir: &Path) -> Self {
+        let app = Application::build(ServeConfig::ephemeral(data_dir))
+            .await
+            .expect("the service builds");
+        let addr = app.http_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the service gracefully and waits until it is down.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the server task ends")
+                .expect("the server stops cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the service answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/auth/token",
+                None,
+                Some(json!({"username": name, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Creates a pairing token and returns all 14 characters.
+    pub async fn pairing_token(&self, bearer: &str, body: Value) -> String {
+        let (status, resp) = self
+            .call(Method::POST, "/v1/pairing-tokens", Some(bearer), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+        resp["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Sends a device request signed with `key` as `principal`, at Unix time `t`.
+    pub async fn signed_at(
+        &self,
+        principal: Principal,
+        key: &str,
+        t: u64,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let bytes = serde_json::to_vec(body).expect("serialises");
+        let nonce = new_nonce().expect("random source");
+        let header = AuthHeader::sign(principal, key.as_bytes(), t, nonce, "POST", path, &bytes);
+        self.send_signed(path, &header.to_string(), bytes).await
+    }
+
+    /// Sends a pre-signed device request.
+    pub async fn send_signed(
+        &self,
+        path: &str,
+        authorization: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Activates `device` with `token`.
+    pub async fn activate(&self, device: &Device, token: &str, reset: bool) -> (StatusCode, Value) {
+        let body = device.activation_body(token, reset);
+        let (status, body, _) = self
+            .signed_at(
+                device.principal(),
+                &device.authkey,
+                now(),
+                "/v1/devices/activate",
+                &body,
+            )
+            .await;
+        (status, body)
+    }
+}
+
+/// A licensed device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub uuid: String,
+    pub authkey: String,
+}
+
+impl Device {
+    pub fn principal(&self) -> Principal {
+        Principal::Uuid(self.uuid.clone())
+    }
+
+    pub fn activation_body(&self, token: &str, reset: bool) -> Value {
+        json!({
+            "uuid": self.uuid,
+            "product_key": PRODUCT,
+            "token": token,
+            "sw_ver": "0.1.0",
+            "module_version": "0.1.0",
+            "reset": reset,
+            "timings": {"wifi_ms": 800, "dns_ms": 20},
+        })
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    tether_service::unix_now()
+}
+
+/// A user account created straight in the database.
+pub async fn add_user(data_dir: &Path, name: &str, role: Role) -> String {
+    let pool = tether_service::db::open(data_dir)
+        .await
+        .expect("database opens");
+    let password = format!("{name}-password");
+    users::create(
+        &pool,
+        name,
+        &tether_proto::Secret::new(password.clone()),
+        role,
+    )
+    .await
+    .expect("user created");
+    pool.close().await;
+    password
+}
+
+/// Licences issued straight in the database.
+pub async fn add_devices(data_dir: &Path, count: u32) -> Vec<Device> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let pool = tether_service::db::open(data_dir)
+        .await
+        .expect("database opens");
+    let issued = tether_service::licenses::issue(&pool, PRODUCT, count)
+        .await
+        .expect("licences issued");
+    pool.close().await;
+    issued
+        .into_iter()
+        .map(|l| Device {
+            uuid: l.uuid,
+            authkey: l.authkey.expose().to_owned(),
+        })
+        .collect()
+}
+
+/// Runs SQL against the service's database from outside (to age a token, say).
+pub async fn sql(data_dir: &Path, statement: &str) {
+    let pool = tether_service::db::open(data_dir)
+        .await
+        .expect("database opens");
+    sqlx::query(statement)
+        .execute(&pool)
+        .await
+        .expect("statement runs");
+    pool.close().await;
+}
+
+/// A started service with one user ("ann") logged in and `devices` licensed devices.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub service: Service,
+    pub ann: String,
+    pub devices: Vec<Device>,
+}
+
+impl World {
+    pub async fn new(devices: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let password = add_user(dir.path(), "ann", Role::User).await;
+        let devices = add_devices(dir.path(), devices).await;
+        let service = Service::start(dir.path()).await;
+        let ann = service.login("ann", &password).await;
+        Self {
+            dir,
+            service,
+            ann,
+            devices,
+        }
+    }
+
+    /// Another user, logged in.
+    pub async fn user(&self, name: &str) -> String {
+        let password = add_user(self.dir.path(), name, Role::User).await;
+        self.service.login(name, &password).await
+    }
+}
+
+/// Asserts the standard error body with `code`.
+pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
