@@ -18,6 +18,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+use crate::broker::{Bridge, Broker};
 use crate::config::{RegionEndpoints, ServeConfig};
 use crate::device_auth::NonceCache;
 use crate::error::ApiError;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub nonces: Arc<NonceCache>,
     /// Rate limits.
     pub limits: Arc<RateLimits>,
+    /// The embedded broker.
+    pub broker: Arc<Broker>,
+    /// The service's own MQTT client.
+    pub bridge: Bridge,
 }
 
 /// The whole API.
@@ -54,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::iot_dns::router())
         .merge(crate::activation::router())
         .merge(crate::licenses::router())
+        .merge(crate::devices::router())
         .merge(crate::ops::router())
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -114,6 +120,13 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let http_addr = http.local_addr().context("bound address")?;
+        let keys = Arc::new(keys);
+        let broker = Broker::start(config.mqtt_listen, db.clone(), keys.clone()).await?;
+        let bridge = Bridge::start(
+            reachable(broker.addr()),
+            broker.service_password(),
+            db.clone(),
+        )?;
         let own_endpoints = RegionEndpoints {
             http_url: config
                 .public_http_url
@@ -122,17 +135,19 @@ impl Application {
             mqtt_url: config
                 .public_mqtt_url
                 .clone()
-                .unwrap_or_else(|| reachable(config.mqtt_listen).to_string()),
+                .unwrap_or_else(|| reachable(broker.addr()).to_string()),
         };
         tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
         let state = AppState {
             db,
-            keys: Arc::new(keys),
+            keys,
             config: Arc::new(config),
             own_endpoints,
             tokens: Arc::default(),
             nonces: Arc::default(),
             limits: Arc::default(),
+            broker: Arc::new(broker),
+            bridge,
         };
         Ok(Self {
             http,
@@ -146,6 +161,11 @@ impl Application {
         self.http_addr
     }
 
+    /// The bound MQTT address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.state.broker.addr()
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the
     /// database.
     pub async fn run(
@@ -153,10 +173,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
+        let broker = self.state.broker.clone();
         axum::serve(self.http, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")?;
+        broker.stop();
         db.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -3,9 +3,11 @@
 
 pub mod activation;
 pub mod app;
+pub mod broker;
 pub mod config;
 pub mod db;
 pub mod device_auth;
+pub mod devices;
 pub mod error;
 pub mod iot_dns;
 pub mod json;

@@ -4,6 +4,7 @@
 mod activation;
 mod api_errors;
 mod auth;
+mod broker;
 mod iot_dns;
 mod pairing_tokens;
 mod restart;

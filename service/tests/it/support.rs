@@ -16,6 +16,7 @@ pub const PRODUCT: &str = "p0123456789abcde";
 /// A service running on free ports over a data dir.
 pub struct Service {
     pub addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -24,16 +25,19 @@ pub struct Service {
 impl Service {
     /// Starts the service on `data_dir`.
     pub async fn start(data_dir: &Path) -> Self {
+        init_logs();
         let app = Application::build(ServeConfig::ephemeral(data_dir))
             .await
             .expect("the service builds");
         let addr = app.http_addr();
+        let mqtt_addr = app.mqtt_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            mqtt_addr,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
@@ -281,4 +285,17 @@ pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, w
             .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+/// Sends the service's logs to the test's captured output (shown for failing tests).
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
 }

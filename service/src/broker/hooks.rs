@@ -1,0 +1,276 @@
+//! The broker's in-process hooks: device JWT authentication (signature, audience, expiry,
+//! and the device generation, so unbound or re-activated devices' passwords stop
+//! working), the per-device topic ACL, presence from connect and disconnect, and closing
+//! sessions whose credentials expired.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rmqtt::acl::AuthInfo;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
+use rmqtt::session::Session;
+use rmqtt::types::{
+    AuthResult, ConnectInfo, Disconnect, Id, Message, PublishAclResult, Reason, SubscribeAclResult,
+};
+use sqlx::SqlitePool;
+use subtle::ConstantTimeEq;
+use tether_proto::{Secret, mqtt};
+use tokio::sync::oneshot;
+
+use crate::keys::{DeviceClaims, Keys, MQTT_AUDIENCE};
+
+/// The MQTT username of the service's own privileged client.
+pub const SERVICE_USERNAME: &str = "tether-service";
+
+/// Live sessions by dev-id: how many connections (a reconnect may overlap the old one)
+/// and the id of the newest, for closing it.
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, (u32, Id)>>,
+    /// Waiters for a device's acknowledgement of a notice (see `Broker::notify_and_close`).
+    acks: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("online", &self.online())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    fn connected(&self, dev_id: &str, id: Id) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = live.entry(dev_id.to_owned()).or_insert((0, id.clone()));
+        entry.0 += 1;
+        entry.1 = id;
+        entry.0 == 1
+    }
+
+    fn disconnected(&self, dev_id: &str) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live.get_mut(dev_id) {
+            Some(entry) if entry.0 > 1 => {
+                entry.0 -= 1;
+                false
+            }
+            Some(_) => {
+                live.remove(dev_id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The newest session of a device.
+    pub fn latest(&self, dev_id: &str) -> Option<Id> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(dev_id).map(|(_, id)| id.clone())
+    }
+
+    /// Waits for the next message the device acknowledges.
+    pub fn expect_ack(&self, dev_id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dev_id.to_owned(), tx);
+        rx
+    }
+
+    fn acked(&self, dev_id: &str) {
+        if let Some(waiter) = self
+            .acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(dev_id)
+        {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// How many devices are online.
+    pub fn online(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// The hook handler.
+pub struct Hooks {
+    pub(super) scx: ServerContext,
+    pub(super) db: SqlitePool,
+    pub(super) keys: Arc<Keys>,
+    pub(super) service_password: Secret,
+    pub(super) sessions: Arc<Sessions>,
+}
+
+fn refuse(result: AuthResult) -> ReturnType {
+    (false, Some(HookResult::AuthResult(result)))
+}
+
+impl Hooks {
+    async fn authenticate(&self, info: &ConnectInfo) -> ReturnType {
+        let client_id = info.client_id().as_ref();
+        let username = info.username().map(|u| u.as_ref()).unwrap_or_default();
+        let password = info.password().map(|p| p.as_ref()).unwrap_or_default();
+        if username == SERVICE_USERNAME {
+            let ok: bool = password
+                .ct_eq(self.service_password.expose().as_bytes())
+                .into();
+            if !ok {
+                return refuse(AuthResult::BadUsernameOrPassword);
+            }
+            let auth = AuthInfo {
+                superuser: true,
+                expire_at: None,
+                rules: Vec::new(),
+            };
+            return (
+                false,
+                Some(HookResult::AuthResult(AuthResult::Allow(true, Some(auth)))),
+            );
+        }
+        let Ok(token) = std::str::from_utf8(password) else {
+            return refuse(AuthResult::BadUsernameOrPassword);
+        };
+        let Some(claims) = self.keys.verify::<DeviceClaims>(token, MQTT_AUDIENCE) else {
+            tracing::info!(
+                client_id,
+                "MQTT login refused: invalid or expired credentials"
+            );
+            return refuse(AuthResult::BadUsernameOrPassword);
+        };
+        if claims.sub != client_id || claims.sub != username {
+            tracing::info!(
+                client_id,
+                "MQTT login refused: client id and username must be the dev-id"
+            );
+            return refuse(AuthResult::NotAuthorized);
+        }
+        let generation: Option<i64> =
+            match sqlx::query_scalar("SELECT generation FROM devices WHERE dev_id = ?")
+                .bind(&claims.sub)
+                .fetch_optional(&self.db)
+                .await
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(error = %e, "MQTT login refused: database unavailable");
+                    return refuse(AuthResult::NotAuthorized);
+                }
+            };
+        if generation != Some(claims.generation) {
+            tracing::info!(client_id, "MQTT login refused: credentials revoked");
+            return refuse(AuthResult::NotAuthorized);
+        }
+        let auth = AuthInfo {
+            superuser: false,
+            expire_at: Some(Duration::from_secs(claims.exp)),
+            rules: Vec::new(),
+        };
+        (
+            false,
+            Some(HookResult::AuthResult(AuthResult::Allow(false, Some(auth)))),
+        )
+    }
+
+    async fn presence(&self, session: &Session, online: bool) {
+        let Some(dev_id) = device_of(session) else {
+            return;
+        };
+        let changed = if online {
+            self.sessions.connected(&dev_id, session.id.clone())
+        } else {
+            self.sessions.disconnected(&dev_id)
+        };
+        if !changed {
+            return;
+        }
+        let result = sqlx::query("UPDATE devices SET online = ?, last_seen = ? WHERE dev_id = ?")
+            .bind(online)
+            .bind(crate::db_time(crate::unix_now()))
+            .bind(&dev_id)
+            .execute(&self.db)
+            .await;
+        match result {
+            Ok(done) if done.rows_affected() == 1 => {
+                tracing::info!(dev_id, online, "device presence")
+            }
+            Ok(_) => tracing::warn!(dev_id, online, "presence of a device that is not bound"),
+            Err(e) => tracing::error!(error = %e, dev_id, "failed to record presence"),
+        }
+    }
+
+    /// Closes a session.
+    pub(super) async fn close(scx: &ServerContext, id: Id, why: &str) {
+        if let Some(tx) = scx.extends.shared().await.entry(id).tx() {
+            let reason = Reason::ConnectDisconnect(Some(Disconnect::Other(why.to_owned().into())));
+            if tx.unbounded_send(Message::Closed(reason)).is_err() {
+                tracing::debug!("session already gone");
+            }
+        }
+    }
+}
+
+/// The dev-id of a device session; `None` for the service's own client.
+fn device_of(session: &Session) -> Option<String> {
+    let superuser = session.auth_info.as_ref().is_some_and(|a| a.superuser);
+    (!superuser).then(|| session.id.client_id.to_string())
+}
+
+#[async_trait]
+impl Handler for Hooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(info) => return self.authenticate(info).await,
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let allowed = match device_of(session) {
+                    None => true,
+                    Some(dev_id) => {
+                        subscribe.topic_filter.as_ref() as &str == mqtt::in_topic(&dev_id)
+                    }
+                };
+                let result = if allowed {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    tracing::info!(client = %session.id.client_id, topic = %subscribe.topic_filter, "subscribe refused by ACL");
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                return (false, Some(HookResult::SubscribeAclResult(result)));
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let allowed = match device_of(session) {
+                    None => true,
+                    Some(dev_id) => publish.topic.as_ref() as &str == mqtt::out_topic(&dev_id),
+                };
+                let result = if allowed {
+                    PublishAclResult::allow()
+                } else {
+                    tracing::info!(client = %session.id.client_id, topic = %publish.topic, "publish refused by ACL");
+                    PublishAclResult::rejected(true, Some("publish refused by ACL".into()))
+                };
+                return (false, Some(HookResult::PublishAclResult(result)));
+            }
+            Parameter::ClientConnected(session) => self.presence(session, true).await,
+            Parameter::MessageAcked(session, ..) => {
+                if let Some(dev_id) = device_of(session) {
+                    self.sessions.acked(&dev_id);
+                }
+            }
+            Parameter::ClientDisconnected(session, _) => self.presence(session, false).await,
+            Parameter::ClientKeepalive(session, _)
+                if session.auth_info.as_ref().is_some_and(AuthInfo::is_expired) =>
+            {
+                tracing::info!(client = %session.id.client_id, "closing a session whose credentials expired");
+                Self::close(&self.scx, session.id.clone(), "credentials expired").await;
+            }
+            _ => {}
+        }
+        (true, acc)
+    }
+}

@@ -1,0 +1,185 @@
+//! The embedded MQTT broker (rmqtt) with Tether's hooks, and the service's own privileged
+//! MQTT client (rumqttc) that publishes to devices and stores their reports.
+
+mod bridge;
+mod hooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rmqtt::codec::types::{Publish as CodecPublish, QoS};
+use rmqtt::context::ServerContext;
+use rmqtt::hook::Type;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::types::{From as MessageFrom, Publish};
+use rmqtt::utils::timestamp_millis;
+use sqlx::SqlitePool;
+use tether_proto::Secret;
+use tether_proto::mqtt::{self, Envelope};
+use tether_proto::random::{self, ALPHANUMERIC};
+use tokio::task::JoinHandle;
+
+pub use bridge::Bridge;
+pub use hooks::{SERVICE_USERNAME, Sessions};
+
+use crate::keys::Keys;
+
+/// How long a device has to acknowledge a notice before its session is closed anyway.
+pub const NOTICE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Most simultaneous MQTT connections.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
+/// A running broker.
+pub struct Broker {
+    addr: SocketAddr,
+    scx: ServerContext,
+    sessions: Arc<Sessions>,
+    service_password: Secret,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Binds `listen` and starts the broker with the hooks registered.
+    pub async fn start(
+        listen: SocketAddr,
+        db: SqlitePool,
+        keys: Arc<Keys>,
+    ) -> anyhow::Result<Self> {
+        let scx = ServerContext::new().build().await;
+        let sessions = Arc::new(Sessions::default());
+        // The service's own client authenticates with a password that lives only in this
+        // process.
+        let service_password =
+            Secret::new(random::string(ALPHANUMERIC, 40).context("random source")?);
+        let hooks = || {
+            Box::new(hooks::Hooks {
+                scx: scx.clone(),
+                db: db.clone(),
+                keys: keys.clone(),
+                service_password: service_password.clone(),
+                sessions: sessions.clone(),
+            })
+        };
+        let register = scx.extends.hook_mgr().register();
+        for typ in [
+            Type::ClientAuthenticate,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+            Type::ClientConnected,
+            Type::ClientDisconnected,
+            Type::ClientKeepalive,
+            Type::MessageAcked,
+        ] {
+            register.add(typ, hooks()).await;
+        }
+        register.start().await;
+
+        let listener = Builder::new()
+            .name("tcp")
+            .laddr(listen)
+            .allow_anonymous(false)
+            .max_connections(MAX_CONNECTIONS)
+            .bind()
+            .with_context(|| format!("failed to listen for MQTT on {listen}"))?
+            .tcp()
+            .context("MQTT listener")?;
+        let addr = listener.local_addr().context("bound MQTT address")?;
+        let server = MqttServer::new(scx.clone()).listener(listener).build();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "the MQTT broker stopped");
+            }
+        });
+        tracing::info!(mqtt = %addr, "MQTT broker listening");
+        Ok(Self {
+            addr,
+            scx,
+            sessions,
+            service_password,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Live device sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The password of the service's own client.
+    pub fn service_password(&self) -> &Secret {
+        &self.service_password
+    }
+
+    /// Delivers `envelope` (QoS 1) to a device's live session and closes the session once
+    /// the device acknowledged it, or after [`NOTICE_ACK_TIMEOUT`] if it does not.
+    pub async fn notify_and_close(&self, dev_id: &str, envelope: &Envelope, why: &str) {
+        let Some(id) = self.sessions.latest(dev_id) else {
+            return;
+        };
+        let payload = match serde_json::to_vec(envelope) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to encode a notice");
+                return;
+            }
+        };
+        let packet = CodecPublish {
+            dup: false,
+            retain: false,
+            qos: QoS::AtLeastOnce,
+            topic: mqtt::in_topic(dev_id).into(),
+            packet_id: None,
+            payload: payload.into(),
+            properties: None,
+        };
+        let publish = Publish::new(Box::new(packet), None, None, Some(timestamp_millis()));
+        let acked = self.sessions.expect_ack(dev_id);
+        {
+            let shared = self.scx.extends.shared().await;
+            if shared
+                .entry(id.clone())
+                .publish(MessageFrom::from_system(id.clone()), publish)
+                .await
+                .is_err()
+            {
+                tracing::debug!(dev_id, "the session ended before the notice");
+            }
+        }
+        if tokio::time::timeout(NOTICE_ACK_TIMEOUT, acked)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                dev_id,
+                "the device did not acknowledge the notice; closing anyway"
+            );
+        }
+        hooks::Hooks::close(&self.scx, id, why).await;
+    }
+
+    /// Whether the broker task still runs.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops accepting and drops every session.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}

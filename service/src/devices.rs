@@ -1,0 +1,145 @@
+//! A user's devices: list and inspect them (presence, last report, versions), send
+//! data-point commands (protocol 5), and unbind (protocol 8, then the session is closed
+//! and the credentials stop working).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tether_proto::mqtt::{Envelope, Protocol};
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::users::AuthUser;
+
+/// A device as its owner sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct DeviceView {
+    /// Device id.
+    pub dev_id: String,
+    /// Licence uuid.
+    pub uuid: String,
+    /// Product.
+    pub product_key: String,
+    /// Whether an MQTT session is up.
+    pub online: bool,
+    /// Last connect, disconnect or report, Unix seconds.
+    pub last_seen: Option<i64>,
+    /// The data points of the last report (protocol 4).
+    #[sqlx(json(nullable))]
+    pub last_report: Option<serde_json::Value>,
+    /// Firmware version at activation.
+    pub sw_ver: String,
+    /// Pairing component version at activation.
+    pub module_version: String,
+    /// When it was activated, Unix seconds.
+    pub activated_at: i64,
+}
+
+/// Body of a command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// Data points to set, by id.
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at";
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/devices", get(list_devices))
+        .route(
+            "/v1/devices/{dev_id}",
+            get(get_device).delete(unbind_device),
+        )
+        .route("/v1/devices/{dev_id}/commands", post(send_command))
+}
+
+async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> ApiResult<DeviceView> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE dev_id = ? AND owner_id = ?"
+    ))
+    .bind(dev_id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?
+    .ok_or(ApiError::NotFound("device"))
+}
+
+async fn list_devices(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<DeviceView>>> {
+    let devices = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE owner_id = ? ORDER BY activated_at, dev_id"
+    ))
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(devices))
+}
+
+async fn get_device(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(dev_id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(owned(&state.db, user.id, &dev_id).await?))
+}
+
+async fn send_command(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(dev_id): Path<String>,
+    ApiJson(req): ApiJson<CommandRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let device = owned(&state.db, user.id, &dev_id).await?;
+    if req.data.is_empty() {
+        return Err(ApiError::BadRequest(
+            "data must name at least one data point".into(),
+        ));
+    }
+    state
+        .bridge
+        .send(
+            &device.dev_id,
+            Protocol::DpCommand,
+            serde_json::Value::Object(req.data),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"dev_id": device.dev_id, "online": device.online})),
+    ))
+}
+
+async fn unbind_device(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(dev_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    owned(&state.db, user.id, &dev_id).await?;
+    // Deleting the row revokes the device's credentials (logins check its generation)...
+    sqlx::query("DELETE FROM devices WHERE dev_id = ? AND owner_id = ?")
+        .bind(&dev_id)
+        .bind(user.id)
+        .execute(&state.db)
+        .await?;
+    // ...then a live session hears why (protocol 8) and is closed.
+    let notice = Envelope {
+        protocol: Protocol::Unbind,
+        t: crate::unix_now(),
+        data: serde_json::json!({}),
+    };
+    state
+        .broker
+        .notify_and_close(&dev_id, &notice, "device unbound")
+        .await;
+    tracing::info!(dev_id, "device unbound");
+    Ok(StatusCode::NO_CONTENT)
+}

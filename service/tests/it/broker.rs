@@ -1,0 +1,386 @@
+//! The embedded broker with real MQTT clients (rumqttc) acting as devices: the whole path,
+//! the ACL, refused credentials, and sessions closed on unbind.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
+};
+use serde_json::{Value, json};
+use tether_service::keys::{Acl, DeviceClaims, Keys, MQTT_AUDIENCE};
+use tokio::sync::mpsc;
+
+use crate::support::{World, assert_error, now};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An activated device's MQTT login, from the activation response.
+struct Login {
+    dev_id: String,
+    password: String,
+}
+
+async fn activated(w: &World, index: usize) -> Login {
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let (status, body) = w.service.activate(&w.devices[index], &token, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    Login {
+        dev_id: body["dev_id"].as_str().expect("dev_id").into(),
+        password: body["mqtt"]["password"].as_str().expect("password").into(),
+    }
+}
+
+/// A device's MQTT client whose event loop runs in a task, so that queued publishes go
+/// out while the test does other things; events arrive on `events`.
+struct Mqtt {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
+}
+
+fn mqtt_client(w: &World, id: &str, user: &str, password: &str) -> Mqtt {
+    let addr = w.service.mqtt_addr;
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options.set_credentials(user, password);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let event = eventloop.poll().await;
+            // Stop after an error or our own DISCONNECT: polling again would reconnect.
+            let last = matches!(event, Err(_) | Ok(Event::Outgoing(Outgoing::Disconnect)));
+            if tx.send(event).is_err() || last {
+                return;
+            }
+        }
+    });
+    Mqtt { client, events }
+}
+
+impl Mqtt {
+    async fn recv(&mut self) -> Result<Event, ConnectionError> {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("the broker answers in time")
+            .expect("the event loop reports how it ended")
+    }
+
+    /// Waits for the CONNACK, returning the refusal if the broker refuses.
+    async fn connect(&mut self) -> Result<(), ConnectionError> {
+        loop {
+            if let Event::Incoming(Packet::ConnAck(_)) = self.recv().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for a packet matching `want`.
+    async fn next<T>(&mut self, mut want: impl FnMut(&Packet) -> Option<T>) -> T {
+        loop {
+            if let Ok(Event::Incoming(packet)) = self.recv().await
+                && let Some(found) = want(&packet)
+            {
+                return found;
+            }
+        }
+    }
+
+    /// Waits until the connection drops.
+    async fn closed(&mut self) {
+        loop {
+            if let Err(_) | Ok(Event::Incoming(Packet::Disconnect)) = self.recv().await {
+                return;
+            }
+        }
+    }
+}
+
+/// Polls the API until `check` holds for the device.
+async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = w
+            .service
+            .call(
+                Method::GET,
+                &format!("/v1/devices/{dev_id}"),
+                Some(&w.ann),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if check(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "device never reached the expected state: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_whole_path_from_login_to_report_and_presence() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
+    device
+        .connect()
+        .await
+        .expect("the issued credentials are accepted");
+    let in_topic = format!("smart/device/in/{}", login.dev_id);
+    device
+        .client
+        .subscribe(&in_topic, QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    let granted = device
+        .next(|p| match p {
+            Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        granted,
+        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+    device_until(&w, &login.dev_id, |d| d["online"] == true).await;
+
+    let (status, body) = w
+        .service
+        .call(
+            Method::POST,
+            &format!("/v1/devices/{}/commands", login.dev_id),
+            Some(&w.ann),
+            Some(json!({"data": {"1": true, "2": 40}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let command: Value = device
+        .next(|p| match p {
+            Packet::Publish(publish) if publish.topic == in_topic => {
+                serde_json::from_slice(&publish.payload).ok()
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(command["protocol"], 5);
+    assert_eq!(command["data"], json!({"1": true, "2": 40}));
+
+    let report = json!({"protocol": 4, "t": now(), "data": {"1": true, "2": 40}});
+    device
+        .client
+        .publish(
+            format!("smart/device/out/{}", login.dev_id),
+            QoS::AtLeastOnce,
+            false,
+            report.to_string(),
+        )
+        .await
+        .expect("queued");
+    let seen = device_until(&w, &login.dev_id, |d| {
+        d["last_report"] == json!({"1": true, "2": 40})
+    })
+    .await;
+    assert_eq!(seen["online"], true);
+
+    device.client.disconnect().await.expect("queued");
+    device_until(&w, &login.dev_id, |d| d["online"] == false).await;
+}
+
+#[tokio::test]
+async fn a_device_cannot_subscribe_to_another_devices_topic_or_to_everything() {
+    let w = World::new(2).await;
+    let a = activated(&w, 0).await;
+    let b = activated(&w, 1).await;
+    let mut device = mqtt_client(&w, &a.dev_id, &a.dev_id, &a.password);
+    device.connect().await.expect("accepted");
+    for filter in [
+        format!("smart/device/in/{}", b.dev_id),
+        "#".to_owned(),
+        "smart/device/out/+".to_owned(),
+    ] {
+        device
+            .client
+            .subscribe(&filter, QoS::AtLeastOnce)
+            .await
+            .expect("queued");
+        let codes = device
+            .next(|p| match p {
+                Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(codes, vec![SubscribeReasonCode::Failure], "{filter}");
+    }
+}
+
+#[tokio::test]
+async fn a_device_cannot_publish_on_another_devices_out_topic() {
+    let w = World::new(2).await;
+    let a = activated(&w, 0).await;
+    let b = activated(&w, 1).await;
+    let mut device = mqtt_client(&w, &a.dev_id, &a.dev_id, &a.password);
+    device.connect().await.expect("accepted");
+    let forged = json!({"protocol": 4, "t": now(), "data": {"1": "forged"}});
+    device
+        .client
+        .publish(
+            format!("smart/device/out/{}", b.dev_id),
+            QoS::AtLeastOnce,
+            false,
+            forged.to_string(),
+        )
+        .await
+        .expect("queued");
+    device.closed().await;
+    let (_, device_b) = w
+        .service
+        .call(
+            Method::GET,
+            &format!("/v1/devices/{}", b.dev_id),
+            Some(&w.ann),
+            None,
+        )
+        .await;
+    assert_eq!(
+        device_b["last_report"],
+        Value::Null,
+        "the forged report was dropped"
+    );
+}
+
+#[tokio::test]
+async fn wrong_expired_and_foreign_credentials_are_refused_at_connect() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    let keys = Keys::load_or_create(w.dir.path()).expect("the service's key");
+    let claims = |exp: u64, generation: i64| DeviceClaims {
+        sub: login.dev_id.clone(),
+        aud: MQTT_AUDIENCE.into(),
+        exp,
+        iat: now() - 100,
+        generation,
+        acl: Acl {
+            publish: vec![],
+            subscribe: vec![],
+        },
+    };
+    let expired = keys.sign(&claims(now() - 10, 1)).expect("signs");
+    let stale_generation = keys.sign(&claims(now() + 600, 7)).expect("signs");
+    let cases = [
+        (login.dev_id.clone(), "not-a-jwt".to_owned()),
+        (login.dev_id.clone(), expired),
+        (login.dev_id.clone(), stale_generation),
+        ("someone-else".to_owned(), login.password.clone()),
+    ];
+    for (user, password) in cases {
+        let mut device = mqtt_client(&w, &user, &user, &password);
+        match device.connect().await {
+            Err(ConnectionError::ConnectionRefused(_)) => {}
+            other => panic!("expected a refusal for {user}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unbinding_a_connected_device_closes_its_session_and_revokes_its_credentials() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
+    device.connect().await.expect("accepted");
+    let in_topic = format!("smart/device/in/{}", login.dev_id);
+    device
+        .client
+        .subscribe(&in_topic, QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    device
+        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await;
+    device_until(&w, &login.dev_id, |d| d["online"] == true).await;
+
+    let (status, _) = w
+        .service
+        .call(
+            Method::DELETE,
+            &format!("/v1/devices/{}", login.dev_id),
+            Some(&w.ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let notice: Value = device
+        .next(|p| match p {
+            Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(notice["protocol"], 8);
+    device.closed().await;
+
+    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
+    assert!(matches!(
+        device.connect().await,
+        Err(ConnectionError::ConnectionRefused(_))
+    ));
+    let (status, body) = w
+        .service
+        .call(
+            Method::GET,
+            &format!("/v1/devices/{}", login.dev_id),
+            Some(&w.ann),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn another_users_devices_and_commands_are_not_found() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    let bob = w.user("bob").await;
+    let (status, body) = w
+        .service
+        .call(
+            Method::GET,
+            &format!("/v1/devices/{}", login.dev_id),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = w
+        .service
+        .call(
+            Method::POST,
+            &format!("/v1/devices/{}/commands", login.dev_id),
+            Some(&bob),
+            Some(json!({"data": {"1": false}})),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = w
+        .service
+        .call(
+            Method::DELETE,
+            &format!("/v1/devices/{}", login.dev_id),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (_, list) = w
+        .service
+        .call(Method::GET, "/v1/devices", Some(&bob), None)
+        .await;
+    assert_eq!(list, json!([]));
+    let (_, list) = w
+        .service
+        .call(Method::GET, "/v1/devices", Some(&w.ann), None)
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
