@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::activation::router())
         .merge(crate::licenses::router())
         .merge(crate::devices::router())
+        .merge(crate::reports::router())
         .merge(crate::ops::router())
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -16,6 +16,7 @@ pub mod licenses;
 pub mod ops;
 pub mod pairing_tokens;
 pub mod rate_limit;
+pub mod reports;
 pub mod users;
 
 pub use app::Application;

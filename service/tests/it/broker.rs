@@ -33,32 +33,37 @@ async fn activated(w: &World, index: usize) -> Login {
 
 /// A device's MQTT client whose event loop runs in a task, so that queued publishes go
 /// out while the test does other things; events arrive on `events`.
-struct Mqtt {
-    client: AsyncClient,
+pub struct Mqtt {
+    pub client: AsyncClient,
     events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
 }
 
-fn mqtt_client(w: &World, id: &str, user: &str, password: &str) -> Mqtt {
+pub fn mqtt_client(w: &World, id: &str, user: &str, password: &str) -> Mqtt {
     let addr = w.service.mqtt_addr;
     let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     options.set_credentials(user, password);
     options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
-    let (tx, events) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let event = eventloop.poll().await;
-            // Stop after an error or our own DISCONNECT: polling again would reconnect.
-            let last = matches!(event, Err(_) | Ok(Event::Outgoing(Outgoing::Disconnect)));
-            if tx.send(event).is_err() || last {
-                return;
-            }
-        }
-    });
-    Mqtt { client, events }
+    Mqtt::spawn(options)
 }
 
 impl Mqtt {
+    /// Starts a client with `options`.
+    pub fn spawn(options: MqttOptions) -> Self {
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                // Stop after an error or our own DISCONNECT: polling again would reconnect.
+                let last = matches!(event, Err(_) | Ok(Event::Outgoing(Outgoing::Disconnect)));
+                if tx.send(event).is_err() || last {
+                    return;
+                }
+            }
+        });
+        Mqtt { client, events }
+    }
+
     async fn recv(&mut self) -> Result<Event, ConnectionError> {
         tokio::time::timeout(WAIT, self.events.recv())
             .await
@@ -67,7 +72,7 @@ impl Mqtt {
     }
 
     /// Waits for the CONNACK, returning the refusal if the broker refuses.
-    async fn connect(&mut self) -> Result<(), ConnectionError> {
+    pub async fn connect(&mut self) -> Result<(), ConnectionError> {
         loop {
             if let Event::Incoming(Packet::ConnAck(_)) = self.recv().await? {
                 return Ok(());
@@ -87,7 +92,7 @@ impl Mqtt {
     }
 
     /// Waits until the connection drops.
-    async fn closed(&mut self) {
+    pub async fn closed(&mut self) {
         loop {
             if let Err(_) | Ok(Event::Incoming(Packet::Disconnect)) = self.recv().await {
                 return;
@@ -383,4 +388,33 @@ async fn another_users_devices_and_commands_are_not_found() {
         .call(Method::GET, "/v1/devices", Some(&w.ann), None)
         .await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_session_is_closed_when_its_credentials_expire() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    // Credentials for the same device generation that expire in two seconds.
+    let keys = Keys::load_or_create(w.dir.path()).expect("the service's key");
+    let short = keys
+        .sign(&DeviceClaims {
+            sub: login.dev_id.clone(),
+            aud: MQTT_AUDIENCE.into(),
+            exp: now() + 2,
+            iat: now(),
+            generation: 1,
+            acl: Acl {
+                publish: vec![],
+                subscribe: vec![],
+            },
+        })
+        .expect("signs");
+    let addr = w.service.mqtt_addr;
+    let mut options = MqttOptions::new(&login.dev_id, addr.ip().to_string(), addr.port());
+    options.set_credentials(&login.dev_id, &short);
+    options.set_keep_alive(Duration::from_secs(1));
+    let mut device = Mqtt::spawn(options);
+    device.connect().await.expect("accepted while valid");
+    device.closed().await;
+    device_until(&w, &login.dev_id, |d| d["online"] == false).await;
 }

@@ -7,5 +7,6 @@ mod auth;
 mod broker;
 mod iot_dns;
 mod pairing_tokens;
+mod reports;
 mod restart;
 mod support;
