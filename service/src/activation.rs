@@ -40,6 +40,15 @@ async fn activate_device(
     State(state): State<AppState>,
     signed: SignedDevice,
 ) -> ApiResult<Json<ActivateResponse>> {
+    let result = activate(&state, signed).await;
+    state.metrics.activation(match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    });
+    result
+}
+
+async fn activate(state: &AppState, signed: SignedDevice) -> ApiResult<Json<ActivateResponse>> {
     let Principal::Uuid(signer) = &signed.principal else {
         return Err(ApiError::Pairing {
             code: ErrorCode::SignatureError,
@@ -84,7 +93,7 @@ async fn activate_device(
     state.tokens.notify();
     tracing::info!(token = token.public_id(), dev_id = %bound.dev_id, uuid = %req.uuid, "device activated");
 
-    let mqtt = credentials(&state, &bound.dev_id, bound.generation)?;
+    let mqtt = credentials(state, &bound.dev_id, bound.generation)?;
     Ok(Json(ActivateResponse {
         topics: Topics {
             inbound: mqtt::in_topic(&bound.dev_id),

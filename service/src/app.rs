@@ -24,6 +24,7 @@ use crate::device_auth::NonceCache;
 use crate::error::ApiError;
 use crate::json::MAX_BODY_BYTES;
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::pairing_tokens::TokenEvents;
 use crate::rate_limit::RateLimits;
 use crate::users::{self, Role};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// The service's own MQTT client.
     pub bridge: Bridge,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The whole API.
@@ -62,7 +65,12 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::devices::router())
         .merge(crate::reports::router())
         .merge(crate::ops::router())
+        .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("endpoint") })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The matched route, never the raw path: a path may hold a whole token.
@@ -149,6 +157,7 @@ impl Application {
             limits: Arc::default(),
             broker: Arc::new(broker),
             bridge,
+            metrics: Arc::default(),
         };
         Ok(Self {
             http,

@@ -1,8 +1,9 @@
 //! A user's devices: list and inspect them (presence, last report, versions), send
-//! data-point commands (protocol 5), and unbind (protocol 8, then the session is closed
-//! and the credentials stop working).
+//! data-point commands (protocol 5), and unbind (protocol 8, or 11 with `?reset=true`;
+//! then the session is closed and the credentials stop working).
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -118,11 +119,22 @@ async fn send_command(
     ))
 }
 
+/// Query of `DELETE /v1/devices/{dev_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnbindQuery {
+    /// Also factory-reset the device (protocol 11 instead of 8).
+    #[serde(default)]
+    reset: bool,
+}
+
 async fn unbind_device(
     State(state): State<AppState>,
     user: AuthUser,
     Path(dev_id): Path<String>,
+    query: Result<Query<UnbindQuery>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     owned(&state.db, user.id, &dev_id).await?;
     // Deleting the row revokes the device's credentials (logins check its generation)...
     sqlx::query("DELETE FROM devices WHERE dev_id = ? AND owner_id = ?")
@@ -132,7 +144,11 @@ async fn unbind_device(
         .await?;
     // ...then a live session hears why (protocol 8) and is closed.
     let notice = Envelope {
-        protocol: Protocol::Unbind,
+        protocol: if query.reset {
+            Protocol::Reset
+        } else {
+            Protocol::Unbind
+        },
         t: crate::unix_now(),
         data: serde_json::json!({}),
     };

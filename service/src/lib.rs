@@ -13,6 +13,8 @@ pub mod iot_dns;
 pub mod json;
 pub mod keys;
 pub mod licenses;
+pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod pairing_tokens;
 pub mod rate_limit;

@@ -14,6 +14,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/metrics", get(metrics))
 }
 
 async fn readiness(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -31,4 +32,17 @@ async fn readiness(State(state): State<AppState>) -> (StatusCode, &'static str) 
 
 async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.keys.jwks())
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let text = state.metrics.render(state.broker.sessions().online());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
 }

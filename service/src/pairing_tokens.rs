@@ -179,6 +179,7 @@ async fn create_token(
     .bind(crate::db_time(now))
     .execute(&state.db)
     .await?;
+    state.metrics.token_issued();
     tracing::info!(
         token = token.public_id(),
         max_devices,

@@ -418,3 +418,41 @@ async fn a_session_is_closed_when_its_credentials_expire() {
     device.closed().await;
     device_until(&w, &login.dev_id, |d| d["online"] == false).await;
 }
+
+#[tokio::test]
+async fn unbinding_with_reset_sends_protocol_11() {
+    let w = World::new(1).await;
+    let login = activated(&w, 0).await;
+    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
+    device.connect().await.expect("accepted");
+    device
+        .client
+        .subscribe(
+            format!("smart/device/in/{}", login.dev_id),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .expect("queued");
+    device
+        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await;
+    device_until(&w, &login.dev_id, |d| d["online"] == true).await;
+    let (status, _) = w
+        .service
+        .call(
+            Method::DELETE,
+            &format!("/v1/devices/{}?reset=true", login.dev_id),
+            Some(&w.ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let notice: Value = device
+        .next(|p| match p {
+            Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(notice["protocol"], 11);
+    device.closed().await;
+}

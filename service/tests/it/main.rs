@@ -4,8 +4,10 @@
 mod activation;
 mod api_errors;
 mod auth;
+mod binary;
 mod broker;
 mod iot_dns;
+mod ops;
 mod pairing_tokens;
 mod reports;
 mod restart;
