@@ -1,55 +1,126 @@
-//! The thin layer between the WIT contract and the state machine: it converts WIT types,
-//! reads the clock, and performs the machine's actions through host imports. It holds no
-//! pairing logic of its own.
+//! The thin layer between the WIT contract and the sans-IO core: it converts WIT types,
+//! reads the clock and `kv`, performs the machine's actions through host imports (an
+//! import that refuses at once is fed back as the matching failure event), and answers
+//! data-channel requests. It holds no pairing logic of its own.
 
 use std::cell::RefCell;
 
+use serde_json::{Value, json};
 use tether_proto::ErrorCode;
 
-use crate::machine::{self, Action, Machine};
+use crate::channel::{self, Channel, Output, Request};
+use crate::machine::{self, Action, Clock, Event as MachineEvent, Machine, Stored, keys};
 
 wit_bindgen::generate!({ path: "../wit", world: "pairing" });
 
 use exports::pairing::{Event, Guest, NetState, PairingStatus, Timings};
 use tether::pairing::types::ErrorCode as WitErrorCode;
-use tether::pairing::{log, timer, wifi};
+use tether::pairing::{device, http, kv, log, mqtt, timer, wifi};
 
 tether_proto::wit_error_code_conversions!(WitErrorCode);
 
+/// MQTT keep-alive the device asks for.
+const KEEP_ALIVE_SECS: u16 = 60;
+
+struct State {
+    machine: Machine,
+    channel: Channel,
+    /// Channel connections waiting for a scan's results.
+    scan_waiters: Vec<u32>,
+}
+
 thread_local! {
-    static MACHINE: RefCell<Machine> = RefCell::new(Machine::new());
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with_borrow_mut(|s| {
+        let state = s.get_or_insert_with(|| State {
+            machine: Machine::new(identity(), seed()),
+            channel: Channel::default(),
+            scan_waiters: Vec::new(),
+        });
+        f(state)
+    })
 }
 
 struct Component;
 
 impl Guest for Component {
     fn init(snapshot: Option<Vec<u8>>) -> Result<(), String> {
-        let machine = match snapshot {
-            Some(bytes) => Machine::restore(&bytes)?,
-            None => Machine::new(),
+        let (machine, actions) = match snapshot {
+            Some(bytes) => {
+                let mut m = Machine::restore(&bytes)?;
+                m.set_identity(identity());
+                (m, Vec::new())
+            }
+            None => Machine::boot(clock(), identity(), stored(), seed()),
         };
-        MACHINE.with_borrow_mut(|m| *m = machine);
+        STATE.with_borrow_mut(|s| {
+            *s = Some(State {
+                machine,
+                channel: Channel::default(),
+                scan_waiters: Vec::new(),
+            })
+        });
+        perform(actions);
         Ok(())
     }
 
     fn user_cfg(ssid: String, passwd: String, token: String) -> Result<(), WitErrorCode> {
-        let now = timer::monotonic_ms();
-        let actions = MACHINE
-            .with_borrow_mut(|m| m.user_cfg(now, &ssid, &passwd, &token))
+        let actions = with(|s| s.machine.user_cfg(clock(), &ssid, &passwd, &token))
             .map_err(WitErrorCode::from)?;
         perform(actions);
         Ok(())
     }
 
     fn handle(ev: Event) {
-        let Some(event) = translate(ev) else { return };
-        let now = timer::monotonic_ms();
-        let actions = MACHINE.with_borrow_mut(|m| m.handle(now, event));
-        perform(actions);
+        let event = match ev {
+            Event::WifiScanDone(aps) => return scan_done(&aps),
+            Event::ChannelOpened(open) => return outputs(with(|s| s.channel.opened(open.conn))),
+            Event::ChannelData(data) => return channel_data(data.conn, &data.data),
+            Event::ChannelClosed(conn) => {
+                return with(|s| {
+                    s.channel.closed(conn);
+                    s.scan_waiters.retain(|c| *c != conn);
+                });
+            }
+            Event::WifiConnected(link) => MachineEvent::WifiConnected { ssid: link.ssid },
+            Event::WifiFailed(code) => MachineEvent::WifiFailed(code.into()),
+            Event::WifiDisconnected(code) => MachineEvent::WifiDisconnected(code.into()),
+            Event::HttpResponse(r) => {
+                let retry_after = r
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, v)| v.trim().parse().ok());
+                MachineEvent::HttpResponse {
+                    id: r.id,
+                    status: r.status,
+                    retry_after,
+                    body: r.body,
+                }
+            }
+            Event::HttpFailed(f) => MachineEvent::HttpFailed {
+                id: f.id,
+                code: f.code.into(),
+            },
+            Event::MqttConnected => MachineEvent::MqttConnected,
+            Event::MqttMessage(m) => MachineEvent::MqttMessage {
+                topic: m.topic,
+                payload: m.payload,
+            },
+            Event::MqttDisconnected(d) => MachineEvent::MqttDisconnected(d.code.into()),
+            Event::TimerFired(id) => match machine::Timer::from_id(id) {
+                Some(t) => MachineEvent::TimerFired(t),
+                None => return,
+            },
+        };
+        feed(event);
     }
 
     fn status() -> PairingStatus {
-        let s = MACHINE.with_borrow(Machine::status);
+        let s = with(|s| s.machine.status());
         PairingStatus {
             state: net_state(s.state),
             last_error: s.last_error.map(WitErrorCode::from),
@@ -66,52 +137,252 @@ impl Guest for Component {
     }
 
     fn snapshot() -> Vec<u8> {
-        MACHINE.with_borrow(Machine::snapshot)
+        with(|s| s.machine.snapshot())
     }
 
     fn health() -> Result<(), String> {
-        MACHINE.with_borrow(Machine::health)
+        with(|s| s.machine.health())
     }
 
     fn reset() {
-        MACHINE.with_borrow_mut(Machine::reset);
+        let actions = with(|s| s.machine.reset(clock()));
+        perform(actions);
     }
 }
 
-/// Translates the events this version of the machine reacts to; the rest are dropped.
-fn translate(ev: Event) -> Option<machine::Event> {
-    match ev {
-        Event::WifiConnected(link) => Some(machine::Event::WifiConnected { ssid: link.ssid }),
-        Event::WifiFailed(code) => Some(machine::Event::WifiFailed(code.into())),
-        Event::WifiDisconnected(code) => Some(machine::Event::WifiDisconnected(code.into())),
-        _ => None,
+fn clock() -> Clock {
+    Clock {
+        mono_ms: timer::monotonic_ms(),
+        unix: timer::unix_secs(),
     }
 }
 
-/// Performs actions; an import that refuses at once is fed back as the matching failure.
+fn identity() -> machine::Identity {
+    let id = device::identity();
+    machine::Identity {
+        uuid: id.uuid,
+        product_key: id.product_key,
+        sw_ver: id.sw_ver,
+        iot_dns_url: id.iot_dns_url,
+    }
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Only the retry jitter depends on it; a fixed seed would merely synchronise retries.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// The records the machine keeps, as `kv` holds them; unreadable ones count as absent.
+fn stored() -> Stored {
+    fn read<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
+        kv::get(key).and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+    Stored {
+        network: read(keys::NETWORK),
+        activation: read(keys::ACTIVATION),
+        endpoints: read(keys::ENDPOINTS),
+        data_points: read(keys::DATA_POINTS).unwrap_or_default(),
+        pending: read(keys::PENDING),
+        reset: kv::get(keys::RESET).is_some(),
+    }
+}
+
+fn feed(event: MachineEvent) {
+    let actions = with(|s| s.machine.handle(clock(), event));
+    perform(actions);
+}
+
+/// Performs actions in order; failures that imports report at once become events.
 fn perform(actions: Vec<Action>) {
-    let mut queue = actions;
-    while !queue.is_empty() {
-        let mut follow_up = Vec::new();
-        for action in queue {
-            match action {
-                Action::WifiConnect { ssid, passwd } => {
-                    if let Err(code) = wifi::connect(&ssid, passwd.expose()) {
-                        let now = timer::monotonic_ms();
-                        let event = machine::Event::WifiFailed(ErrorCode::from(code));
-                        follow_up.extend(MACHINE.with_borrow_mut(|m| m.handle(now, event)));
-                    }
-                }
-                Action::Log(level, line) => {
-                    let level = match level {
-                        machine::Level::Info => log::Level::Info,
-                        machine::Level::Warn => log::Level::Warn,
-                    };
-                    log::log(level, &line);
-                }
-            }
+    let mut follow_up = Vec::new();
+    for action in actions {
+        if let Some(event) = perform_one(action) {
+            follow_up.push(event);
         }
-        queue = follow_up;
+    }
+    for event in follow_up {
+        feed(event);
+    }
+}
+
+fn perform_one(action: Action) -> Option<MachineEvent> {
+    match action {
+        Action::WifiConnect(n) => wifi::connect(&n.ssid, n.passwd.expose())
+            .err()
+            .map(|c| MachineEvent::WifiFailed(c.into())),
+        Action::Http(req) => start_request(req),
+        Action::MqttConnect(a) => {
+            let options = mqtt::ConnectOptions {
+                url: a.mqtt_url,
+                client_id: a.client_id,
+                username: a.username,
+                password: a.password.expose().to_owned(),
+                keep_alive_secs: KEEP_ALIVE_SECS,
+            };
+            mqtt::connect(&options)
+                .err()
+                .map(|c| MachineEvent::MqttDisconnected(c.into()))
+        }
+        Action::MqttSubscribe(topic) => {
+            warn_on(mqtt::subscribe(&topic, mqtt::Qos::AtLeastOnce), "subscribe")
+        }
+        Action::MqttPublish { topic, payload } => warn_on(
+            mqtt::publish(&topic, &payload, mqtt::Qos::AtLeastOnce),
+            "publish",
+        ),
+        Action::MqttDisconnect => {
+            mqtt::disconnect();
+            None
+        }
+        Action::SetTimer(t, ms) => {
+            timer::set(t as u32, ms);
+            None
+        }
+        Action::CancelTimer(t) => {
+            timer::cancel(t as u32);
+            None
+        }
+        Action::KvSet(key, value) => warn_on(kv::set(key, &value), "kv write"),
+        Action::KvDelete(key) => warn_on(kv::delete(key), "kv delete"),
+        Action::SetBinding(binding) => {
+            let binding = binding.map(|(dev_id, secret)| device::Binding {
+                dev_id,
+                dev_secret: secret.expose().to_owned(),
+            });
+            warn_on(device::set_binding(binding.as_ref()), "storing the binding")
+        }
+        Action::Log(level, line) => {
+            let level = match level {
+                machine::Level::Info => log::Level::Info,
+                machine::Level::Warn => log::Level::Warn,
+            };
+            log::log(level, &line);
+            None
+        }
+    }
+}
+
+fn warn_on(result: Result<(), WitErrorCode>, what: &str) -> Option<MachineEvent> {
+    if let Err(code) = result {
+        log::log(
+            log::Level::Warn,
+            &format!("{what} failed: {}", ErrorCode::from(code)),
+        );
+    }
+    None
+}
+
+/// Signs and starts a cloud request; a refusal becomes the request's failure.
+fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(sign) = req.sign {
+        let signer = match sign {
+            machine::SignWith::Authkey => device::Signer::Authkey,
+            machine::SignWith::DevSecret => device::Signer::DevSecret,
+        };
+        match device::sign_request("POST", &req.path, &req.body, signer) {
+            Ok(value) => headers.push(("authorization".to_owned(), value)),
+            Err(code) => return Some(refused(code)),
+        }
+    }
+    let request = http::Request {
+        method: http::Method::Post,
+        url: req.url,
+        headers,
+        body: req.body,
+        timeout_ms: req.timeout_ms,
+    };
+    match http::start(&request) {
+        Ok(id) => {
+            with(|s| s.machine.request_started(id));
+            None
+        }
+        Err(code) => Some(refused(code)),
+    }
+}
+
+/// A request that never started: it is given id 0 so its failure matches it.
+fn refused(code: WitErrorCode) -> MachineEvent {
+    with(|s| s.machine.request_started(0));
+    MachineEvent::HttpFailed {
+        id: 0,
+        code: code.into(),
+    }
+}
+
+fn outputs(outputs: Vec<Output>) {
+    for output in outputs {
+        match output {
+            Output::Send(conn, bytes) => channel_send(conn, &bytes),
+            Output::Close(conn) => tether::pairing::channel::close(conn),
+        }
+    }
+}
+
+/// Sends on a connection; a connection that is gone needs no answer.
+fn channel_send(conn: u32, bytes: &[u8]) {
+    let _ = tether::pairing::channel::send(conn, bytes);
+}
+
+fn channel_data(conn: u32, bytes: &[u8]) {
+    let (requests, out) = with(|s| s.channel.data(conn, bytes));
+    for request in requests {
+        answer(conn, request);
+    }
+    outputs(out);
+}
+
+fn answer(conn: u32, request: Request) {
+    let reply = match request {
+        Request::Config {
+            ssid,
+            passwd,
+            token,
+        } => channel::ack(Component::user_cfg(ssid, passwd, token).map_err(ErrorCode::from)),
+        Request::Status {} => channel::line(&status_json()),
+        Request::Info {} => {
+            let id = identity();
+            channel::line(&json!({
+                "type": "info", "uuid": id.uuid, "product_key": id.product_key, "sw_ver": id.sw_ver,
+                "module_version": crate::VERSION, "protocol": channel::PROTOCOL_VERSION,
+            }))
+        }
+        Request::Scan {} => match wifi::scan() {
+            Ok(()) => {
+                with(|s| s.scan_waiters.push(conn));
+                return;
+            }
+            Err(code) => channel::line(
+                &json!({"type": "error", "code": ErrorCode::from(code).name(), "message": "scan failed"}),
+            ),
+        },
+    };
+    channel_send(conn, &reply);
+}
+
+fn status_json() -> Value {
+    let s = with(|s| s.machine.status());
+    json!({
+        "type": "status",
+        "state": s.state,
+        "last_error": s.last_error,
+        "timings": {"wifi_ms": s.timings.wifi_ms, "dns_ms": s.timings.dns_ms, "activate_ms": s.timings.activate_ms, "mqtt_ms": s.timings.mqtt_ms},
+        "dev_id": s.dev_id,
+        "ssid": s.ssid,
+        "version": crate::VERSION,
+    })
+}
+
+fn scan_done(aps: &[wifi::AccessPoint]) {
+    let list: Vec<Value> = aps
+        .iter()
+        .map(|ap| json!({"ssid": ap.ssid, "bssid": ap.bssid, "rssi": ap.rssi, "channel": ap.channel, "security": format!("{:?}", ap.security).to_lowercase()}))
+        .collect();
+    let reply = channel::line(&json!({"type": "scan", "aps": list}));
+    for conn in with(|s| std::mem::take(&mut s.scan_waiters)) {
+        channel_send(conn, &reply);
     }
 }
 

@@ -2,6 +2,7 @@
 //! unit-tested natively; `bindings` (built only for wasm) translates between the WIT
 //! contract and the machine and performs the machine's actions through host imports.
 
+pub mod channel;
 pub mod machine;
 pub mod validate;
 

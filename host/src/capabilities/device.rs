@@ -19,6 +19,8 @@ pub struct DeviceIdentity {
     pub product_key: String,
     /// Secret that signs activation.
     pub authkey: Secret,
+    /// The factory-set IoT DNS base URL.
+    pub iot_dns_url: String,
 }
 
 /// What activation bound the device to.
@@ -150,6 +152,7 @@ mod tests {
             uuid: "tether0123456789abcd".into(),
             product_key: "p0123456789abcde".into(),
             authkey: Secret::new("0123456789abcdef0123456789abcdef"),
+            iot_dns_url: "http://127.0.0.1:8080".into(),
         }
     }
 

@@ -222,6 +222,7 @@ impl device::Host for HostState {
             uuid: id.map(|i| i.uuid.clone()).unwrap_or_default(),
             product_key: id.map(|i| i.product_key.clone()).unwrap_or_default(),
             sw_ver: env!("CARGO_PKG_VERSION").to_owned(),
+            iot_dns_url: id.map(|i| i.iot_dns_url.clone()).unwrap_or_default(),
         }
     }
 

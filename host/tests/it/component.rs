@@ -60,11 +60,14 @@ fn valid_input_is_accepted_and_starts_joining_the_router() {
         Ok(())
     );
     let commands = device.take_commands();
-    assert!(
-        matches!(commands.as_slice(), [Command::WifiConnect { ssid, passwd }]
-            if ssid == "home" && passwd.expose() == "correct horse"),
-        "{commands:?}"
-    );
+    let joins: Vec<_> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::WifiConnect { ssid, passwd } => Some((ssid.as_str(), passwd.expose())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins, vec![("home", "correct horse")], "{commands:?}");
     let status = device.status().expect("status");
     assert_eq!(status.state, NetState::Connecting);
     assert_eq!(status.ssid.as_deref(), Some("home"));
@@ -72,13 +75,34 @@ fn valid_input_is_accepted_and_starts_joining_the_router() {
 }
 
 #[test]
-fn a_wifi_failure_event_returns_the_device_to_awaiting_credentials_with_the_reason() {
+fn wifi_failures_return_the_device_to_awaiting_credentials_with_the_reason() {
     let rt = runtime();
     let mut device = default_device(&rt);
-    device
-        .user_cfg("home", "wrong password", TOKEN)
-        .expect("no trap")
-        .expect("accepted");
+    assert_eq!(
+        device
+            .user_cfg("home", "wrong password", TOKEN)
+            .expect("no trap"),
+        Ok(())
+    );
+    // The component retries a bounded number of times, with a timer between attempts.
+    for _ in 0..2 {
+        device
+            .handle(&Event::WifiFailed(WitErrorCode::PasswdError))
+            .expect("no trap");
+        assert!(
+            device
+                .take_commands()
+                .iter()
+                .any(|c| matches!(c, Command::TimerSet { .. }))
+        );
+        device.handle(&Event::TimerFired(1)).expect("no trap");
+        assert!(
+            device
+                .take_commands()
+                .iter()
+                .any(|c| matches!(c, Command::WifiConnect { .. }))
+        );
+    }
     device
         .handle(&Event::WifiFailed(WitErrorCode::PasswdError))
         .expect("no trap");
@@ -92,9 +116,10 @@ fn a_wifi_failure_event_returns_the_device_to_awaiting_credentials_with_the_reas
 }
 
 #[test]
-fn joining_the_router_moves_to_sta_connected() {
+fn joining_the_router_starts_the_iot_dns_lookup() {
     let rt = runtime();
     let mut device = configured_device(&rt);
+    device.take_commands();
     let link = Link {
         ssid: "home".into(),
         bssid: "02:00:00:00:00:01".into(),
@@ -105,8 +130,17 @@ fn joining_the_router_moves_to_sta_connected() {
     device.handle(&Event::WifiConnected(link)).expect("no trap");
     assert_eq!(
         device.status().expect("status").state,
-        NetState::StaConnected
+        NetState::EndpointLookup
     );
+    let lookups: Vec<_> = device
+        .take_commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::HttpStart { request, .. } => Some(request.url),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lookups, vec!["http://127.0.0.1:9/v2/url_config".to_owned()]);
 }
 
 #[test]

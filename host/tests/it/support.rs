@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tether_host::capabilities::{HostState, Kv, Signer};
+use tether_host::capabilities::{DeviceIdentity, HostState, Kv, Signer};
 use tether_host::{Instance, LoadedComponent, Runtime, RuntimeConfig};
 
 /// The misbehaving component built by `build.rs` from `testguest/`.
@@ -21,12 +21,20 @@ pub fn runtime() -> Runtime {
     .expect("the runtime starts")
 }
 
-/// Host state with an in-memory kv and no identity.
+/// The identity test devices are given.
+pub fn identity() -> DeviceIdentity {
+    DeviceIdentity {
+        uuid: "tether0123456789abcd".into(),
+        product_key: "p0123456789abcde".into(),
+        authkey: tether_proto::Secret::new("0123456789abcdef0123456789abcdef"),
+        iot_dns_url: "http://127.0.0.1:9".into(),
+    }
+}
+
+/// Host state with an in-memory kv and the test identity.
 pub fn state(runtime: &Runtime) -> HostState {
-    runtime.host_state(
-        Kv::in_memory(),
-        Signer::new(None, None).expect("nothing to read"),
-    )
+    let signer = Signer::new(Some(identity()), None).expect("nothing to read");
+    runtime.host_state(Kv::in_memory(), signer)
 }
 
 /// A started instance of `component`.
