@@ -1,9 +1,15 @@
 //! The Tether device host: runs the pairing component in Wasmtime with deadlines, a memory
-//! cap and the host capabilities it imports.
+//! cap and the host capabilities it imports, and carries out its work with IO providers
+//! (Wi-Fi backends, HTTP, MQTT, the data channel, timers).
 
 mod atomic_file;
 pub mod capabilities;
 pub mod component;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod providers;
 pub mod runtime;
+pub mod wifi;
 
 pub use runtime::{Instance, LoadedComponent, Runtime, RuntimeConfig, RuntimeError};

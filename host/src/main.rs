@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tether_host::capabilities::{Kv, Signer};
 use tether_host::component::{DEFAULT_COMPONENT, DEFAULT_COMPONENT_VERSION};
+use tether_host::config::HostConfig;
+use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
 use tether_host::{LoadedComponent, Runtime, RuntimeConfig};
 
@@ -25,6 +27,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the device (the pairing component with its Wi-Fi, HTTP, MQTT, data channel and
+    /// control socket) until SIGTERM or SIGINT.
+    Run {
+        /// The host's TOML configuration (see tether-host.example.toml).
+        #[arg(long, env = "TETHER_HOST_CONFIG")]
+        config: PathBuf,
+    },
+    /// Talk to a running host over its control socket. Exits 1 when the request is
+    /// refused, 2 when the host cannot be reached.
+    Ctl {
+        /// The host's TOML configuration (names the control socket).
+        #[arg(long, env = "TETHER_HOST_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        request: CtlRequest,
+    },
     /// Load a pairing component (the built-in one unless PATH is given), check it against
     /// the `tether:pairing/pairing` world, instantiate it and print its world, size,
     /// compile and instantiate times. Exits 1 if any step fails.
@@ -40,6 +58,30 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CtlRequest {
+    /// The seed API: hand the device router credentials and a pairing token.
+    UserCfg {
+        /// Router network name.
+        #[arg(long)]
+        ssid: String,
+        /// Router password (empty for an open network).
+        #[arg(long, default_value = "")]
+        passwd: String,
+        /// Pairing token (14 characters).
+        #[arg(long)]
+        token: String,
+    },
+    /// Show state, last error, timings and dev-id.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Local factory reset.
+    Reset,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
@@ -51,6 +93,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Ctl { config, request } => return ctl(&config, request),
         Command::CheckComponent {
             path,
             memory_cap_mib,
@@ -71,6 +115,93 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("failed to start the async runtime")
+}
+
+fn run(config: &std::path::Path) -> anyhow::Result<()> {
+    let config = HostConfig::load(config)?;
+    tokio_runtime()?.block_on(async {
+        let device = Device::start(config, RuntimeConfig::default()).await?;
+        tracing::info!(channel = %device.channel_addr(), "device running");
+        shutdown_signal().await;
+        device.stop();
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+    }
+}
+
+fn ctl(config: &std::path::Path, request: CtlRequest) -> ExitCode {
+    let outcome = (|| -> anyhow::Result<ExitCode> {
+        let config = HostConfig::load(config)?;
+        let (body, json) = match &request {
+            CtlRequest::UserCfg {
+                ssid,
+                passwd,
+                token,
+            } => (
+                serde_json::json!({"cmd": "user-cfg", "ssid": ssid, "passwd": passwd, "token": token}),
+                false,
+            ),
+            CtlRequest::Status { json } => (serde_json::json!({"cmd": "status"}), *json),
+            CtlRequest::Reset => (serde_json::json!({"cmd": "reset"}), false),
+        };
+        let answer =
+            tokio_runtime()?.block_on(tether_host::ctl::request(&config.ctl.socket, &body))?;
+        if let CtlRequest::Status { .. } = request {
+            if json {
+                println!("{answer}");
+            } else {
+                print_status(&answer);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let code = answer["code"].as_str().unwrap_or("internal");
+        if code == "ok" {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!(
+                "error: {code} (OPRT {}): {}",
+                answer["oprt"],
+                answer["message"].as_str().unwrap_or("")
+            );
+            Ok(ExitCode::from(1))
+        }
+    })();
+    outcome.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_status(status: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+    println!("state       {}", text(&status["state"]));
+    println!("last error  {}", text(&status["last_error"]));
+    println!("dev id      {}", text(&status["dev_id"]));
+    println!("network     {}", text(&status["ssid"]));
+    let t = &status["timings"];
+    let ms = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or_else(|| "-".to_owned(), |n| format!("{n} ms"))
+    };
+    println!(
+        "timings     wifi {}, dns {}, activate {}, mqtt {}",
+        ms(&t["wifi_ms"]),
+        ms(&t["dns_ms"]),
+        ms(&t["activate_ms"]),
+        ms(&t["mqtt_ms"])
+    );
 }
 
 fn check_component(path: Option<PathBuf>, config: RuntimeConfig) -> anyhow::Result<()> {

@@ -2,5 +2,6 @@
 
 mod check_component;
 mod component;
+mod device;
 mod limits;
 mod support;

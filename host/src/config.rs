@@ -1,0 +1,190 @@
+//! The host's TOML configuration (see `host/tether-host.example.toml`): data dir,
+//! factory identity, IoT DNS URL, Wi-Fi backend, data channel and control socket.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use tether_proto::Secret;
+
+use crate::capabilities::DeviceIdentity;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Where kv records, the binding and component state live.
+    pub data_dir: PathBuf,
+    /// The factory-set IoT DNS base URL.
+    pub iot_dns_url: String,
+    /// Factory identity.
+    pub identity: IdentityConfig,
+    /// Wi-Fi backend.
+    pub wifi: WifiConfig,
+    /// The custom data channel.
+    #[serde(default)]
+    pub channel: ChannelConfig,
+    /// The local control socket.
+    pub ctl: CtlConfig,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Licence uuid.
+    pub uuid: String,
+    /// Licence authkey.
+    pub authkey: Secret,
+    /// Product key.
+    pub product_key: String,
+}
+
+/// `[wifi]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WifiConfig {
+    /// `sim` or `wpa_supplicant`.
+    pub backend: WifiBackendKind,
+    /// Access points of the simulated radio.
+    #[serde(default)]
+    pub sim: SimConfig,
+}
+
+/// Wi-Fi backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WifiBackendKind {
+    /// Simulated radio, access points from this file.
+    Sim,
+    /// A real radio through wpa_supplicant's control socket.
+    WpaSupplicant,
+}
+
+/// `[wifi.sim]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// The simulated access points.
+    #[serde(default)]
+    pub ap: Vec<SimAp>,
+}
+
+/// One simulated access point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimAp {
+    /// Network name.
+    pub ssid: String,
+    /// Password (empty: open network).
+    #[serde(default)]
+    pub passwd: Secret,
+    /// How it behaves when joined.
+    #[serde(default)]
+    pub behaviour: SimBehaviour,
+    /// Extra time association takes, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Signal strength reported by scans.
+    #[serde(default = "default_rssi")]
+    pub rssi: i16,
+}
+
+fn default_rssi() -> i16 {
+    -50
+}
+
+/// What a simulated access point does when joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimBehaviour {
+    /// Joins when the password matches.
+    #[default]
+    Normal,
+    /// Associates but DHCP never gives an address.
+    DhcpFailure,
+    /// Refuses every association.
+    Refuse,
+}
+
+/// `[channel]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// TCP address the data channel listens on (the soft-AP address on a board).
+    pub listen: SocketAddr,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([192, 168, 4, 1], 6668)),
+        }
+    }
+}
+
+/// `[ctl]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtlConfig {
+    /// Unix socket path of the local control interface.
+    pub socket: PathBuf,
+}
+
+impl HostConfig {
+    /// Reads and checks the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        anyhow::ensure!(
+            config.iot_dns_url.starts_with("http://") || config.iot_dns_url.starts_with("https://"),
+            "iot_dns_url must be an http:// or https:// URL"
+        );
+        anyhow::ensure!(!config.identity.uuid.is_empty(), "identity.uuid is empty");
+        Ok(config)
+    }
+
+    /// The identity the capabilities expose.
+    pub fn device_identity(&self) -> DeviceIdentity {
+        DeviceIdentity {
+            uuid: self.identity.uuid.clone(),
+            product_key: self.identity.product_key.clone(),
+            authkey: self.identity.authkey.clone(),
+            iot_dns_url: self.iot_dns_url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../tether-host.example.toml");
+        let config = HostConfig::parse(text).expect("the example is valid");
+        assert_eq!(config.wifi.backend, WifiBackendKind::Sim);
+        assert!(!config.wifi.sim.ap.is_empty());
+        assert!(
+            !format!("{config:?}").contains(config.identity.authkey.expose()),
+            "Debug hides the authkey"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let text = include_str!("../tether-host.example.toml").replace("data_dir", "datadir");
+        let err = HostConfig::parse(&text).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("datadir"), "{err:#}");
+        let text = include_str!("../tether-host.example.toml")
+            .replace("http://127.0.0.1:8080", "cloud:8080");
+        assert!(HostConfig::parse(&text).is_err());
+    }
+}

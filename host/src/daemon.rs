@@ -1,0 +1,311 @@
+//! The device runtime: one thread owns the component instance and feeds it provider
+//! events and control requests one at a time, then hands the commands it issued to the
+//! providers. A trap, a missed deadline or an exhausted memory cap is logged and the
+//! instance is rebuilt from `kv` (as after a reboot); the host keeps running.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use tether_proto::ErrorCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::capabilities::{Kv, Signer};
+use crate::component::DEFAULT_COMPONENT;
+use crate::config::{HostConfig, WifiBackendKind};
+use crate::providers::Providers;
+use crate::runtime::wit::wifi::StationState;
+use crate::runtime::wit::{Event, PairingStatus};
+use crate::wifi::WifiBackend;
+use crate::wifi::sim::SimWifi;
+use crate::{Instance, LoadedComponent, Runtime, RuntimeConfig};
+
+/// What `status` reports, in the form `ctl status --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatusView {
+    /// kebab-case state; `online` when online.
+    pub state: String,
+    /// The last error's wire name.
+    pub last_error: Option<String>,
+    /// Per-phase timings in milliseconds.
+    pub timings: TimingsView,
+    /// Device id once activated.
+    pub dev_id: Option<String>,
+    /// Router network.
+    pub ssid: Option<String>,
+    /// Pairing component version.
+    pub version: String,
+}
+
+/// Per-phase timings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TimingsView {
+    /// Joining the router.
+    pub wifi_ms: Option<u32>,
+    /// IoT DNS.
+    pub dns_ms: Option<u32>,
+    /// Activation.
+    pub activate_ms: Option<u32>,
+    /// MQTT connect.
+    pub mqtt_ms: Option<u32>,
+}
+
+impl From<PairingStatus> for StatusView {
+    fn from(s: PairingStatus) -> Self {
+        Self {
+            state: s.state.name().to_owned(),
+            last_error: s.last_error.map(|c| ErrorCode::from(c).name().to_owned()),
+            timings: TimingsView {
+                wifi_ms: s.timings.wifi_ms,
+                dns_ms: s.timings.dns_ms,
+                activate_ms: s.timings.activate_ms,
+                mqtt_ms: s.timings.mqtt_ms,
+            },
+            dev_id: s.dev_id,
+            ssid: s.ssid,
+            version: s.version,
+        }
+    }
+}
+
+/// Inputs of the instance thread.
+pub(crate) enum Input {
+    Event(Event),
+    UserCfg {
+        ssid: String,
+        passwd: String,
+        token: String,
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
+    Status(oneshot::Sender<Option<StatusView>>),
+    Reset(oneshot::Sender<()>),
+    Stop,
+}
+
+/// A running device.
+pub struct Device {
+    inputs: mpsc::UnboundedSender<Input>,
+    channel_addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("channel_addr", &self.channel_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Starts the providers, the control socket and the instance thread.
+    pub async fn start(config: HostConfig, runtime_config: RuntimeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
+        let wifi: Arc<dyn WifiBackend> = match config.wifi.backend {
+            WifiBackendKind::Sim => Arc::new(SimWifi::new(config.wifi.sim.ap.clone())),
+            WifiBackendKind::WpaSupplicant => anyhow::bail!(
+                "the wpa_supplicant backend is not available in this build yet; use backend = \"sim\""
+            ),
+        };
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let providers = Providers::start(wifi, config.channel.listen, events_tx).await?;
+        let channel_addr = providers.channel_addr();
+        let (inputs, inputs_rx) = mpsc::unbounded_channel();
+        let forward = inputs.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                if forward.send(Input::Event(event)).is_err() {
+                    return;
+                }
+            }
+        });
+        crate::ctl::serve(&config.ctl.socket, inputs.clone())?;
+
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let handle = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name("tether-instance".into())
+            .spawn(move || {
+                let _guard = handle.enter();
+                run(config, runtime_config, providers, inputs_rx, ready_tx);
+            })?;
+        ready_rx
+            .await
+            .context("the instance thread stopped while starting")??;
+        Ok(Self {
+            inputs,
+            channel_addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// The data channel's bound address.
+    pub fn channel_addr(&self) -> SocketAddr {
+        self.channel_addr
+    }
+
+    /// The seed API.
+    pub async fn user_cfg(&self, ssid: &str, passwd: &str, token: &str) -> Result<(), ErrorCode> {
+        user_cfg(&self.inputs, ssid, passwd, token).await
+    }
+
+    /// Current status.
+    pub async fn status(&self) -> Option<StatusView> {
+        status(&self.inputs).await
+    }
+
+    /// Stops the instance thread (providers stop with the tokio runtime).
+    pub fn stop(mut self) {
+        let _ = self.inputs.send(Input::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Control requests, shared by [`Device`] and the control socket.
+pub(crate) async fn user_cfg(
+    inputs: &Inputs,
+    ssid: &str,
+    passwd: &str,
+    token: &str,
+) -> Result<(), ErrorCode> {
+    let (reply, answer) = oneshot::channel();
+    let input = Input::UserCfg {
+        ssid: ssid.into(),
+        passwd: passwd.into(),
+        token: token.into(),
+        reply,
+    };
+    inputs.send(input).map_err(|_| ErrorCode::Internal)?;
+    answer.await.unwrap_or(Err(ErrorCode::Internal))
+}
+
+pub(crate) async fn status(inputs: &Inputs) -> Option<StatusView> {
+    let (reply, answer) = oneshot::channel();
+    inputs.send(Input::Status(reply)).ok()?;
+    answer.await.ok().flatten()
+}
+
+pub(crate) async fn reset(inputs: &Inputs) -> bool {
+    let (reply, answer) = oneshot::channel();
+    inputs.send(Input::Reset(reply)).is_ok() && answer.await.is_ok()
+}
+
+/// The sending side of the instance thread's inputs.
+pub(crate) type Inputs = mpsc::UnboundedSender<Input>;
+
+fn run(
+    config: HostConfig,
+    runtime_config: RuntimeConfig,
+    mut providers: Providers,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+    ready: oneshot::Sender<anyhow::Result<()>>,
+) {
+    let built = Runtime::new(runtime_config)
+        .context("failed to start the runtime")
+        .and_then(|rt| {
+            rt.load(DEFAULT_COMPONENT)
+                .map(|c| (rt, c))
+                .context("failed to load the pairing component")
+        });
+    let (runtime, component) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let home = Home {
+        config,
+        runtime,
+        component,
+    };
+    let mut instance = match home.fresh() {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    dispatch(&mut instance, &mut providers);
+    while let Some(input) = inputs.blocking_recv() {
+        let outcome = match input {
+            Input::Stop => break,
+            Input::Event(event) => {
+                track_station(&mut instance, &event);
+                instance.handle(&event)
+            }
+            Input::UserCfg {
+                ssid,
+                passwd,
+                token,
+                reply,
+            } => instance.user_cfg(&ssid, &passwd, &token).map(|r| {
+                let _ = reply.send(r);
+            }),
+            Input::Status(reply) => instance.status().map(|s| {
+                let _ = reply.send(Some(s.into()));
+            }),
+            Input::Reset(reply) => instance.reset().map(|()| {
+                let _ = reply.send(());
+            }),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "the pairing component failed; restarting it from its stored state");
+            match home.fresh() {
+                Ok(i) => instance = i,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot restart the pairing component");
+                    return;
+                }
+            }
+        }
+        dispatch(&mut instance, &mut providers);
+    }
+}
+
+/// What a fresh instance is built from.
+struct Home {
+    config: HostConfig,
+    runtime: Runtime,
+    component: LoadedComponent,
+}
+
+impl Home {
+    /// An instance booted from `kv`, as after a reboot.
+    fn fresh(&self) -> anyhow::Result<Instance> {
+        let kv =
+            Kv::open(&self.config.data_dir.join("kv")).context("failed to open the kv store")?;
+        let binding: PathBuf = self.config.data_dir.join("binding.json");
+        let signer = Signer::new(Some(self.config.device_identity()), Some(binding))
+            .context("failed to read the binding")?;
+        let mut instance = self
+            .runtime
+            .instantiate(&self.component, self.runtime.host_state(kv, signer))?;
+        instance
+            .init(None)?
+            .map_err(|e| anyhow::anyhow!("the component refused to start: {e}"))?;
+        Ok(instance)
+    }
+}
+
+fn dispatch(instance: &mut Instance, providers: &mut Providers) {
+    for command in instance.take_commands() {
+        providers.dispatch(command);
+    }
+}
+
+/// Keeps the station state that `wifi.station` answers from.
+fn track_station(instance: &mut Instance, event: &Event) {
+    let station = match event {
+        Event::WifiConnected(link) => StationState::Connected(link.clone()),
+        Event::WifiFailed(_) | Event::WifiDisconnected(_) => StationState::Idle,
+        _ => return,
+    };
+    instance.host().station = station;
+}

@@ -1,0 +1,280 @@
+//! The whole device against the real service on free ports: the real host runtime, the
+//! real component, simulated Wi-Fi; credentials over the data channel and over the
+//! control socket.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_host::RuntimeConfig;
+use tether_host::config::HostConfig;
+use tether_host::daemon::{Device, StatusView};
+use tether_service::users::Role;
+use tether_service::{Application, ServeConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The cloud with one user logged in.
+struct Cloud {
+    _dir: tempfile::TempDir,
+    base: String,
+    access: String,
+    licences: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+impl Cloud {
+    async fn start(devices: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = tether_service::db::open(dir.path()).await.expect("db");
+        tether_service::users::create(
+            &pool,
+            "ann",
+            &tether_proto::Secret::new("ann-passw0rd"),
+            Role::User,
+        )
+        .await
+        .expect("user");
+        let licences = tether_service::licenses::issue(&pool, "p0123456789abcde", devices)
+            .await
+            .expect("licences");
+        pool.close().await;
+        let app = Application::build(ServeConfig::ephemeral(dir.path()))
+            .await
+            .expect("service builds");
+        let base = format!("http://{}", app.http_addr());
+        tokio::spawn(app.run(std::future::pending()));
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{base}/v1/auth/token"))
+            .json(&json!({"username": "ann", "password": "ann-passw0rd"}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        Self {
+            _dir: dir,
+            access: login["access_token"].as_str().expect("token").to_owned(),
+            licences: licences
+                .into_iter()
+                .map(|l| (l.uuid, l.authkey.expose().to_owned()))
+                .collect(),
+            base,
+            http,
+        }
+    }
+
+    async fn token(&self) -> String {
+        let body: Value = self
+            .http
+            .post(format!("{}/v1/pairing-tokens", self.base))
+            .bearer_auth(&self.access)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn device(&self, dev_id: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/devices/{dev_id}", self.base))
+            .bearer_auth(&self.access)
+            .send()
+            .await
+            .expect("device")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+fn host_config(cloud: &Cloud, licence: usize, dir: &Path) -> HostConfig {
+    let (uuid, authkey) = &cloud.licences[licence];
+    let text = format!(
+        r#"
+data_dir = "{data}"
+iot_dns_url = "{base}"
+[identity]
+uuid = "{uuid}"
+authkey = "{authkey}"
+product_key = "p0123456789abcde"
+[wifi]
+backend = "sim"
+[[wifi.sim.ap]]
+ssid = "home"
+passwd = "correct horse"
+[[wifi.sim.ap]]
+ssid = "broken-dhcp"
+passwd = "12345678"
+behaviour = "dhcp-failure"
+[channel]
+listen = "127.0.0.1:0"
+[ctl]
+socket = "{data}/ctl.sock"
+"#,
+        data = dir.display(),
+        base = cloud.base
+    );
+    HostConfig::parse(&text).expect("valid config")
+}
+
+async fn until(device: &Device, what: &str, check: impl Fn(&StatusView) -> bool) -> StatusView {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = device.status().await.expect("a status");
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends one line on the data channel and reads the answer.
+async fn channel(device: &Device, request: Value) -> Value {
+    let mut stream = TcpStream::connect(device.channel_addr())
+        .await
+        .expect("channel accepts");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .expect("sent");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .await
+        .expect("answer");
+    serde_json::from_str(&line).expect("json answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_over_the_channel_bring_the_device_online_and_a_command_round_trips() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
+        .await
+        .expect("device starts");
+    let token = cloud.token().await;
+
+    let ack = channel(
+        &device,
+        json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
+    )
+    .await;
+    assert_eq!(ack, json!({"type": "ack", "code": "ok"}));
+    let status = until(&device, "online", |s| s.state == "online").await;
+    let dev_id = status.dev_id.clone().expect("a dev-id");
+    for phase in [
+        status.timings.wifi_ms,
+        status.timings.dns_ms,
+        status.timings.activate_ms,
+        status.timings.mqtt_ms,
+    ] {
+        assert!(phase.is_some(), "{status:?}");
+    }
+
+    // The cloud lists it online, and a command comes back as a report.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cloud.device(&dev_id).await["online"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service never saw the device online"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sent = cloud
+        .http
+        .post(format!("{}/v1/devices/{dev_id}/commands", cloud.base))
+        .bearer_auth(&cloud.access)
+        .json(&json!({"data": {"1": true, "3": 21}}))
+        .send()
+        .await
+        .expect("command");
+    assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cloud.device(&dev_id).await["last_report"] != json!({"1": true, "3": 21}) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the report never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // The channel's status answer agrees.
+    let answer = channel(&device, json!({"type": "status"})).await;
+    assert_eq!(answer["state"], "online");
+    assert_eq!(answer["dev_id"], dev_id.as_str());
+    device.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_over_the_control_socket_bring_the_device_online() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = host_config(&cloud, 0, dir.path());
+    let socket = config.ctl.socket.clone();
+    let device = Device::start(config, RuntimeConfig::default())
+        .await
+        .expect("device starts");
+    let token = cloud.token().await;
+    let answer = tether_host::ctl::request(
+        &socket,
+        &json!({"cmd": "user-cfg", "ssid": "home", "passwd": "correct horse", "token": token}),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(answer, json!({"code": "ok", "oprt": 0}));
+    until(&device, "online", |s| s.state == "online").await;
+    let answer = tether_host::ctl::request(&socket, &json!({"cmd": "status"}))
+        .await
+        .expect("answer");
+    assert_eq!(answer["state"], "online");
+    let bad = tether_host::ctl::request(
+        &socket,
+        &json!({"cmd": "user-cfg", "ssid": "home", "passwd": "correct horse", "token": "nope"}),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(bad["code"], "token_invalid");
+    assert_eq!(bad["oprt"], -2001);
+    device.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
+        .await
+        .expect("device starts");
+    let token = cloud.token().await;
+    for (ssid, passwd, code) in [
+        ("home", "wrong password", "passwd_error"),
+        ("nowhere", "12345678", "ap_not_found"),
+        ("broken-dhcp", "12345678", "dhcp_failed"),
+    ] {
+        assert_eq!(device.user_cfg(ssid, passwd, &token).await, Ok(()));
+        let status = until(&device, code, |s| s.last_error.as_deref() == Some(code)).await;
+        assert_eq!(status.state, "awaiting-credentials");
+        let answer = channel(&device, json!({"type": "status"})).await;
+        assert_eq!(answer["last_error"], code);
+    }
+    // The right password then succeeds without restarting the device.
+    assert_eq!(
+        device.user_cfg("home", "correct horse", &token).await,
+        Ok(())
+    );
+    until(&device, "online", |s| s.state == "online").await;
+    device.stop();
+}
