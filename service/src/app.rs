@@ -188,7 +188,7 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")?;
-        broker.stop();
+        broker.stop().await;
         db.close().await;
         tracing::info!("stopped");
         Ok(())

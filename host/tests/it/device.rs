@@ -20,6 +20,9 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Cloud {
     _dir: tempfile::TempDir,
     base: String,
+    addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     access: String,
     licences: Vec<(String, String)>,
     http: reqwest::Client,
@@ -41,11 +44,8 @@ impl Cloud {
             .await
             .expect("licences");
         pool.close().await;
-        let app = Application::build(ServeConfig::ephemeral(dir.path()))
-            .await
-            .expect("service builds");
-        let base = format!("http://{}", app.http_addr());
-        tokio::spawn(app.run(std::future::pending()));
+        let (addrs, stop, task) = serve(ServeConfig::ephemeral(dir.path())).await;
+        let base = format!("http://{}", addrs.0);
         let http = reqwest::Client::new();
         let login: Value = http
             .post(format!("{base}/v1/auth/token"))
@@ -64,8 +64,31 @@ impl Cloud {
                 .map(|l| (l.uuid, l.authkey.expose().to_owned()))
                 .collect(),
             base,
+            addrs,
+            stop: Some(stop),
+            task: Some(task),
             http,
         }
+    }
+
+    /// Stops the service and waits until it is down.
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts the service again on the same data dir and addresses.
+    async fn restart(&mut self) {
+        let mut config = ServeConfig::ephemeral(self._dir.path());
+        (config.listen, config.mqtt_listen) = self.addrs;
+        let (addrs, stop, task) = serve(config).await;
+        assert_eq!(addrs, self.addrs);
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     async fn token(&self) -> String {
@@ -94,6 +117,22 @@ impl Cloud {
             .await
             .expect("json")
     }
+}
+
+type Served = (
+    (std::net::SocketAddr, std::net::SocketAddr),
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+async fn serve(config: ServeConfig) -> Served {
+    let app = Application::build(config).await.expect("service builds");
+    let addrs = (app.http_addr(), app.mqtt_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    (addrs, stop, task)
 }
 
 fn host_config(cloud: &Cloud, licence: usize, dir: &Path) -> HostConfig {
@@ -276,5 +315,154 @@ async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
         Ok(())
     );
     until(&device, "online", |s| s.state == "online").await;
+    device.stop();
+}
+
+/// Sends raw bytes on a fresh channel connection and returns every line until close.
+async fn raw_channel(device: &Device, bytes: &[u8], then_close_write: bool) -> Vec<Value> {
+    let mut stream = TcpStream::connect(device.channel_addr())
+        .await
+        .expect("channel accepts");
+    stream.write_all(bytes).await.expect("sent");
+    if then_close_write {
+        stream.shutdown().await.expect("half-closed");
+    }
+    let mut lines = BufReader::new(stream).lines();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            out.push(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    read.await.expect("the device closes the connection");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_channel_input_gets_an_error_and_a_close_and_the_device_keeps_working() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
+        .await
+        .expect("device starts");
+    let long = vec![b'x'; 70 * 1024];
+    for bad in [
+        &b"garbage\n"[..],
+        b"\xff\xfe\xfd\n",
+        &long,
+        b"{\"type\":\"format-disk\"}\n",
+    ] {
+        let lines = raw_channel(&device, bad, false).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["type"], "error");
+        assert_eq!(lines[0]["code"], "invalid_parm");
+    }
+    // A half-sent frame followed by a close is dropped without an answer.
+    let lines = raw_channel(&device, b"{\"type\":\"sta", true).await;
+    assert!(lines.is_empty(), "{lines:?}");
+    // The device still answers and still pairs.
+    let info = channel(&device, json!({"type": "info"})).await;
+    assert_eq!(info["protocol"], 1);
+    assert_eq!(info["uuid"], cloud.licences[0].0.as_str());
+    let token = cloud.token().await;
+    let ack = channel(
+        &device,
+        json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
+    )
+    .await;
+    assert_eq!(ack["code"], "ok");
+    until(&device, "online", |s| s.state == "online").await;
+    device.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop() {
+    let cloud = Cloud::start(2).await;
+    let used = cloud.token().await;
+    // Another device uses up the single-use token first.
+    let first_dir = tempfile::tempdir().expect("temp dir");
+    let first = Device::start(
+        host_config(&cloud, 1, first_dir.path()),
+        RuntimeConfig::default(),
+    )
+    .await
+    .expect("starts");
+    first
+        .user_cfg("home", "correct horse", &used)
+        .await
+        .expect("accepted");
+    until(&first, "online", |s| s.state == "online").await;
+    first.stop();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
+        .await
+        .expect("starts");
+    device
+        .user_cfg("home", "correct horse", &used)
+        .await
+        .expect("accepted");
+    let status = until(&device, "refused", |s| {
+        s.last_error.as_deref() == Some("token_used")
+    })
+    .await;
+    assert_eq!(status.state, "awaiting-credentials");
+    // It stays there: no retry loop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = device.status().await.expect("status");
+    assert_eq!(
+        (later.state.as_str(), later.last_error.as_deref()),
+        ("awaiting-credentials", Some("token_used"))
+    );
+
+    let expired = cloud.token().await;
+    let db = tether_service::db::open(cloud._dir.path())
+        .await
+        .expect("db");
+    sqlx::query("UPDATE pairing_tokens SET expires_at = 1 WHERE public_id = ?")
+        .bind(&expired[..10])
+        .execute(&db)
+        .await
+        .expect("aged");
+    db.close().await;
+    device
+        .user_cfg("home", "correct horse", &expired)
+        .await
+        .expect("accepted");
+    until(&device, "refused", |s| {
+        s.last_error.as_deref() == Some("token_expired")
+    })
+    .await;
+    device.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cloud_down_the_device_retries_with_backoff_and_goes_online_once_it_is_back() {
+    let mut cloud = Cloud::start(1).await;
+    let token = cloud.token().await;
+    cloud.stop().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
+        .await
+        .expect("starts");
+    device
+        .user_cfg("home", "correct horse", &token)
+        .await
+        .expect("accepted");
+    // Joined the router, but the cloud does not answer: the device keeps retrying.
+    let waiting = until(&device, "retrying", |s| {
+        s.last_error.as_deref() == Some("network_unreachable")
+    })
+    .await;
+    assert_eq!(waiting.state, "endpoint-lookup");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        device.status().await.expect("status").state,
+        "endpoint-lookup",
+        "still trying, not given up"
+    );
+    cloud.restart().await;
+    let online = until(&device, "online", |s| s.state == "online").await;
+    assert_eq!(online.last_error, None);
     device.stop();
 }

@@ -94,6 +94,16 @@ impl Sessions {
         }
     }
 
+    /// The newest session of every online device.
+    pub fn all(&self) -> Vec<Id> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
     /// How many devices are online.
     pub fn online(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()

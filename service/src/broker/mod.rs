@@ -38,7 +38,7 @@ pub struct Broker {
     scx: ServerContext,
     sessions: Arc<Sessions>,
     service_password: Secret,
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -89,6 +89,8 @@ impl Broker {
             .name("tcp")
             .laddr(listen)
             .allow_anonymous(false)
+            // A restarted service must be able to bind again while old connections linger.
+            .reuseaddr(Some(true))
             .max_connections(MAX_CONNECTIONS)
             .bind()
             .with_context(|| format!("failed to listen for MQTT on {listen}"))?
@@ -107,7 +109,7 @@ impl Broker {
             scx,
             sessions,
             service_password,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
         })
     }
 
@@ -175,11 +177,22 @@ impl Broker {
 
     /// Whether the broker task still runs.
     pub fn is_running(&self) -> bool {
-        !self.task.is_finished()
+        self.task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 
-    /// Stops accepting and drops every session.
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Closes every device session, stops accepting and waits until the listener is gone.
+    pub async fn stop(&self) {
+        for id in self.sessions.all() {
+            hooks::Hooks::close(&self.scx, id, "service stopping").await;
+        }
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
