@@ -17,19 +17,19 @@ use tokio::net::TcpStream;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The cloud with one user logged in.
-struct Cloud {
-    _dir: tempfile::TempDir,
+pub(crate) struct Cloud {
+    pub(crate) _dir: tempfile::TempDir,
     base: String,
     addrs: (std::net::SocketAddr, std::net::SocketAddr),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     access: String,
-    licences: Vec<(String, String)>,
+    pub(crate) licences: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
 impl Cloud {
-    async fn start(devices: u32) -> Self {
+    pub(crate) async fn start(devices: u32) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = tether_service::db::open(dir.path()).await.expect("db");
         tether_service::users::create(
@@ -72,7 +72,7 @@ impl Cloud {
     }
 
     /// Stops the service and waits until it is down.
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -91,7 +91,7 @@ impl Cloud {
         self.task = Some(task);
     }
 
-    async fn token(&self) -> String {
+    pub(crate) async fn token(&self) -> String {
         let body: Value = self
             .http
             .post(format!("{}/v1/pairing-tokens", self.base))
@@ -136,8 +136,13 @@ async fn serve(config: ServeConfig) -> Served {
 }
 
 fn host_config(cloud: &Cloud, licence: usize, dir: &Path) -> HostConfig {
+    HostConfig::parse(&host_config_text(cloud, licence, dir)).expect("valid config")
+}
+
+/// The TOML of a test device: simulated access points, channel on a free port.
+pub(crate) fn host_config_text(cloud: &Cloud, licence: usize, dir: &Path) -> String {
     let (uuid, authkey) = &cloud.licences[licence];
-    let text = format!(
+    format!(
         r#"
 data_dir = "{data}"
 iot_dns_url = "{base}"
@@ -154,6 +159,10 @@ passwd = "correct horse"
 ssid = "broken-dhcp"
 passwd = "12345678"
 behaviour = "dhcp-failure"
+[[wifi.sim.ap]]
+ssid = "slow"
+passwd = "12345678"
+delay_ms = 5000
 [channel]
 listen = "127.0.0.1:0"
 [ctl]
@@ -161,8 +170,7 @@ socket = "{data}/ctl.sock"
 "#,
         data = dir.display(),
         base = cloud.base
-    );
-    HostConfig::parse(&text).expect("valid config")
+    )
 }
 
 async fn until(device: &Device, what: &str, check: impl Fn(&StatusView) -> bool) -> StatusView {

@@ -1,7 +1,9 @@
 //! Integration tests of the device host: the real pairing component in the real runtime.
 
+mod c_header;
 mod check_component;
 mod component;
 mod device;
 mod limits;
+mod process;
 mod support;

@@ -1,0 +1,295 @@
+//! `tether-host run` as a separate process, as on a board: pairing with `tether-host ctl`
+//! and with the C API, SIGKILL at several phases and restart, and logs free of secrets.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::device::{Cloud, host_config_text};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether-host");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Host {
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Host {
+    fn new(cloud: &Cloud, dir: &Path) -> Self {
+        let config = dir.join("host.toml");
+        std::fs::write(&config, host_config_text(cloud, 0, dir)).expect("config written");
+        Self {
+            config,
+            socket: dir.join("ctl.sock"),
+            log: dir.join("host.log"),
+            child: None,
+        }
+    }
+
+    /// Starts `tether-host run` and waits until its control socket answers.
+    async fn start(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the host starts");
+        self.child = Some(child);
+        self.status_until("up", |_| true).await;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    }
+
+    async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(status) =
+                tether_host::ctl::request(&self.socket, &json!({"cmd": "status"})).await
+                && check(&status)
+            {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {what}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("ctl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn activations(cloud: &Cloud, uuid: &str) -> i64 {
+    let db = tether_service::db::open(cloud._dir.path())
+        .await
+        .expect("db");
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM activations WHERE uuid = ?")
+        .bind(uuid)
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    db.close().await;
+    n
+}
+
+/// Builds a small C program around the C API.
+fn c_program(dir: &Path) -> PathBuf {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
+    let main = dir.join("pair.c");
+    std::fs::write(
+        &main,
+        "#include <stdio.h>\n#include \"tether_pairing.h\"\nint main(int argc, char **argv) {\n  if (argc != 4) return 2;\n  OPERATE_RET r = tuya_iot_gw_wf_user_cfg(argv[1], argv[2], argv[3]);\n  printf(\"%d\\n\", r);\n  return 0;\n}\n",
+    )
+    .expect("written");
+    let exe = dir.join("pair");
+    let status = Command::new("cc")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg("-I")
+        .arg(&c)
+        .arg(&main)
+        .arg(c.join("tether_pairing.c"))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("cc runs");
+    assert!(status.success(), "the C API compiles cleanly");
+    exe
+}
+
+fn run_c(exe: &Path, socket: &Path, args: [&str; 3]) -> i32 {
+    let out = Command::new(exe)
+        .args(args)
+        .env("TETHER_CTL_SOCKET", socket)
+        .output()
+        .expect("runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_activated_device_comes_back_online_without_reactivation_and_the_c_api_works() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut host = Host::new(&cloud, dir.path());
+    host.start().await;
+
+    let token = cloud.token().await;
+    let (ok, out, err) = host.ctl(&[
+        "user-cfg",
+        "--ssid",
+        "home",
+        "--passwd",
+        "correct horse",
+        "--token",
+        &token,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "ok");
+    let online = host
+        .status_until("online", |s| s["state"] == "online")
+        .await;
+    let dev_id = online["dev_id"].as_str().expect("dev-id").to_owned();
+    let uuid = cloud.licences[0].0.clone();
+    assert_eq!(activations(&cloud, &uuid).await, 1);
+
+    host.kill();
+    host.start().await;
+    let back = host
+        .status_until("back online", |s| s["state"] == "online")
+        .await;
+    assert_eq!(back["dev_id"], dev_id.as_str());
+    assert_eq!(
+        activations(&cloud, &uuid).await,
+        1,
+        "no new activation after the restart"
+    );
+
+    // The C API, compiled with cc, against the running host.
+    let exe = c_program(dir.path());
+    assert_eq!(
+        run_c(&exe, &host.socket, ["home", "correct horse", "not-a-token"]),
+        -2001
+    );
+    assert_eq!(
+        run_c(&exe, &host.socket, ["home", &"p".repeat(70), &token]),
+        -2
+    );
+    let fresh = cloud.token().await;
+    assert_eq!(
+        run_c(&exe, &host.socket, ["home", "correct horse", &fresh]),
+        0
+    );
+    host.status_until("online again", |s| {
+        s["state"] == "online" && s["dev_id"] == dev_id.as_str()
+    })
+    .await;
+    assert_eq!(
+        run_c(
+            &exe,
+            &dir.path().join("no.sock"),
+            ["home", "correct horse", &fresh]
+        ),
+        -1,
+        "no host: OPRT_COM_ERROR"
+    );
+
+    // `ctl status` and a refused `ctl user-cfg`.
+    let (ok, out, _) = host.ctl(&["status"]);
+    assert!(ok && out.contains("state       online"), "{out}");
+    let (ok, _, err) = host.ctl(&[
+        "user-cfg",
+        "--ssid",
+        "home",
+        "--passwd",
+        "correct horse",
+        "--token",
+        "bad",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("token_invalid (OPRT -2001)"), "{err}");
+
+    host.kill();
+    let logs = host.logs();
+    assert!(logs.contains("device running"), "the log was captured");
+    for secret in [
+        "correct horse",
+        cloud.licences[0].1.as_str(),
+        &token[10..],
+        &fresh[10..],
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_mid_pairing_returns_to_awaiting_credentials_with_the_reason() {
+    let mut cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut host = Host::new(&cloud, dir.path());
+    host.start().await;
+    let token = cloud.token().await;
+
+    // Killed while joining a slow access point.
+    let (ok, ..) = host.ctl(&[
+        "user-cfg", "--ssid", "slow", "--passwd", "12345678", "--token", &token,
+    ]);
+    assert!(ok);
+    host.status_until("connecting", |s| s["state"] == "connecting")
+        .await;
+    host.kill();
+    host.start().await;
+    let status = host
+        .status_until("settled", |s| s["state"] == "awaiting-credentials")
+        .await;
+    assert_eq!(
+        status["last_error"], "internal",
+        "interrupted pairing: {status}"
+    );
+
+    // Killed while the cloud is down and the device retries its endpoint lookup.
+    cloud.stop().await;
+    let (ok, ..) = host.ctl(&[
+        "user-cfg",
+        "--ssid",
+        "home",
+        "--passwd",
+        "correct horse",
+        "--token",
+        &token,
+    ]);
+    assert!(ok);
+    host.status_until("retrying", |s| s["last_error"] == "network_unreachable")
+        .await;
+    host.kill();
+    host.start().await;
+    let status = host
+        .status_until("settled", |s| s["state"] == "awaiting-credentials")
+        .await;
+    assert_eq!(status["last_error"], "network_unreachable");
+}
