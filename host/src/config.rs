@@ -50,6 +50,25 @@ pub struct WifiConfig {
     /// Access points of the simulated radio.
     #[serde(default)]
     pub sim: SimConfig,
+    /// The wpa_supplicant control interface.
+    #[serde(default)]
+    pub wpa_supplicant: WpaConfig,
+}
+
+/// `[wifi.wpa_supplicant]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WpaConfig {
+    /// wpa_supplicant's control socket for the station interface.
+    pub ctrl_socket: PathBuf,
+}
+
+impl Default for WpaConfig {
+    fn default() -> Self {
+        Self {
+            ctrl_socket: PathBuf::from("/var/run/wpa_supplicant/wlan0"),
+        }
+    }
 }
 
 /// Wi-Fi backends.

@@ -20,6 +20,7 @@ use crate::runtime::wit::wifi::StationState;
 use crate::runtime::wit::{Event, PairingStatus};
 use crate::wifi::WifiBackend;
 use crate::wifi::sim::SimWifi;
+use crate::wifi::wpa::WpaSupplicant;
 use crate::{Instance, LoadedComponent, Runtime, RuntimeConfig};
 
 /// What `status` reports, in the form `ctl status --json` prints.
@@ -106,8 +107,9 @@ impl Device {
             .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
         let wifi: Arc<dyn WifiBackend> = match config.wifi.backend {
             WifiBackendKind::Sim => Arc::new(SimWifi::new(config.wifi.sim.ap.clone())),
-            WifiBackendKind::WpaSupplicant => anyhow::bail!(
-                "the wpa_supplicant backend is not available in this build yet; use backend = \"sim\""
+            WifiBackendKind::WpaSupplicant => Arc::new(
+                WpaSupplicant::open(&config.wifi.wpa_supplicant.ctrl_socket, &config.data_dir)
+                    .await?,
             ),
         };
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();

@@ -3,6 +3,7 @@
 //! their outcomes into events for the component.
 
 pub mod sim;
+pub mod wpa;
 
 use async_trait::async_trait;
 use tether_proto::ErrorCode;
