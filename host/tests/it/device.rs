@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The cloud with one user logged in.
 pub(crate) struct Cloud {
     pub(crate) _dir: tempfile::TempDir,
-    base: String,
+    pub(crate) base: String,
     addrs: (std::net::SocketAddr, std::net::SocketAddr),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,

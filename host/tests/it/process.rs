@@ -293,3 +293,56 @@ async fn a_device_killed_mid_pairing_returns_to_awaiting_credentials_with_the_re
         .await;
     assert_eq!(status["last_error"], "network_unreachable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_the_reason() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut host = Host::new(&cloud, dir.path());
+    host.start().await;
+    let token = cloud.token().await;
+    // Use up the device's activation rate limit, so the cloud answers 429 and the device
+    // stays in the activating phase, retrying.
+    let (uuid, authkey) = cloud.licences[0].clone();
+    let http = reqwest::Client::new();
+    for _ in 0..40 {
+        let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");
+        let header = tether_proto::signing::AuthHeader::sign(
+            tether_proto::signing::Principal::Uuid(uuid.clone()),
+            authkey.as_bytes(),
+            tether_service::unix_now(),
+            tether_proto::signing::new_nonce().expect("nonce"),
+            "POST",
+            "/v1/devices/activate",
+            &body,
+        );
+        let _ = http
+            .post(format!("{}/v1/devices/activate", cloud.base))
+            .header("authorization", header.to_string())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answers");
+    }
+    let (ok, ..) = host.ctl(&[
+        "user-cfg",
+        "--ssid",
+        "home",
+        "--passwd",
+        "correct horse",
+        "--token",
+        &token,
+    ]);
+    assert!(ok);
+    host.status_until("rate limited while activating", |s| {
+        s["state"] == "activating" && s["last_error"] == "busy"
+    })
+    .await;
+    host.kill();
+    host.start().await;
+    let status = host
+        .status_until("settled", |s| s["state"] == "awaiting-credentials")
+        .await;
+    assert_eq!(status["last_error"], "busy");
+}
