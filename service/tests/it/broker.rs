@@ -101,6 +101,33 @@ impl Mqtt {
     }
 }
 
+/// An activated device, connected, subscribed to its in-topic, and seen online by the API.
+async fn online_device(w: &World, login: &Login) -> Mqtt {
+    let mut device = mqtt_client(w, &login.dev_id, &login.dev_id, &login.password);
+    device.connect().await.expect("accepted");
+    let in_topic = format!("smart/device/in/{}", login.dev_id);
+    device
+        .client
+        .subscribe(&in_topic, QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    device
+        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await;
+    device_until(w, &login.dev_id, |d| d["online"] == true).await;
+    device
+}
+
+/// The next JSON message the device receives.
+async fn next_json(device: &mut Mqtt) -> Value {
+    device
+        .next(|p| match p {
+            Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
+            _ => None,
+        })
+        .await
+}
+
 /// Polls the API until `check` holds for the device.
 async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -294,18 +321,7 @@ async fn wrong_expired_and_foreign_credentials_are_refused_at_connect() {
 async fn unbinding_a_connected_device_closes_its_session_and_revokes_its_credentials() {
     let w = World::new(1).await;
     let login = activated(&w, 0).await;
-    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
-    device.connect().await.expect("accepted");
-    let in_topic = format!("smart/device/in/{}", login.dev_id);
-    device
-        .client
-        .subscribe(&in_topic, QoS::AtLeastOnce)
-        .await
-        .expect("queued");
-    device
-        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
-        .await;
-    device_until(&w, &login.dev_id, |d| d["online"] == true).await;
+    let mut device = online_device(&w, &login).await;
 
     let (status, _) = w
         .service
@@ -317,12 +333,7 @@ async fn unbinding_a_connected_device_closes_its_session_and_revokes_its_credent
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let notice: Value = device
-        .next(|p| match p {
-            Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
-            _ => None,
-        })
-        .await;
+    let notice = next_json(&mut device).await;
     assert_eq!(notice["protocol"], 8);
     device.closed().await;
 
@@ -423,20 +434,7 @@ async fn a_session_is_closed_when_its_credentials_expire() {
 async fn unbinding_with_reset_sends_protocol_11() {
     let w = World::new(1).await;
     let login = activated(&w, 0).await;
-    let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
-    device.connect().await.expect("accepted");
-    device
-        .client
-        .subscribe(
-            format!("smart/device/in/{}", login.dev_id),
-            QoS::AtLeastOnce,
-        )
-        .await
-        .expect("queued");
-    device
-        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
-        .await;
-    device_until(&w, &login.dev_id, |d| d["online"] == true).await;
+    let mut device = online_device(&w, &login).await;
     let (status, _) = w
         .service
         .call(
@@ -447,12 +445,7 @@ async fn unbinding_with_reset_sends_protocol_11() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let notice: Value = device
-        .next(|p| match p {
-            Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
-            _ => None,
-        })
-        .await;
+    let notice = next_json(&mut device).await;
     assert_eq!(notice["protocol"], 11);
     device.closed().await;
 }
