@@ -127,3 +127,107 @@ fn classify(e: reqwest::Error) -> (ErrorCode, String) {
     };
     (code, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::Secret;
+
+    use super::*;
+    use crate::config::{SimAp, SimBehaviour};
+    use crate::wifi::sim::SimWifi;
+
+    async fn joined() -> SimWifi {
+        let ap = SimAp {
+            ssid: "home".into(),
+            passwd: Secret::new("12345678"),
+            behaviour: SimBehaviour::Normal,
+            delay_ms: 0,
+            rssi: -40,
+        };
+        let wifi = SimWifi::new(vec![ap]);
+        wifi.connect("home", "12345678").await.expect("joins");
+        wifi
+    }
+
+    fn request(url: String) -> Request {
+        Request {
+            method: Method::Post,
+            url,
+            headers: vec![],
+            body: b"{}".to_vec(),
+            timeout_ms: 2_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_station_link_requests_are_unreachable() {
+        let client = reqwest::Client::new();
+        let wifi = SimWifi::new(vec![]);
+        let err = send(&client, &wifi, 1, request("http://127.0.0.1:9/".into()))
+            .await
+            .expect_err("no link");
+        assert_eq!(err.0, ErrorCode::NetworkUnreachable);
+    }
+
+    #[tokio::test]
+    async fn https_is_attempted_with_tls_not_refused_as_an_unknown_scheme() {
+        // A server that accepts and hangs up: the TLS handshake fails, which shows the
+        // client speaks TLS (a client without it would refuse the URL outright).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let client = reqwest::Client::new();
+        let wifi = joined().await;
+        let err = send(
+            &client,
+            &wifi,
+            2,
+            request(format!("https://127.0.0.1:{port}/")),
+        )
+        .await
+        .expect_err("handshake fails");
+        assert_eq!(err.0, ErrorCode::NetworkUnreachable, "{}", err.1);
+    }
+
+    #[tokio::test]
+    async fn responses_carry_status_headers_and_body() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            if let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\n{}").await;
+            }
+        });
+        let client = reqwest::Client::new();
+        let wifi = joined().await;
+        let response = send(
+            &client,
+            &wifi,
+            3,
+            request(format!("http://127.0.0.1:{port}/")),
+        )
+        .await
+        .expect("answered");
+        assert_eq!(
+            (response.id, response.status, response.body.as_slice()),
+            (3, 429, &b"{}"[..])
+        );
+        assert!(
+            response
+                .headers
+                .iter()
+                .any(|(k, v)| k == "retry-after" && v == "7")
+        );
+    }
+}
