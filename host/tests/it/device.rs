@@ -173,6 +173,18 @@ socket = "{data}/ctl.sock"
     )
 }
 
+/// A device with its own data dir, configured for `cloud`'s licence `licence`.
+async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::TempDir, Device) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = Device::start(
+        host_config(cloud, licence, dir.path()),
+        RuntimeConfig::default(),
+    )
+    .await
+    .expect("the device starts");
+    (dir, device)
+}
+
 async fn until(device: &Device, what: &str, check: impl Fn(&StatusView) -> bool) -> StatusView {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -208,10 +220,7 @@ async fn channel(device: &Device, request: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_over_the_channel_bring_the_device_online_and_a_command_round_trips() {
     let cloud = Cloud::start(1).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
-        .await
-        .expect("device starts");
+    let (_dir, device) = start_device(&cloud, 0).await;
     let token = cloud.token().await;
 
     let ack = channel(
@@ -301,10 +310,7 @@ async fn credentials_over_the_control_socket_bring_the_device_online() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
     let cloud = Cloud::start(1).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
-        .await
-        .expect("device starts");
+    let (_dir, device) = start_device(&cloud, 0).await;
     let token = cloud.token().await;
     for (ssid, passwd, code) in [
         ("home", "wrong password", "passwd_error"),
@@ -349,10 +355,7 @@ async fn raw_channel(device: &Device, bytes: &[u8], then_close_write: bool) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_channel_input_gets_an_error_and_a_close_and_the_device_keeps_working() {
     let cloud = Cloud::start(1).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
-        .await
-        .expect("device starts");
+    let (_dir, device) = start_device(&cloud, 0).await;
     let long = vec![b'x'; 70 * 1024];
     for bad in [
         &b"garbage\n"[..],
@@ -388,13 +391,7 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
     let cloud = Cloud::start(2).await;
     let used = cloud.token().await;
     // Another device uses up the single-use token first.
-    let first_dir = tempfile::tempdir().expect("temp dir");
-    let first = Device::start(
-        host_config(&cloud, 1, first_dir.path()),
-        RuntimeConfig::default(),
-    )
-    .await
-    .expect("starts");
+    let (_first_dir, first) = start_device(&cloud, 1).await;
     first
         .user_cfg("home", "correct horse", &used)
         .await
@@ -402,10 +399,7 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
     until(&first, "online", |s| s.state == "online").await;
     first.stop();
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
-        .await
-        .expect("starts");
+    let (_dir, device) = start_device(&cloud, 0).await;
     device
         .user_cfg("home", "correct horse", &used)
         .await
@@ -449,10 +443,7 @@ async fn with_the_cloud_down_the_device_retries_with_backoff_and_goes_online_onc
     let mut cloud = Cloud::start(1).await;
     let token = cloud.token().await;
     cloud.stop().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let device = Device::start(host_config(&cloud, 0, dir.path()), RuntimeConfig::default())
-        .await
-        .expect("starts");
+    let (_dir, device) = start_device(&cloud, 0).await;
     device
         .user_cfg("home", "correct horse", &token)
         .await

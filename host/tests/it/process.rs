@@ -91,6 +91,22 @@ impl Host {
         )
     }
 
+    /// `ctl user-cfg`, which must be accepted.
+    fn user_cfg(&self, ssid: &str, passwd: &str, token: &str) {
+        let (ok, out, err) = self.ctl(&[
+            "user-cfg", "--ssid", ssid, "--passwd", passwd, "--token", token,
+        ]);
+        assert!(ok, "{out}{err}");
+    }
+
+    /// SIGKILL, start again, and wait until the device awaits credentials.
+    async fn restart_until_settled(&mut self) -> Value {
+        self.kill();
+        self.start().await;
+        self.status_until("settled", |s| s["state"] == "awaiting-credentials")
+            .await
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -262,11 +278,7 @@ async fn a_device_killed_mid_pairing_returns_to_awaiting_credentials_with_the_re
     assert!(ok);
     host.status_until("connecting", |s| s["state"] == "connecting")
         .await;
-    host.kill();
-    host.start().await;
-    let status = host
-        .status_until("settled", |s| s["state"] == "awaiting-credentials")
-        .await;
+    let status = host.restart_until_settled().await;
     assert_eq!(
         status["last_error"], "internal",
         "interrupted pairing: {status}"
@@ -274,23 +286,10 @@ async fn a_device_killed_mid_pairing_returns_to_awaiting_credentials_with_the_re
 
     // Killed while the cloud is down and the device retries its endpoint lookup.
     cloud.stop().await;
-    let (ok, ..) = host.ctl(&[
-        "user-cfg",
-        "--ssid",
-        "home",
-        "--passwd",
-        "correct horse",
-        "--token",
-        &token,
-    ]);
-    assert!(ok);
+    host.user_cfg("home", "correct horse", &token);
     host.status_until("retrying", |s| s["last_error"] == "network_unreachable")
         .await;
-    host.kill();
-    host.start().await;
-    let status = host
-        .status_until("settled", |s| s["state"] == "awaiting-credentials")
-        .await;
+    let status = host.restart_until_settled().await;
     assert_eq!(status["last_error"], "network_unreachable");
 }
 
@@ -325,24 +324,11 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
             .await
             .expect("answers");
     }
-    let (ok, ..) = host.ctl(&[
-        "user-cfg",
-        "--ssid",
-        "home",
-        "--passwd",
-        "correct horse",
-        "--token",
-        &token,
-    ]);
-    assert!(ok);
+    host.user_cfg("home", "correct horse", &token);
     host.status_until("rate limited while activating", |s| {
         s["state"] == "activating" && s["last_error"] == "busy"
     })
     .await;
-    host.kill();
-    host.start().await;
-    let status = host
-        .status_until("settled", |s| s["state"] == "awaiting-credentials")
-        .await;
+    let status = host.restart_until_settled().await;
     assert_eq!(status["last_error"], "busy");
 }
