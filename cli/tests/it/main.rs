@@ -1,0 +1,226 @@
+//! The `tether` binary as a user runs it, against the real service on free ports and a
+//! real device host with simulated Wi-Fi.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_host::RuntimeConfig;
+use tether_host::config::HostConfig;
+use tether_host::daemon::Device;
+use tether_service::users::Role;
+use tether_service::{Application, ServeConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+struct World {
+    _cloud_dir: tempfile::TempDir,
+    _device_dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+    server: String,
+    device: Device,
+}
+
+impl World {
+    async fn new() -> Self {
+        let cloud_dir = tempfile::tempdir().expect("temp dir");
+        let pool = tether_service::db::open(cloud_dir.path())
+            .await
+            .expect("db");
+        tether_service::users::create(
+            &pool,
+            "ann",
+            &tether_proto::Secret::new("ann-passw0rd"),
+            Role::User,
+        )
+        .await
+        .expect("user");
+        let licence = tether_service::licenses::issue(&pool, "p0123456789abcde", 1)
+            .await
+            .expect("licence")
+            .remove(0);
+        pool.close().await;
+        let app = Application::build(ServeConfig::ephemeral(cloud_dir.path()))
+            .await
+            .expect("service builds");
+        let server = format!("http://{}", app.http_addr());
+        tokio::spawn(app.run(std::future::pending()));
+        let device_dir = tempfile::tempdir().expect("temp dir");
+        let config = device_config(
+            &server,
+            &licence.uuid,
+            licence.authkey.expose(),
+            device_dir.path(),
+        );
+        let device = Device::start(config, RuntimeConfig::default())
+            .await
+            .expect("device starts");
+        Self {
+            _cloud_dir: cloud_dir,
+            _device_dir: device_dir,
+            home: tempfile::tempdir().expect("temp dir"),
+            server,
+            device,
+        }
+    }
+
+    /// Runs `tether` with the user's environment; returns (exit code, stdout, stderr).
+    fn tether(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("TETHER_SERVER", &self.server)
+            .env("TETHER_USER", "ann")
+            .env("TETHER_PASSWORD", "ann-passw0rd")
+            .env("XDG_CONFIG_HOME", self.home.path())
+            .output()
+            .expect("tether runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let (code, out, err) = self.tether(args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {out}"))
+    }
+
+    fn channel(&self) -> String {
+        self.device.channel_addr().to_string()
+    }
+}
+
+fn device_config(server: &str, uuid: &str, authkey: &str, dir: &Path) -> HostConfig {
+    HostConfig::parse(&format!(
+        "data_dir = \"{d}\"\niot_dns_url = \"{server}\"\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{authkey}\"\nproduct_key = \"p0123456789abcde\"\n\
+         [wifi]\nbackend = \"sim\"\n[[wifi.sim.ap]]\nssid = \"home\"\npasswd = \"correct horse\"\n[channel]\nlisten = \"127.0.0.1:0\"\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
+        d = dir.display()
+    ))
+    .expect("valid config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_brings_the_device_online_and_send_gets_the_report_back() {
+    let w = World::new().await;
+    let (code, out, _) = w.tether(&["login"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("logged in"));
+    let done = w.json(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--ssid",
+        "home",
+        "--password",
+        "correct horse",
+        "--json",
+    ]);
+    let dev_id = done["dev_id"].as_str().expect("dev_id").to_owned();
+    assert!(done["timings"]["mqtt_ms"].is_u64(), "{done}");
+
+    let devices = w.json(&["devices", "--json"]);
+    assert_eq!(devices[0]["dev_id"], dev_id.as_str());
+    let (code, _, err) = w.tether(&["send", &dev_id, r#"{"1":true}"#]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let device = w.json(&["device", &dev_id, "--json"]);
+        if device["last_report"] == serde_json::json!({"1": true}) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report: {device}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, _) = w.tether(&["unbind", &dev_id]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("unbound {dev_id}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_ends_with_passwd_error_and_its_exit_code_then_the_right_one_succeeds() {
+    let w = World::new().await;
+    let (code, _, err) = w.tether(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--ssid",
+        "home",
+        "--password",
+        "wrong password",
+    ]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("passwd_error"), "{err}");
+    let (code, out, err) = w.tether(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--ssid",
+        "home",
+        "--password",
+        "correct horse",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("online as d"), "{out}");
+    assert!(err.contains("… online"), "phases are shown: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_errors_have_their_commands_and_exit_codes() {
+    let w = World::new().await;
+    let created = w.json(&["token", "create", "--max-devices", "3", "--json"]);
+    let token = created["token"].as_str().expect("token");
+    assert_eq!(created["max_devices"], 3);
+    let status = w.json(&["token", "status", token, "--json"]);
+    assert_eq!(status["state"], "pending");
+    let (code, ..) = w.tether(&["token", "revoke", token]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        w.json(&["token", "status", token, "--json"])["state"],
+        "revoked"
+    );
+
+    let (code, _, err) = w.tether(&["send", "dnope", "not json"]);
+    assert_eq!(code, 10, "{err}");
+    let (code, _, err) = w.tether(&["device", "dnope"]);
+    assert_eq!(code, 5, "{err}");
+    let (code, _, err) = w.tether(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--ssid",
+        "home",
+        "--password",
+        "correct horse",
+        "--token",
+        "EUaaaaaaaaAAAA",
+    ]);
+    assert_eq!(code, 6, "a token the cloud does not know: {err}");
+
+    let out = Command::new(BIN)
+        .args(["devices"])
+        .env("TETHER_SERVER", &w.server)
+        .env("XDG_CONFIG_HOME", tempfile::tempdir().expect("dir").path())
+        .env_remove("TETHER_USER")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(4), "not logged in");
+    let out = Command::new(BIN)
+        .args(["devices", "--server", "http://127.0.0.1:9"])
+        .env("XDG_CONFIG_HOME", w.home.path())
+        .env("TETHER_USER", "ann")
+        .env("TETHER_PASSWORD", "x")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3), "server down");
+    let help = Command::new(BIN).arg("--help").output().expect("runs");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("7 Wi-Fi failure"));
+}
