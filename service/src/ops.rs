@@ -17,17 +17,26 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// Ready when the database answers, the broker runs and the service's own MQTT client is
+/// connected to it.
 async fn readiness(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match sqlx::query_scalar::<_, i64>("SELECT 1")
+    if let Err(e) = sqlx::query_scalar::<_, i64>("SELECT 1")
         .fetch_one(&state.db)
         .await
     {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "database not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
+        tracing::warn!(error = %e, "database not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
     }
+    if !state.broker.is_running() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "MQTT broker stopped");
+    }
+    if !state.bridge.is_connected() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service MQTT client not connected",
+        );
+    }
+    (StatusCode::OK, "ready")
 }
 
 async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -65,11 +65,6 @@ impl HostState {
         self.outbox.take()
     }
 
-    /// The key-value store.
-    pub fn kv(&self) -> &Kv {
-        &self.kv
-    }
-
     fn request_id(&mut self) -> u32 {
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);

@@ -36,11 +36,6 @@ impl SimWifi {
             soft_ap: Mutex::new(None),
         }
     }
-
-    /// Drops the link as if the router went away (for tests of reconnection).
-    pub fn drop_link(&self) {
-        self.up.store(false, Ordering::SeqCst);
-    }
 }
 
 #[async_trait]

@@ -76,14 +76,6 @@ impl Bridge {
         *self.connected.borrow()
     }
 
-    /// Waits until connected, up to `timeout`.
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let mut rx = self.connected.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
     /// Publishes an envelope to a device's in-topic and waits until the broker has
     /// acknowledged it, so it is routed to the device's session before anything later.
     pub async fn send(

@@ -128,6 +128,26 @@ async fn next_json(device: &mut Mqtt) -> Value {
         .await
 }
 
+/// Unbinds the device over the API (`query` may ask for a reset), then checks the device
+/// hears `protocol` and its session is closed.
+async fn unbind_and_expect_notice(
+    w: &World,
+    login: &Login,
+    device: &mut Mqtt,
+    query: &str,
+    protocol: u32,
+) {
+    let path = format!("/v1/devices/{}{query}", login.dev_id);
+    let (status, _) = w
+        .service
+        .call(Method::DELETE, &path, Some(&w.ann), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let notice = next_json(device).await;
+    assert_eq!(notice["protocol"], protocol);
+    device.closed().await;
+}
+
 /// Polls the API until `check` holds for the device.
 async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -323,19 +343,7 @@ async fn unbinding_a_connected_device_closes_its_session_and_revokes_its_credent
     let login = activated(&w, 0).await;
     let mut device = online_device(&w, &login).await;
 
-    let (status, _) = w
-        .service
-        .call(
-            Method::DELETE,
-            &format!("/v1/devices/{}", login.dev_id),
-            Some(&w.ann),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let notice = next_json(&mut device).await;
-    assert_eq!(notice["protocol"], 8);
-    device.closed().await;
+    unbind_and_expect_notice(&w, &login, &mut device, "", 8).await;
 
     let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
     assert!(matches!(
@@ -435,17 +443,5 @@ async fn unbinding_with_reset_sends_protocol_11() {
     let w = World::new(1).await;
     let login = activated(&w, 0).await;
     let mut device = online_device(&w, &login).await;
-    let (status, _) = w
-        .service
-        .call(
-            Method::DELETE,
-            &format!("/v1/devices/{}?reset=true", login.dev_id),
-            Some(&w.ann),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let notice = next_json(&mut device).await;
-    assert_eq!(notice["protocol"], 11);
-    device.closed().await;
+    unbind_and_expect_notice(&w, &login, &mut device, "?reset=true", 11).await;
 }
