@@ -126,6 +126,9 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
     tokio_runtime()?.block_on(async {
         let device = Device::start(config, RuntimeConfig::default()).await?;
         tracing::info!(channel = %device.channel_addr(), "device running");
+        // One line on stdout for whoever started the host: where the channel listens
+        // (useful with port 0).
+        println!("device running; data channel on {}", device.channel_addr());
         shutdown_signal().await;
         device.stop();
         Ok(())

@@ -212,6 +212,10 @@ impl Hooks {
                 tracing::info!(dev_id, online, "device presence")
             }
             Ok(_) => tracing::warn!(dev_id, online, "presence of a device that is not bound"),
+            // The service is stopping; `Broker::stop` marks every device offline.
+            Err(_) if self.db.is_closed() => {
+                tracing::debug!(dev_id, online, "presence after the database closed")
+            }
             Err(e) => tracing::error!(error = %e, dev_id, "failed to record presence"),
         }
     }

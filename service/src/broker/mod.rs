@@ -38,6 +38,7 @@ pub struct Broker {
     scx: ServerContext,
     sessions: Arc<Sessions>,
     service_password: Secret,
+    db: SqlitePool,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -84,6 +85,8 @@ impl Broker {
             register.add(typ, hooks()).await;
         }
         register.start().await;
+        // No session exists yet: whatever the database says after a crash is stale.
+        mark_all_offline(&db).await?;
 
         let listener = Builder::new()
             .name("tcp")
@@ -97,7 +100,10 @@ impl Broker {
             .tcp()
             .context("MQTT listener")?;
         let addr = listener.local_addr().context("bound MQTT address")?;
-        let server = MqttServer::new(scx.clone()).listener(listener).build();
+        // The one listener of this broker; an explicit id since the port may be 0.
+        let server = MqttServer::new(scx.clone())
+            .listener_by_id(listener, 1)
+            .build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "the MQTT broker stopped");
@@ -109,6 +115,7 @@ impl Broker {
             scx,
             sessions,
             service_password,
+            db,
             task: std::sync::Mutex::new(Some(task)),
         })
     }
@@ -194,5 +201,21 @@ impl Broker {
             task.abort();
             let _ = task.await;
         }
+        // Sessions closed just now may not have run their presence hooks yet.
+        if let Err(e) = mark_all_offline(&self.db).await {
+            tracing::warn!(error = %e, "failed to mark devices offline at stop");
+        }
     }
+}
+
+/// Marks every device offline: at start (sessions do not survive the service) and at stop.
+async fn mark_all_offline(db: &SqlitePool) -> anyhow::Result<()> {
+    let done = sqlx::query("UPDATE devices SET online = 0 WHERE online = 1")
+        .execute(db)
+        .await
+        .context("failed to reset device presence")?;
+    if done.rows_affected() > 0 {
+        tracing::info!(devices = done.rows_affected(), "marked devices offline");
+    }
+    Ok(())
 }
