@@ -2,7 +2,9 @@
 //! pairing tokens, provision a device over its data channel, and control devices.
 
 mod client;
+mod demo;
 mod failure;
+mod progress;
 mod provision;
 mod session;
 
@@ -41,6 +43,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine: a local cloud service and a device with a
+    /// simulated radio, paired over the data channel, sent a command, and its report
+    /// shown, with timings.
+    Demo {
+        /// Leave the service and the device running and print their URLs.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Log in and keep the access token in the user's config dir.
     Login,
     /// Pairing tokens.
@@ -137,6 +147,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
+        Command::Demo { keep_running } => {
+            init_logs();
+            demo::run(demo::Options {
+                keep_running: *keep_running,
+                json: cli.json,
+            })
+            .await?;
+        }
         Command::Login => {
             login(cli).await?;
             print(
@@ -225,7 +243,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         .ok_or_else(|| Failure::Other("no token in the answer".into()))?
                 }
             };
-            let quiet = cli.json;
+            let progress = progress::Progress::new(progress::Style::detect(cli.json));
             let done = provision::provision(
                 &api,
                 device,
@@ -233,13 +251,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 password,
                 &token,
                 Duration::from_secs(*timeout),
-                |phase| {
-                    if !quiet {
-                        eprintln!("… {phase}");
-                    }
-                },
+                |phase| progress.phase(phase),
             )
             .await?;
+            progress.finish();
             let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings});
             print(cli, &out, || {
                 let t = &done.timings;
@@ -360,14 +375,36 @@ async fn login(cli: &Cli) -> Result<Api, Failure> {
     Ok(api.with_token(token))
 }
 
-/// A client with an access token: the stored one, or a fresh login when there is none.
+/// A client with an access token: the stored one while it is valid, else a fresh login
+/// when an account is named.
 async fn authed(cli: &Cli) -> Result<Api, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     match session::load(&cli.server) {
-        Some(token) => Ok(Api::new(&cli.server)?.with_token(token)),
-        None if cli.user.is_some() => login(cli).await,
+        Some(token) if !session::expires_soon(&token, now) => {
+            Ok(Api::new(&cli.server)?.with_token(token))
+        }
+        _ if cli.user.is_some() => login(cli).await,
+        Some(_) => Err(Failure::Auth(format!(
+            "the session with {} has expired: run `tether login --user NAME`",
+            cli.server
+        ))),
         None => Err(Failure::Auth(format!(
             "not logged in to {}: run `tether login --user NAME`",
             cli.server
         ))),
     }
+}
+
+/// Logs of the embedded service and device (demo only): warnings, or `RUST_LOG`.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
 }

@@ -123,6 +123,16 @@ pub async fn provision(
             progress(&state);
             last_state.clone_from(&state);
         }
+        // A device that was online before keeps its previous network when the new
+        // settings fail, and says why.
+        if state == "online"
+            && let Some(code) = status["last_error"].as_str()
+        {
+            return Err(refusal(
+                code,
+                "the device could not use these settings and went back to its previous network",
+            ));
+        }
         if state == "online"
             && let Some(dev_id) = status["dev_id"].as_str()
         {

@@ -7,6 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 fn path() -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME") {
@@ -50,4 +52,37 @@ pub fn store(server: &str, token: &str) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, &path).with_context(|| format!("failed to write {}", path.display()))?;
     Ok(())
+}
+
+/// Whether `token` (a JWT) expires within a minute, or cannot be read. Only the `exp`
+/// claim is read; the server checks the signature.
+pub fn expires_soon(token: &str, now_unix: u64) -> bool {
+    let exp = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|claims| claims["exp"].as_u64());
+    exp.is_none_or(|exp| exp <= now_unix + 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        format!(
+            "eyJhbGciOiJFZERTQSJ9.{}.sig",
+            URL_SAFE_NO_PAD.encode(claims)
+        )
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_exp_claim() {
+        assert!(!expires_soon(&jwt(r#"{"exp":2000}"#), 1000));
+        assert!(expires_soon(&jwt(r#"{"exp":2000}"#), 1950));
+        assert!(expires_soon(&jwt(r#"{"exp":2000}"#), 3000));
+        assert!(expires_soon(&jwt(r#"{"sub":"ann"}"#), 1000), "no exp");
+        assert!(expires_soon("not a jwt", 1000));
+    }
 }

@@ -1,0 +1,398 @@
+//! `tether demo`: the whole system on one machine, on embedded defaults. It starts the
+//! cloud service (temporary SQLite data dir, free ports, embedded MQTT broker) and a
+//! device host with a simulated radio, then provisions the device over its data channel
+//! as a user would, sends it a command, waits for its report, and prints each step with
+//! its time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tether_host::RuntimeConfig;
+use tether_host::config::{
+    ChannelConfig, CtlConfig, HostConfig, IdentityConfig, SimAp, SimBehaviour, SimConfig,
+    WifiBackendKind, WifiConfig, WpaConfig,
+};
+use tether_host::daemon::Device;
+use tether_proto::Secret;
+use tether_service::users::Role;
+use tether_service::{Application, ServeConfig};
+use tokio::sync::oneshot;
+
+use crate::client::Api;
+use crate::failure::Failure;
+use crate::provision;
+
+const USER: &str = "demo";
+const PRODUCT_KEY: &str = "pdemo0000000000a";
+const SSID: &str = "tether-demo";
+const WIFI_PASSWORD: &str = "demo-router-pw";
+/// Data points the demo sends; the device reports them back.
+const COMMAND: &str = r#"{"1":true,"2":42}"#;
+
+/// Options of `tether demo`.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Leave everything up until Ctrl-C.
+    pub keep_running: bool,
+    /// Print one JSON summary on stdout (steps go to stderr).
+    pub json: bool,
+}
+
+/// Prints each step with the time since the demo started.
+struct Steps {
+    started: Instant,
+    json: bool,
+}
+
+impl Steps {
+    fn say(&self, what: impl std::fmt::Display) {
+        let line = format!("[{:>6.2} s] {what}", self.started.elapsed().as_secs_f64());
+        self.raw(&line);
+    }
+
+    /// A detail line under the last step.
+    fn detail(&self, what: impl std::fmt::Display) {
+        self.raw(&format!("             {what}"));
+    }
+
+    fn raw(&self, line: &str) {
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+fn internal(context: &str) -> impl FnOnce(anyhow::Error) -> Failure + '_ {
+    move |e| Failure::Other(format!("{context}: {e:#}"))
+}
+
+/// Runs the demo.
+pub async fn run(options: Options) -> Result<(), Failure> {
+    let steps = Steps {
+        started: Instant::now(),
+        json: options.json,
+    };
+    steps.raw(
+        "Tether demo: a local cloud and one simulated device, paired the way a user pairs one.\n",
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("tether-demo-")
+        .tempdir()
+        .map_err(|e| Failure::Other(format!("cannot create a temporary dir: {e}")))?;
+    let cloud_dir = dir.path().join("cloud");
+    let password = tether_proto::random::string(b"abcdefghijkmnpqrstuvwxyz23456789", 16)
+        .map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
+    let licence = seed_cloud(&cloud_dir, &password).await?;
+
+    let app = Application::build(ServeConfig::ephemeral(&cloud_dir))
+        .await
+        .map_err(internal("the cloud service did not start"))?;
+    let api_url = format!("http://{}", app.http_addr());
+    let mqtt_addr = app.mqtt_addr();
+    let (stop_cloud, stopped) = oneshot::channel::<()>();
+    let cloud = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    steps.say(format_args!(
+        "cloud service up: API {api_url}, MQTT {mqtt_addr}, SQLite in {}",
+        cloud_dir.display()
+    ));
+    steps.detail(format_args!(
+        "account {USER:?} and one device licence (product {PRODUCT_KEY}) created"
+    ));
+
+    let device_dir = dir.path().join("device");
+    let config = device_config(&device_dir, &api_url, &licence);
+    let ctl_socket = config.ctl.socket.clone();
+    let device = Device::start(config, RuntimeConfig::default())
+        .await
+        .map_err(internal("the device host did not start"))?;
+    let channel = device.channel_addr().to_string();
+    let version = device.status().await.map(|s| s.version).unwrap_or_default();
+    steps.say(format_args!(
+        "device host up: pairing component {version}, simulated router {SSID:?}, data channel {channel}"
+    ));
+
+    let outcome = pair_and_command(&steps, &api_url, &password, &channel).await;
+    let result = match outcome {
+        Ok(summary) if options.keep_running => {
+            print_summary(&steps, options, &summary);
+            keep_running(
+                &steps,
+                &api_url,
+                mqtt_addr,
+                &channel,
+                &ctl_socket,
+                &password,
+            )
+            .await;
+            Ok(())
+        }
+        Ok(summary) => {
+            print_summary(&steps, options, &summary);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+
+    tokio::task::spawn_blocking(move || device.stop())
+        .await
+        .map_err(|e| Failure::Other(format!("the device did not stop: {e}")))?;
+    let _ = stop_cloud.send(());
+    cloud
+        .await
+        .map_err(|e| Failure::Other(format!("the cloud service failed: {e}")))?
+        .map_err(internal("the cloud service failed"))?;
+    if result.is_ok() {
+        steps.say("stopped the device and the cloud; temporary data removed");
+    }
+    result
+}
+
+/// Creates the demo account and one licence in a fresh database.
+async fn seed_cloud(
+    cloud_dir: &Path,
+    password: &str,
+) -> Result<tether_service::licenses::License, Failure> {
+    let pool = tether_service::db::open(cloud_dir)
+        .await
+        .map_err(internal("cannot open the database"))?;
+    tether_service::users::create(&pool, USER, &Secret::new(password), Role::User)
+        .await
+        .map_err(|e| Failure::Other(format!("cannot create the demo account: {e}")))?;
+    let licence = tether_service::licenses::issue(&pool, PRODUCT_KEY, 1)
+        .await
+        .map_err(|e| Failure::Other(format!("cannot issue a licence: {e}")))?
+        .pop()
+        .ok_or_else(|| Failure::Other("no licence issued".into()))?;
+    pool.close().await;
+    Ok(licence)
+}
+
+fn device_config(
+    dir: &Path,
+    api_url: &str,
+    licence: &tether_service::licenses::License,
+) -> HostConfig {
+    HostConfig {
+        data_dir: dir.to_path_buf(),
+        iot_dns_url: api_url.to_owned(),
+        identity: IdentityConfig {
+            uuid: licence.uuid.clone(),
+            authkey: licence.authkey.clone(),
+            product_key: PRODUCT_KEY.into(),
+        },
+        wifi: WifiConfig {
+            backend: WifiBackendKind::Sim,
+            sim: SimConfig {
+                ap: vec![SimAp {
+                    ssid: SSID.into(),
+                    passwd: Secret::new(WIFI_PASSWORD),
+                    behaviour: SimBehaviour::Normal,
+                    delay_ms: 0,
+                    rssi: -45,
+                }],
+            },
+            wpa_supplicant: WpaConfig::default(),
+        },
+        channel: ChannelConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        },
+        ctl: CtlConfig {
+            socket: dir.join("ctl.sock"),
+        },
+    }
+}
+
+/// What the demo saw.
+struct Summary {
+    dev_id: String,
+    timings: Value,
+    report: Value,
+    round_trip: Duration,
+    online_in_cloud: bool,
+}
+
+/// The user's part: log in, create a token, provision over the channel, send a command
+/// and wait for the report.
+async fn pair_and_command(
+    steps: &Steps,
+    api_url: &str,
+    password: &str,
+    channel: &str,
+) -> Result<Summary, Failure> {
+    let api = Api::new(api_url)?;
+    let access = api.login(USER, password).await?;
+    let api = api.with_token(access);
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/pairing-tokens",
+            Some(json!({})),
+            Duration::from_secs(10),
+        )
+        .await?;
+    let token = created["token"]
+        .as_str()
+        .ok_or_else(|| Failure::Other("no token in the answer".into()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ttl = created["expires_at"]
+        .as_u64()
+        .unwrap_or(now)
+        .saturating_sub(now);
+    steps.say(format_args!(
+        "logged in as {USER}; pairing token {}… created (one device, valid for {} min)",
+        &token[..token.len().min(10)],
+        ttl.div_ceil(60)
+    ));
+
+    steps.say(format_args!(
+        "provisioning: SSID {SSID:?}, password and token sent over the data channel"
+    ));
+    let done = provision::provision(
+        &api,
+        channel,
+        SSID,
+        WIFI_PASSWORD,
+        token,
+        Duration::from_secs(60),
+        |phase| steps.detail(format_args!("· {phase}")),
+    )
+    .await?;
+    steps.say(format_args!("device {} is online", done.dev_id));
+
+    let data: Value = serde_json::from_str(COMMAND)
+        .map_err(|e| Failure::Other(format!("bad demo command: {e}")))?;
+    let sent_at = Instant::now();
+    api.call(
+        Method::POST,
+        &format!("/v1/devices/{}/commands", done.dev_id),
+        Some(json!({"data": data})),
+        Duration::from_secs(10),
+    )
+    .await?;
+    steps.say(format_args!("sent {COMMAND} to the device over MQTT"));
+    let (device, round_trip) = wait_for_report(&api, &done.dev_id, &data, sent_at).await?;
+    steps.say(format_args!(
+        "report received: {} (command to report in {} ms)",
+        device["last_report"],
+        round_trip.as_millis()
+    ));
+    Ok(Summary {
+        dev_id: done.dev_id,
+        timings: done.timings,
+        report: device["last_report"].clone(),
+        round_trip,
+        online_in_cloud: device["online"] == true,
+    })
+}
+
+async fn wait_for_report(
+    api: &Api,
+    dev_id: &str,
+    data: &Value,
+    sent_at: Instant,
+) -> Result<(Value, Duration), Failure> {
+    let deadline = sent_at + Duration::from_secs(15);
+    loop {
+        let device = api
+            .call(
+                Method::GET,
+                &format!("/v1/devices/{dev_id}"),
+                None,
+                Duration::from_secs(10),
+            )
+            .await?;
+        if device["last_report"] == *data {
+            return Ok((device, sent_at.elapsed()));
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Timeout(format!(
+                "the device did not report {COMMAND} back within 15 s (last report {})",
+                device["last_report"]
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn print_summary(steps: &Steps, options: Options, s: &Summary) {
+    let t = &s.timings;
+    let phases = [
+        ("wifi", "joined the router (simulated radio, no air time)"),
+        ("dns", "IoT DNS answered with the API and MQTT endpoints"),
+        (
+            "activate",
+            "activated with the token; the authkey signed the request",
+        ),
+        ("mqtt", "MQTT session up with the device's JWT"),
+    ];
+    let total: u64 = phases
+        .iter()
+        .filter_map(|(name, _)| t[format!("{name}_ms")].as_u64())
+        .sum();
+    steps.say("what happened on the device, phase by phase:");
+    for (name, what) in phases {
+        let ms = t[format!("{name}_ms")]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |v| v.to_string());
+        steps.detail(format_args!("{name:<9}{ms:>5} ms  {what}"));
+    }
+    steps.detail(format_args!(
+        "{:<9}{total:>5} ms  credentials received to MQTT online",
+        "total"
+    ));
+    steps.say(format_args!(
+        "the cloud shows {} {}",
+        s.dev_id,
+        if s.online_in_cloud {
+            "online"
+        } else {
+            "offline"
+        }
+    ));
+    if options.json {
+        let out = json!({
+            "dev_id": s.dev_id,
+            "timings": s.timings,
+            "online_ms": total,
+            "report": s.report,
+            "round_trip_ms": u64::try_from(s.round_trip.as_millis()).unwrap_or(u64::MAX),
+            "elapsed_ms": u64::try_from(steps.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        println!("{out}");
+    }
+}
+
+async fn keep_running(
+    steps: &Steps,
+    api_url: &str,
+    mqtt: std::net::SocketAddr,
+    channel: &str,
+    ctl_socket: &Path,
+    password: &str,
+) {
+    steps.raw(&format!(
+        "\nEverything stays up until Ctrl-C:\n  API      {api_url}\n  docs     {api_url}/docs\n  MQTT     mqtt://{mqtt}\n  device   data channel {channel}, control socket {}\n  try      TETHER_SERVER={api_url} TETHER_USER={USER} TETHER_PASSWORD={password} tether devices\n",
+        ctl_socket.display()
+    ));
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    steps.say("stopping");
+}

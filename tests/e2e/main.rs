@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `tether-service`, `tether-host` and `tether` binaries,
+//! each a separate process on free ports, driven the way a user drives them.
+
+mod demo;
+mod fleet;
+mod lifecycle;

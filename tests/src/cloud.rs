@@ -1,0 +1,147 @@
+//! The cloud: `tether-service serve` on free ports with its own data dir, and its admin
+//! commands (`user add`, `license issue`) run against that data dir while it serves.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use serde_json::Value;
+
+use crate::process::{Output, spawn_logged, terminate};
+use crate::{PRODUCT_KEY, bins, eventually, read_log};
+
+/// A device identity from `tether-service license issue`.
+#[derive(Debug, Clone)]
+pub struct Licence {
+    /// The licence uuid.
+    pub uuid: String,
+    /// Its authkey.
+    pub authkey: String,
+}
+
+/// A running `tether-service serve`.
+#[derive(Debug)]
+pub struct Cloud {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// The API base URL.
+    pub url: String,
+}
+
+impl Cloud {
+    /// Starts the service and waits until it listens.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(&bins().service);
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--log-format", "json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "debug");
+        let log = dir.path().join("service.log");
+        let mut child = spawn_logged(command, &dir.path().join("service.out"), &log);
+        let url = eventually(
+            "the service listening",
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the service exited ({status}):\n{}", read_log(&log));
+                }
+                read_log(&log).lines().find_map(|line| {
+                    let line: Value = serde_json::from_str(line).ok()?;
+                    line["fields"]["public_http"].as_str().map(str::to_owned)
+                })
+            },
+            || read_log(&log),
+        );
+        Self {
+            dir,
+            child: Some(child),
+            url,
+        }
+    }
+
+    /// Runs a `tether-service` admin command on this service's data dir.
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(&bins().service);
+        command.args(args).arg("--data-dir").arg(self.data_dir());
+        Output::of(command, stdin)
+    }
+
+    /// Creates an account.
+    pub fn add_user(&self, name: &str, password: &str) {
+        self.admin(&["user", "add", name], Some(&format!("{password}\n")))
+            .success();
+    }
+
+    /// Issues `count` licences for [`PRODUCT_KEY`].
+    pub fn licences(&self, count: usize) -> Vec<Licence> {
+        let count = count.to_string();
+        let out = self
+            .admin(
+                &[
+                    "license",
+                    "issue",
+                    "--product-key",
+                    PRODUCT_KEY,
+                    "--count",
+                    &count,
+                ],
+                None,
+            )
+            .success();
+        out.stdout
+            .lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).expect("one JSON licence per line");
+                Licence {
+                    uuid: v["uuid"].as_str().expect("uuid").to_owned(),
+                    authkey: v["authkey"].as_str().expect("authkey").to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// A sample from `GET /metrics`, such as `tether_activations_total{result="ok"}`
+    /// (0 when absent).
+    pub fn metric(&self, sample: &str) -> u64 {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("the service accepts connections");
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer read");
+        answer
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The service's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Everything the service logged so far.
+    pub fn logs(&self) -> String {
+        read_log(&self.dir.path().join("service.log"))
+    }
+
+    /// Stops the service with SIGTERM and returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.child
+            .take()
+            .and_then(|mut child| terminate(&mut child))
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,98 @@
+//! Harness of the end-to-end tests: it finds the built `tether-service`, `tether-host`
+//! and `tether` binaries and runs each as a separate process, on free ports and in its
+//! own temporary directory, the way a user runs them.
+//!
+//! `cargo test --workspace` builds the three binaries before it runs these tests (Cargo
+//! builds a package's binaries for its integration tests). Run alone, build them first:
+//! `cargo build --bins && cargo test -p tether-e2e`.
+
+mod cloud;
+mod host;
+mod process;
+mod user;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use cloud::{Cloud, Licence};
+pub use host::DeviceHost;
+pub use process::Output;
+pub use user::User;
+
+/// The product key of every test device.
+pub const PRODUCT_KEY: &str = "pe2e00000000000a";
+/// The simulated router every test device sees.
+pub const SSID: &str = "home";
+/// Its password.
+pub const WIFI_PASSWORD: &str = "correct horse";
+/// How long any one wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Paths of the three binaries.
+#[derive(Debug)]
+pub struct Bins {
+    /// `tether-service`.
+    pub service: PathBuf,
+    /// `tether-host`.
+    pub host: PathBuf,
+    /// `tether`.
+    pub tether: PathBuf,
+}
+
+/// The binaries next to this test executable (`target/<profile>/`), or in
+/// `TETHER_E2E_BIN_DIR`.
+pub fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let dir = match std::env::var_os("TETHER_E2E_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+                .expect("the test executable lives in target/<profile>/deps"),
+        };
+        let find = |name: &str| {
+            let path = dir.join(name);
+            assert!(
+                path.is_file(),
+                "{} is missing: the end-to-end tests run the real binaries. `cargo test --workspace` \
+                 builds them; alone, run `cargo build --bins` first (or set TETHER_E2E_BIN_DIR)",
+                path.display()
+            );
+            path
+        };
+        Bins {
+            service: find("tether-service"),
+            host: find("tether-host"),
+            tether: find("tether"),
+        }
+    })
+}
+
+/// Calls `probe` every 50 ms until it gives a value; fails the test after [`WAIT`] with
+/// `what` and the last `context`.
+pub fn eventually<T>(
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {} s\n{}",
+            WAIT.as_secs(),
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads a log file as text (empty if it does not exist yet).
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

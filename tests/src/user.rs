@@ -1,0 +1,90 @@
+//! A user at a terminal: an account on the cloud and the `tether` CLI with its own
+//! config dir (where `tether login` keeps the session).
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::process::Output;
+use crate::{Cloud, bins};
+
+/// One account and its `tether` config dir.
+#[derive(Debug)]
+pub struct User {
+    home: tempfile::TempDir,
+    server: String,
+    /// Account name.
+    pub name: String,
+    password: String,
+}
+
+impl User {
+    /// Creates the account on `cloud` and logs in with `tether login`.
+    pub fn new(cloud: &Cloud, name: &str) -> Self {
+        let password = format!("{name}-passw0rd-e2e");
+        cloud.add_user(name, &password);
+        let user = Self {
+            home: tempfile::tempdir().expect("temp dir"),
+            server: cloud.url.clone(),
+            name: name.to_owned(),
+            password,
+        };
+        let out = user.tether(&["login"]).success();
+        assert!(out.stdout.contains("logged in"), "{}", out.stdout);
+        user
+    }
+
+    /// The account's password (for checking that logs never show it).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&bins().tether);
+        command
+            .args(args)
+            .env("TETHER_SERVER", &self.server)
+            .env("TETHER_USER", &self.name)
+            .env("TETHER_PASSWORD", &self.password)
+            .env("XDG_CONFIG_HOME", self.home.path());
+        command
+    }
+
+    /// Runs `tether ARGS` to the end.
+    pub fn tether(&self, args: &[&str]) -> Output {
+        Output::of(self.command(args), None)
+    }
+
+    /// Runs `tether ARGS --json`, which must succeed, and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        self.tether(&args).json()
+    }
+
+    /// Starts `tether ARGS` without waiting; finish it with [`Output::wait`].
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tether starts")
+    }
+
+    /// `tether provision` of the device whose channel is `channel` with `password`,
+    /// plus any extra arguments.
+    pub fn provision(&self, channel: &str, password: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "provision",
+            "--device",
+            channel,
+            "--ssid",
+            crate::SSID,
+            "--password",
+            password,
+        ];
+        args.extend_from_slice(extra);
+        self.tether(&args)
+    }
+}
