@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
 use tether_host::config::{
     ChannelConfig, CtlConfig, HostConfig, IdentityConfig, SimAp, SimBehaviour, SimConfig,
-    WifiBackendKind, WifiConfig, WpaConfig,
+    UpdateConfig, WifiBackendKind, WifiConfig, WpaConfig,
 };
 use tether_host::daemon::Device;
 use tether_proto::Secret;
@@ -205,6 +205,7 @@ fn device_config(
         ctl: CtlConfig {
             socket: dir.join("ctl.sock"),
         },
+        update: UpdateConfig::default(),
     }
 }
 

@@ -4,11 +4,13 @@
 mod client;
 mod demo;
 mod failure;
+mod module;
 mod progress;
 mod provision;
 mod session;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -53,6 +55,9 @@ enum Command {
     },
     /// Log in and keep the access token in the user's config dir.
     Login,
+    /// Signing keys and signed bundles of pairing components (hot update).
+    #[command(subcommand)]
+    Module(ModuleCommand),
     /// Pairing tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -96,6 +101,37 @@ enum Command {
         /// Also factory-reset it.
         #[arg(long)]
         reset: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModuleCommand {
+    /// Create an ed25519 signing key pair: DIR/module.key (secret, mode 0600) and
+    /// DIR/module.pub (the public key devices trust).
+    Keygen {
+        /// Directory for the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a pairing component and write a signed bundle of it.
+    Sign {
+        /// The secret key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The component's version, MAJOR.MINOR.PATCH.
+        #[arg(long)]
+        version: String,
+        /// Sequence number; by default one more than the last this key signed.
+        #[arg(long)]
+        sequence: Option<u64>,
+        /// The oldest tether-host that may run it.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        min_host_version: String,
+        /// The component (.wasm).
+        component: PathBuf,
+        /// Where to write the bundle.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
     },
 }
 
@@ -154,6 +190,45 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 json: cli.json,
             })
             .await?;
+        }
+        Command::Module(ModuleCommand::Keygen { out }) => {
+            let made = module::keygen(out)?;
+            print(cli, &made, || {
+                format!(
+                    "wrote {} (secret, keep it safe) and {}\npublic key {}",
+                    made["secret_key"].as_str().unwrap_or("?"),
+                    made["public_key"].as_str().unwrap_or("?"),
+                    made["public"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        Command::Module(ModuleCommand::Sign {
+            key,
+            version,
+            sequence,
+            min_host_version,
+            component,
+            out,
+        }) => {
+            let signed = module::sign(&module::SignRequest {
+                key,
+                version,
+                sequence: *sequence,
+                min_host_version,
+                component,
+                out,
+            })?;
+            print(cli, &signed, || {
+                let m = &signed["manifest"];
+                format!(
+                    "wrote {}: version {}, sequence {}, {} bytes, sha256 {}",
+                    out.display(),
+                    m["version"].as_str().unwrap_or("?"),
+                    m["sequence"],
+                    m["size"],
+                    m["sha256"].as_str().unwrap_or("?")
+                )
+            });
         }
         Command::Login => {
             login(cli).await?;

@@ -27,6 +27,53 @@ pub struct HostConfig {
     pub channel: ChannelConfig,
     /// The local control socket.
     pub ctl: CtlConfig,
+    /// Hot update of the pairing component.
+    #[serde(default)]
+    pub update: UpdateConfig,
+}
+
+/// `[update]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Hex ed25519 public keys whose bundles this device accepts (`tether module keygen`
+    /// writes one to module.pub). With none, every update is refused.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// How long a new component runs on probation before it is committed, in seconds.
+    #[serde(default = "default_probation_secs")]
+    pub probation_secs: u64,
+    /// A directory watched for `*.bundle` files to apply (each is renamed to
+    /// `.applied` or `.refused` afterwards).
+    #[serde(default)]
+    pub watch_dir: Option<PathBuf>,
+}
+
+fn default_probation_secs() -> u64 {
+    30
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            trusted_keys: Vec::new(),
+            probation_secs: default_probation_secs(),
+            watch_dir: None,
+        }
+    }
+}
+
+impl UpdateConfig {
+    /// The trusted keys, parsed.
+    pub fn keys(&self) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+        self.trusted_keys
+            .iter()
+            .map(|k| {
+                tether_proto::bundle::public_key_from_hex(k)
+                    .with_context(|| format!("update.trusted_keys: {k:?}"))
+            })
+            .collect()
+    }
 }
 
 /// `[identity]`.
@@ -167,6 +214,7 @@ impl HostConfig {
             "iot_dns_url must be an http:// or https:// URL"
         );
         anyhow::ensure!(!config.identity.uuid.is_empty(), "identity.uuid is empty");
+        config.update.keys()?;
         Ok(config)
     }
 

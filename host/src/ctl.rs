@@ -1,7 +1,9 @@
 //! The local control socket: JSON lines over a unix socket, used by `tether-host ctl` and
 //! the C API. Requests: `{"cmd":"user-cfg","ssid","passwd","token"}` →
 //! `{"code":"ok","oprt":0}` or the error's code and OPRT number; `{"cmd":"status"}` →
-//! the status; `{"cmd":"reset"}` → `{"code":"ok","oprt":0}`.
+//! the status; `{"cmd":"reset"}` → `{"code":"ok","oprt":0}`; `{"cmd":"module-load",
+//! "path"}` applies a bundle file; `{"cmd":"module-status"}` → the installed component and
+//! the update slots.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -28,6 +30,11 @@ enum Request {
     },
     Status {},
     Reset {},
+    /// Apply the bundle file at `path` (read by the host).
+    ModuleLoad {
+        path: std::path::PathBuf,
+    },
+    ModuleStatus {},
 }
 
 /// The answer for a result code.
@@ -85,6 +92,10 @@ async fn session(stream: UnixStream, inputs: Inputs) {
                 } else {
                     Err(ErrorCode::Internal)
                 }),
+                Ok(Request::ModuleLoad { path }) => module_load(&inputs, &path).await,
+                Ok(Request::ModuleStatus {}) => daemon::module_status(&inputs)
+                    .await
+                    .unwrap_or_else(|| code_reply(Err(ErrorCode::Internal))),
                 Err(e) => {
                     json!({"code": "invalid_parm", "oprt": ErrorCode::InvalidParm.oprt(), "message": e.to_string()})
                 }
@@ -95,6 +106,23 @@ async fn session(stream: UnixStream, inputs: Inputs) {
         if writer.write_all(&bytes).await.is_err() {
             return;
         }
+    }
+}
+
+/// `module-load`: `{"code":"ok", "report":{…}}`, or `{"code":"update_refused",
+/// "reason", "message"}`.
+async fn module_load(inputs: &Inputs, path: &Path) -> Value {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return json!({"code": "invalid_parm", "oprt": ErrorCode::InvalidParm.oprt(),
+                "message": format!("cannot read {}: {e}", path.display())});
+        }
+    };
+    match daemon::update(inputs, bytes).await {
+        Ok(report) => json!({"code": "ok", "oprt": 0, "report": report}),
+        Err(refusal) => json!({"code": "update_refused", "oprt": ErrorCode::Internal.oprt(),
+            "reason": refusal.name(), "message": refusal.to_string()}),
     }
 }
 

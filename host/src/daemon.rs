@@ -4,24 +4,26 @@
 //! instance is rebuilt from `kv` (as after a reboot); the host keeps running.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tether_proto::bundle::Bundle;
 
 use anyhow::Context;
 use serde::Serialize;
 use tether_proto::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::capabilities::{Kv, Signer};
-use crate::component::DEFAULT_COMPONENT;
 use crate::config::{HostConfig, WifiBackendKind};
+use crate::home::{Home, Prepared, UpdateReport};
 use crate::providers::Providers;
 use crate::runtime::wit::wifi::StationState;
 use crate::runtime::wit::{Event, PairingStatus};
+use crate::update::Refusal;
 use crate::wifi::WifiBackend;
 use crate::wifi::sim::SimWifi;
 use crate::wifi::wpa::WpaSupplicant;
-use crate::{Instance, LoadedComponent, Runtime, RuntimeConfig};
+use crate::{Instance, Runtime, RuntimeConfig};
 
 /// What `status` reports, in the form `ctl status --json` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -82,6 +84,26 @@ pub(crate) enum Input {
     },
     Status(oneshot::Sender<Option<StatusView>>),
     Reset(oneshot::Sender<()>),
+    /// Check a bundle; the compile happens off this thread.
+    CheckUpdate {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(Bundle, Arc<Runtime>), Refusal>>,
+    },
+    /// A bundle that failed to compile.
+    Refused {
+        bytes: Vec<u8>,
+        refusal: Refusal,
+        reply: oneshot::Sender<Refusal>,
+    },
+    /// Swap a compiled bundle in.
+    Swap {
+        prepared: Box<Prepared>,
+        reply: oneshot::Sender<Result<UpdateReport, Refusal>>,
+    },
+    /// The installed component and the update slots.
+    ModuleStatus(oneshot::Sender<serde_json::Value>),
+    /// About once a second: probation checks.
+    Tick,
     Stop,
 }
 
@@ -125,6 +147,10 @@ impl Device {
             }
         });
         crate::ctl::serve(&config.ctl.socket, inputs.clone())?;
+        tick(inputs.clone());
+        if let Some(dir) = config.update.watch_dir.clone() {
+            crate::update::watch::start(dir, inputs.clone());
+        }
 
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = tokio::runtime::Handle::current();
@@ -157,6 +183,16 @@ impl Device {
     /// Current status.
     pub async fn status(&self) -> Option<StatusView> {
         status(&self.inputs).await
+    }
+
+    /// Applies a signed bundle (see [`crate::update`]).
+    pub async fn update(&self, bundle: Vec<u8>) -> Result<UpdateReport, Refusal> {
+        update(&self.inputs, bundle).await
+    }
+
+    /// The installed component and the update slots.
+    pub async fn module_status(&self) -> Option<serde_json::Value> {
+        module_status(&self.inputs).await
     }
 
     /// Stops the instance thread (providers stop with the tokio runtime).
@@ -192,6 +228,72 @@ pub(crate) async fn status(inputs: &Inputs) -> Option<StatusView> {
     answer.await.ok().flatten()
 }
 
+/// Applies a bundle: checked on the instance thread, compiled on a blocking thread
+/// (events keep flowing meanwhile), then swapped in on the instance thread.
+pub(crate) async fn update(inputs: &Inputs, bytes: Vec<u8>) -> Result<UpdateReport, Refusal> {
+    let stopping = || Refusal::Storage("the device is stopping".into());
+    let started = Instant::now();
+    let (reply, answer) = oneshot::channel();
+    inputs
+        .send(Input::CheckUpdate {
+            bytes: bytes.clone(),
+            reply,
+        })
+        .map_err(|_| stopping())?;
+    let (bundle, runtime) = answer.await.map_err(|_| stopping())??;
+    let component = bundle.component.clone();
+    let compiled = tokio::task::spawn_blocking(move || runtime.load(&component))
+        .await
+        .map_err(|e| Refusal::Invalid(format!("the compile task failed: {e}")))
+        .and_then(|r| r.map_err(|e| Refusal::Invalid(e.to_string())));
+    let loaded = match compiled {
+        Ok(loaded) => loaded,
+        Err(refusal) => {
+            let (reply, answer) = oneshot::channel();
+            inputs
+                .send(Input::Refused {
+                    bytes,
+                    refusal,
+                    reply,
+                })
+                .map_err(|_| stopping())?;
+            return Err(answer.await.map_err(|_| stopping())?);
+        }
+    };
+    let prepared = Box::new(Prepared {
+        bundle,
+        bytes,
+        loaded,
+        started,
+        prepare: started.elapsed(),
+    });
+    let (reply, answer) = oneshot::channel();
+    inputs
+        .send(Input::Swap { prepared, reply })
+        .map_err(|_| stopping())?;
+    answer.await.map_err(|_| stopping())?
+}
+
+pub(crate) async fn module_status(inputs: &Inputs) -> Option<serde_json::Value> {
+    let (reply, answer) = oneshot::channel();
+    inputs.send(Input::ModuleStatus(reply)).ok()?;
+    answer.await.ok()
+}
+
+/// Sends [`Input::Tick`] every second until the device stops.
+fn tick(inputs: Inputs) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if inputs.send(Input::Tick).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 pub(crate) async fn reset(inputs: &Inputs) -> bool {
     let (reply, answer) = oneshot::channel();
     inputs.send(Input::Reset(reply)).is_ok() && answer.await.is_ok()
@@ -207,24 +309,12 @@ fn run(
     mut inputs: mpsc::UnboundedReceiver<Input>,
     ready: oneshot::Sender<anyhow::Result<()>>,
 ) {
-    let built = Runtime::new(runtime_config)
-        .context("failed to start the runtime")
-        .and_then(|rt| {
-            rt.load(DEFAULT_COMPONENT)
-                .map(|c| (rt, c))
-                .context("failed to load the pairing component")
-        });
-    let (runtime, component) = match built {
-        Ok(b) => b,
+    let mut home = match Home::boot(config, runtime_config) {
+        Ok(home) => home,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
-    };
-    let home = Home {
-        config,
-        runtime,
-        component,
     };
     let mut instance = match home.fresh() {
         Ok(i) => i,
@@ -256,43 +346,42 @@ fn run(
             Input::Reset(reply) => instance.reset().map(|()| {
                 let _ = reply.send(());
             }),
-        };
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "the pairing component failed; restarting it from its stored state");
-            match home.fresh() {
-                Ok(i) => instance = i,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot restart the pairing component");
+            Input::CheckUpdate { bytes, reply } => {
+                let _ = reply.send(home.check(&bytes));
+                Ok(())
+            }
+            Input::Refused {
+                bytes,
+                refusal,
+                reply,
+            } => {
+                let _ = reply.send(home.refused(&bytes, refusal));
+                Ok(())
+            }
+            Input::Swap { prepared, reply } => {
+                let _ = reply.send(home.swap(&mut instance, *prepared));
+                Ok(())
+            }
+            Input::ModuleStatus(reply) => {
+                let _ = reply.send(home.module_status());
+                Ok(())
+            }
+            Input::Tick => {
+                if let Err(e) = home.tick(&mut instance) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot roll back the pairing component");
                     return;
                 }
+                Ok(())
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "the pairing component failed; restarting it");
+            if let Err(e) = home.recover(&mut instance, &e) {
+                tracing::error!(error = %format!("{e:#}"), "cannot restart the pairing component");
+                return;
             }
         }
         dispatch(&mut instance, &mut providers);
-    }
-}
-
-/// What a fresh instance is built from.
-struct Home {
-    config: HostConfig,
-    runtime: Runtime,
-    component: LoadedComponent,
-}
-
-impl Home {
-    /// An instance booted from `kv`, as after a reboot.
-    fn fresh(&self) -> anyhow::Result<Instance> {
-        let kv =
-            Kv::open(&self.config.data_dir.join("kv")).context("failed to open the kv store")?;
-        let binding: PathBuf = self.config.data_dir.join("binding.json");
-        let signer = Signer::new(Some(self.config.device_identity()), Some(binding))
-            .context("failed to read the binding")?;
-        let mut instance = self
-            .runtime
-            .instantiate(&self.component, self.runtime.host_state(kv, signer))?;
-        instance
-            .init(None)?
-            .map_err(|e| anyhow::anyhow!("the component refused to start: {e}"))?;
-        Ok(instance)
     }
 }
 

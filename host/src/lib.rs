@@ -8,8 +8,11 @@ pub mod component;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+mod home;
 pub mod providers;
 pub mod runtime;
+pub mod update;
 pub mod wifi;
 
+pub use home::UpdateReport;
 pub use runtime::{Instance, LoadedComponent, Runtime, RuntimeConfig, RuntimeError};

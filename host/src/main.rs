@@ -80,6 +80,20 @@ enum CtlRequest {
     },
     /// Local factory reset.
     Reset,
+    /// Hot update of the pairing component.
+    #[command(subcommand)]
+    Module(ModuleRequest),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModuleRequest {
+    /// Apply a signed bundle (`tether module sign`): verify, swap, probation.
+    Load {
+        /// The bundle file.
+        bundle: PathBuf,
+    },
+    /// The running component's version, the update slots and the last outcome (JSON).
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -157,9 +171,24 @@ fn ctl(config: &std::path::Path, request: CtlRequest) -> ExitCode {
             ),
             CtlRequest::Status { json } => (serde_json::json!({"cmd": "status"}), *json),
             CtlRequest::Reset => (serde_json::json!({"cmd": "reset"}), false),
+            CtlRequest::Module(ModuleRequest::Load { bundle }) => {
+                let path = std::path::absolute(bundle)
+                    .with_context(|| format!("bad path {}", bundle.display()))?;
+                (
+                    serde_json::json!({"cmd": "module-load", "path": path}),
+                    false,
+                )
+            }
+            CtlRequest::Module(ModuleRequest::Status) => {
+                (serde_json::json!({"cmd": "module-status"}), true)
+            }
         };
         let answer =
             tokio_runtime()?.block_on(tether_host::ctl::request(&config.ctl.socket, &body))?;
+        if let CtlRequest::Module(ModuleRequest::Status) = request {
+            println!("{answer}");
+            return Ok(ExitCode::SUCCESS);
+        }
         if let CtlRequest::Status { .. } = request {
             if json {
                 println!("{answer}");
@@ -169,7 +198,26 @@ fn ctl(config: &std::path::Path, request: CtlRequest) -> ExitCode {
             return Ok(ExitCode::SUCCESS);
         }
         let code = answer["code"].as_str().unwrap_or("internal");
-        if code == "ok" {
+        if code == "ok" && answer["report"].is_object() {
+            let r = &answer["report"];
+            println!(
+                "running {} (sequence {}): prepared in {} ms, swap pause {} µs, total {} ms; on probation for {} s",
+                r["version"].as_str().unwrap_or("?"),
+                r["sequence"],
+                r["prepare_ms"],
+                r["pause_us"],
+                r["total_ms"],
+                r["probation_secs"]
+            );
+            Ok(ExitCode::SUCCESS)
+        } else if code == "update_refused" {
+            eprintln!(
+                "error: update refused ({}): {}",
+                answer["reason"].as_str().unwrap_or("?"),
+                answer["message"].as_str().unwrap_or("")
+            );
+            Ok(ExitCode::from(1))
+        } else if code == "ok" {
             println!("ok");
             Ok(ExitCode::SUCCESS)
         } else {

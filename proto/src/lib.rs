@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod api_error;
+#[cfg(feature = "bundle")]
+pub mod bundle;
 pub mod error_code;
 pub mod iot_dns;
 pub mod mqtt;
@@ -13,6 +15,7 @@ pub mod secret;
 pub mod signing;
 pub mod token;
 pub mod token_status;
+pub mod version;
 
 pub use error_code::ErrorCode;
 pub use secret::Secret;

@@ -9,6 +9,9 @@ struct Misbehaving;
 
 impl Guest for Misbehaving {
     fn init(snapshot: Option<Vec<u8>>) -> Result<(), String> {
+        if crate::mode() == crate::Mode::TrapInInit {
+            panic!("asked to trap in init");
+        }
         match snapshot.as_deref() {
             Some(b"loop") => spin(),
             _ => Ok(()),
@@ -24,7 +27,13 @@ impl Guest for Misbehaving {
         }
     }
 
-    fn handle(_ev: Event) {}
+    fn handle(_ev: Event) {
+        match crate::mode() {
+            crate::Mode::LoopInHandle => spin(),
+            crate::Mode::GrowInHandle => grow(),
+            _ => {}
+        }
+    }
 
     fn status() -> PairingStatus {
         PairingStatus {
@@ -47,7 +56,10 @@ impl Guest for Misbehaving {
     }
 
     fn health() -> Result<(), String> {
-        Err("this component is never healthy".to_owned())
+        match crate::mode() {
+            crate::Mode::LoopInHandle | crate::Mode::GrowInHandle => Ok(()),
+            _ => Err("this component is never healthy".to_owned()),
+        }
     }
 
     fn reset() {}

@@ -60,6 +60,13 @@ impl HostState {
         }
     }
 
+    /// Continues where `old` (the instance being replaced) left off: the station state
+    /// and the request-id counter, so ids of requests still in flight are not reused.
+    pub fn carry_from(&mut self, old: &HostState) {
+        self.station = old.station.clone();
+        self.next_request_id = old.next_request_id;
+    }
+
     /// Takes the commands the component issued since the last call, in order.
     pub fn take_commands(&mut self) -> Vec<Command> {
         self.outbox.take()

@@ -138,8 +138,27 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Sets up the engine, the epoch ticker and the linker with every host import.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::build(config, engine_config(&config))
+    }
+
+    /// Like [`Runtime::new`], with Wasmtime's compile cache in `cache_dir`: compiled code
+    /// is kept there, keyed by the engine's compatibility hash and the component's bytes,
+    /// so a restart loads a component without compiling it again.
+    pub fn with_cache(
+        config: RuntimeConfig,
+        cache_dir: &std::path::Path,
+    ) -> Result<Self, RuntimeError> {
+        let setup = |e: wasmtime::Error| RuntimeError::Setup(format!("compile cache: {e:#}"));
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(cache_dir);
+        let mut wasm = engine_config(&config);
+        wasm.cache(Some(wasmtime::Cache::new(cache).map_err(setup)?));
+        Self::build(config, wasm)
+    }
+
+    fn build(config: RuntimeConfig, wasm: Config) -> Result<Self, RuntimeError> {
         let setup = |e: wasmtime::Error| RuntimeError::Setup(format!("{e:#}"));
-        let engine = Engine::new(&engine_config(&config)).map_err(setup)?;
+        let engine = Engine::new(&wasm).map_err(setup)?;
         epoch::start(&engine).map_err(|e| RuntimeError::Setup(format!("epoch thread: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;

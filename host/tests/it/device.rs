@@ -30,6 +30,11 @@ pub(crate) struct Cloud {
 
 impl Cloud {
     pub(crate) async fn start(devices: u32) -> Self {
+        Self::start_with(devices, None).await
+    }
+
+    /// Like [`Cloud::start`], with the API URL that IoT DNS hands out set to `public_http`.
+    pub(crate) async fn start_with(devices: u32, public_http: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = tether_service::db::open(dir.path()).await.expect("db");
         tether_service::users::create(
@@ -44,7 +49,9 @@ impl Cloud {
             .await
             .expect("licences");
         pool.close().await;
-        let (addrs, stop, task) = serve(ServeConfig::ephemeral(dir.path())).await;
+        let mut config = ServeConfig::ephemeral(dir.path());
+        config.public_http_url = public_http;
+        let (addrs, stop, task) = serve(config).await;
         let base = format!("http://{}", addrs.0);
         let http = reqwest::Client::new();
         let login: Value = http
@@ -106,7 +113,36 @@ impl Cloud {
         body["token"].as_str().expect("token").to_owned()
     }
 
-    async fn device(&self, dev_id: &str) -> Value {
+    /// Sends data points to a device; the service accepts with 202.
+    pub(crate) async fn command(&self, dev_id: &str, data: Value) {
+        let sent = self
+            .http
+            .post(format!("{}/v1/devices/{dev_id}/commands", self.base))
+            .bearer_auth(&self.access)
+            .json(&json!({ "data": data }))
+            .send()
+            .await
+            .expect("command");
+        assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+    }
+
+    /// Waits until the service holds `report` as the device's last report.
+    pub(crate) async fn await_report(&self, dev_id: &str, report: &Value) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let device = self.device(dev_id).await;
+            if device["last_report"] == *report {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no report {report}: {device}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub(crate) async fn device(&self, dev_id: &str) -> Value {
         self.http
             .get(format!("{}/v1/devices/{dev_id}", self.base))
             .bearer_auth(&self.access)
@@ -174,7 +210,7 @@ socket = "{data}/ctl.sock"
 }
 
 /// A device with its own data dir, configured for `cloud`'s licence `licence`.
-async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::TempDir, Device) {
+pub(crate) async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::TempDir, Device) {
     let dir = tempfile::tempdir().expect("temp dir");
     let device = Device::start(
         host_config(cloud, licence, dir.path()),
@@ -185,7 +221,11 @@ async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::TempDir, Devi
     (dir, device)
 }
 
-async fn until(device: &Device, what: &str, check: impl Fn(&StatusView) -> bool) -> StatusView {
+pub(crate) async fn until(
+    device: &Device,
+    what: &str,
+    check: impl Fn(&StatusView) -> bool,
+) -> StatusView {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let status = device.status().await.expect("a status");
@@ -201,7 +241,7 @@ async fn until(device: &Device, what: &str, check: impl Fn(&StatusView) -> bool)
 }
 
 /// Sends one line on the data channel and reads the answer.
-async fn channel(device: &Device, request: Value) -> Value {
+pub(crate) async fn channel(device: &Device, request: Value) -> Value {
     let mut stream = TcpStream::connect(device.channel_addr())
         .await
         .expect("channel accepts");

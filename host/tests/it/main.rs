@@ -7,3 +7,5 @@ mod device;
 mod limits;
 mod process;
 mod support;
+mod update;
+mod update_process;

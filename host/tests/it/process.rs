@@ -13,15 +13,15 @@ use crate::device::{Cloud, host_config_text};
 const BIN: &str = env!("CARGO_BIN_EXE_tether-host");
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Host {
-    config: PathBuf,
+pub(crate) struct Host {
+    pub(crate) config: PathBuf,
     socket: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl Host {
-    fn new(cloud: &Cloud, dir: &Path) -> Self {
+    pub(crate) fn new(cloud: &Cloud, dir: &Path) -> Self {
         let config = dir.join("host.toml");
         std::fs::write(&config, host_config_text(cloud, 0, dir)).expect("config written");
         Self {
@@ -33,7 +33,7 @@ impl Host {
     }
 
     /// Starts `tether-host run` and waits until its control socket answers.
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         let log = File::options()
             .create(true)
             .append(true)
@@ -51,14 +51,14 @@ impl Host {
         self.status_until("up", |_| true).await;
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL");
             child.wait().expect("reaped");
         }
     }
 
-    async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Ok(status) =
@@ -76,7 +76,7 @@ impl Host {
         }
     }
 
-    fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) fn ctl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(BIN)
             .arg("ctl")
             .arg("--config")

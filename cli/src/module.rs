@@ -1,0 +1,137 @@
+//! `tether module`: signing keys and signed bundles of pairing components.
+//! `keygen` writes an ed25519 key pair; `sign` checks that a file is a component of the
+//! pairing world, then writes a bundle of it with a signed manifest (version, sequence,
+//! world, SHA-256, minimum host version).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tether_proto::bundle::{Bundle, signing_key_from_hex};
+
+use crate::failure::Failure;
+
+/// Secret key file name inside the `keygen` output dir.
+pub const SECRET_FILE: &str = "module.key";
+/// Public key file name.
+pub const PUBLIC_FILE: &str = "module.pub";
+
+/// Writes a new key pair into `dir` (the secret with mode 0600); refuses to overwrite.
+pub fn keygen(dir: &Path) -> Result<Value, Failure> {
+    let io = |what: &str, e: std::io::Error| Failure::Other(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+    let secret_path = dir.join(SECRET_FILE);
+    let public_path = dir.join(PUBLIC_FILE);
+    if secret_path.exists() || public_path.exists() {
+        return Err(Failure::Invalid(format!(
+            "{} already holds a key pair; choose another --out",
+            dir.display()
+        )));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret_path)
+        .map_err(|e| io("cannot write the secret key", e))?;
+    writeln!(file, "{}", hex::encode(key.to_bytes()))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io("cannot write the secret key", e))?;
+    std::fs::write(&public_path, format!("{public}\n"))
+        .map_err(|e| io("cannot write the public key", e))?;
+    Ok(json!({
+        "secret_key": secret_path,
+        "public_key": public_path,
+        "public": public,
+    }))
+}
+
+/// What `tether module sign` was asked for.
+#[derive(Debug)]
+pub struct SignRequest<'a> {
+    /// The secret key file.
+    pub key: &'a Path,
+    /// Component version.
+    pub version: &'a str,
+    /// Sequence number; by default one more than the last one this key signed.
+    pub sequence: Option<u64>,
+    /// Oldest host that may run it.
+    pub min_host_version: &'a str,
+    /// The component file.
+    pub component: &'a Path,
+    /// Where the bundle goes.
+    pub out: &'a Path,
+}
+
+/// Checks the component against the pairing world and writes the signed bundle.
+pub fn sign(req: &SignRequest<'_>) -> Result<Value, Failure> {
+    let key_text = std::fs::read_to_string(req.key)
+        .map_err(|e| Failure::Invalid(format!("cannot read the key {}: {e}", req.key.display())))?;
+    let key = signing_key_from_hex(&key_text).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let component = std::fs::read(req.component)
+        .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", req.component.display())))?;
+    check_component(&component)?;
+    let counter = counter_path(req.key);
+    let sequence = match req.sequence {
+        Some(n) => n,
+        None => read_counter(&counter)? + 1,
+    };
+    let bytes = Bundle::sign(
+        &component,
+        req.version,
+        sequence,
+        tether_host::runtime::WORLD,
+        req.min_host_version,
+        &key,
+    )
+    .map_err(|e| Failure::Invalid(e.to_string()))?;
+    std::fs::write(req.out, &bytes)
+        .map_err(|e| Failure::Other(format!("cannot write {}: {e}", req.out.display())))?;
+    if sequence > read_counter(&counter)? {
+        std::fs::write(&counter, format!("{sequence}\n"))
+            .map_err(|e| Failure::Other(format!("cannot record the sequence: {e}")))?;
+    }
+    let manifest = Bundle::parse(&bytes)
+        .map_err(|e| Failure::Other(e.to_string()))?
+        .manifest;
+    Ok(json!({"bundle": req.out, "manifest": manifest}))
+}
+
+/// Loads the component in the host's runtime: it must be a component of the pairing
+/// world before it is signed.
+fn check_component(bytes: &[u8]) -> Result<(), Failure> {
+    let runtime = tether_host::Runtime::new(tether_host::RuntimeConfig::default())
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    runtime.load(bytes).map(|_| ()).map_err(|e| {
+        Failure::Invalid(format!(
+            "not signed: the file is not a component of {}: {e}",
+            tether_host::runtime::WORLD
+        ))
+    })
+}
+
+/// The last sequence a key signed lives next to it.
+fn counter_path(key: &Path) -> PathBuf {
+    let mut name = key.file_name().unwrap_or_default().to_os_string();
+    name.push(".sequence");
+    key.with_file_name(name)
+}
+
+fn read_counter(path: &Path) -> Result<u64, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| Failure::Invalid(format!("{} does not hold a number", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Failure::Other(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
