@@ -148,6 +148,14 @@ impl Device {
         });
         crate::ctl::serve(&config.ctl.socket, inputs.clone())?;
         tick(inputs.clone());
+        let notices = crate::update::remote::start(
+            crate::update::remote::Cloud {
+                identity: config.device_identity(),
+                binding: config.data_dir.join("binding.json"),
+                kv_dir: config.data_dir.join("kv"),
+            },
+            inputs.clone(),
+        );
         if let Some(dir) = config.update.watch_dir.clone() {
             crate::update::watch::start(dir, inputs.clone());
         }
@@ -158,7 +166,14 @@ impl Device {
             .name("tether-instance".into())
             .spawn(move || {
                 let _guard = handle.enter();
-                run(config, runtime_config, providers, inputs_rx, ready_tx);
+                run(
+                    config,
+                    runtime_config,
+                    providers,
+                    inputs_rx,
+                    ready_tx,
+                    notices,
+                );
             })?;
         ready_rx
             .await
@@ -308,6 +323,7 @@ fn run(
     mut providers: Providers,
     mut inputs: mpsc::UnboundedReceiver<Input>,
     ready: oneshot::Sender<anyhow::Result<()>>,
+    notices: mpsc::UnboundedSender<crate::update::remote::Notice>,
 ) {
     let mut home = match Home::boot(config, runtime_config) {
         Ok(home) => home,
@@ -330,6 +346,12 @@ fn run(
             Input::Stop => break,
             Input::Event(event) => {
                 track_station(&mut instance, &event);
+                // Update notices are the host's business; the component sees them too.
+                if let Event::MqttMessage(message) = &event
+                    && let Some(notice) = crate::update::remote::notice(&message.payload)
+                {
+                    let _ = notices.send(notice);
+                }
                 instance.handle(&event)
             }
             Input::UserCfg {

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::version::Version;
 
+/// The WIT world (and package version) every pairing component implements.
+pub const PAIRING_WORLD: &str = "tether:pairing/pairing@0.1.0";
+
 /// The first bytes of every bundle.
 pub const MAGIC: &[u8; 8] = b"TETHERB1";
 /// What the signature is over: this context, then the manifest bytes.

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::activation::router())
         .merge(crate::licenses::router())
         .merge(crate::devices::router())
+        .merge(crate::modules::router())
         .merge(crate::reports::router())
         .merge(crate::ops::router())
         .merge(crate::openapi::router())
@@ -146,6 +147,14 @@ impl Application {
                 .clone()
                 .unwrap_or_else(|| reachable(broker.addr()).to_string()),
         };
+        if let Some(subscribed) = broker.take_subscriptions() {
+            crate::modules::deliver_on_subscribe(
+                db.clone(),
+                bridge.clone(),
+                own_endpoints.http_url.clone(),
+                subscribed,
+            );
+        }
         tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
         let state = AppState {
             db,

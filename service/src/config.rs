@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Log format [default: pretty]
     #[arg(long, env = "TETHER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Hex ed25519 public key whose component bundles may be uploaded (repeat for more;
+    /// `tether module keygen` writes one to module.pub)
+    #[arg(long, env = "TETHER_MODULE_KEYS", value_delimiter = ',')]
+    pub module_key: Vec<String>,
 }
 
 /// The TOML file: the same settings as the flags, plus extra regions.
@@ -93,6 +97,8 @@ struct FileConfig {
     /// Other regions this service answers IoT DNS for, by region code.
     #[serde(default)]
     regions: BTreeMap<String, RegionEndpoints>,
+    #[serde(default)]
+    module_keys: Vec<String>,
 }
 
 /// The public endpoints IoT DNS gives devices of one region.
@@ -126,6 +132,8 @@ pub struct ServeConfig {
     pub bootstrap_admin: Option<(String, Secret)>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Hex ed25519 public keys whose component bundles `POST /v1/modules` accepts.
+    pub module_keys: Vec<String>,
 }
 
 impl ServeConfig {
@@ -141,6 +149,7 @@ impl ServeConfig {
             extra_regions: BTreeMap::new(),
             bootstrap_admin: None,
             log_format: LogFormat::Pretty,
+            module_keys: Vec::new(),
         }
     }
 
@@ -158,6 +167,10 @@ impl ServeConfig {
         check_region(&region)?;
         for code in file.regions.keys() {
             check_region(code).with_context(|| format!("in [regions.{code}]"))?;
+        }
+        for key in args.module_key.iter().chain(&file.module_keys) {
+            tether_proto::bundle::public_key_from_hex(key)
+                .with_context(|| format!("module key {key:?}"))?;
         }
         let bootstrap_admin = match args.bootstrap_admin.or(file.bootstrap_admin) {
             Some(spec) => Some(parse_bootstrap(&spec)?),
@@ -183,6 +196,11 @@ impl ServeConfig {
             extra_regions: file.regions,
             bootstrap_admin,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            module_keys: if args.module_key.is_empty() {
+                file.module_keys
+            } else {
+                args.module_key
+            },
         })
     }
 }
@@ -224,7 +242,25 @@ mod tests {
             public_mqtt_url: None,
             bootstrap_admin: None,
             log_format: None,
+            module_key: Vec::new(),
         }
+    }
+
+    #[test]
+    fn module_keys_must_be_ed25519_public_keys() {
+        let mut bad = args();
+        bad.module_key = vec!["abc".into()];
+        assert!(ServeConfig::from_args(bad).is_err());
+        let mut good = args();
+        good.module_key =
+            vec!["d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()];
+        assert_eq!(
+            ServeConfig::from_args(good)
+                .expect("valid")
+                .module_keys
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct DeviceView {
     pub last_report: Option<serde_json::Value>,
     /// Firmware version at activation.
     pub sw_ver: String,
-    /// Pairing component version at activation.
+    /// Pairing component version: at activation, then as the device reports updates.
     pub module_version: String,
     /// When it was activated, Unix seconds.
     pub activated_at: i64,
@@ -85,12 +85,18 @@ async fn list_devices(
     Ok(Json(devices))
 }
 
+/// One device, with the state of its newest component rollout (if any) as `rollout`.
 async fn get_device(
     State(state): State<AppState>,
     user: AuthUser,
     Path(dev_id): Path<String>,
-) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(owned(&state.db, user.id, &dev_id).await?))
+) -> ApiResult<Json<serde_json::Value>> {
+    let device = owned(&state.db, user.id, &dev_id).await?;
+    let mut view = serde_json::to_value(device).map_err(anyhow::Error::from)?;
+    view["rollout"] = crate::modules::rollout_of(&state.db, &dev_id)
+        .await?
+        .unwrap_or(serde_json::Value::Null);
+    Ok(Json(view))
 }
 
 async fn send_command(

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// A uniqueness conflict outside pairing (such as an existing username).
     #[error("{0}")]
     Conflict(String),
+    /// A component bundle failed its checks.
+    #[error("{0}")]
+    Bundle(#[from] tether_proto::bundle::BundleError),
     /// Too many requests; retry after this many seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -85,6 +88,15 @@ impl ApiError {
             Self::DeviceUnknown => (StatusCode::NOT_FOUND, "device_unknown"),
             Self::Pairing { code, .. } => (pairing_status(*code), code.name()),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Bundle(e) => {
+                use tether_proto::bundle::BundleError as B;
+                match e {
+                    B::Malformed(_) => (StatusCode::BAD_REQUEST, "bundle_malformed"),
+                    B::UntrustedKey(_) => (StatusCode::FORBIDDEN, "bundle_untrusted_key"),
+                    B::BadSignature => (StatusCode::BAD_REQUEST, "bundle_bad_signature"),
+                    B::Corrupted => (StatusCode::BAD_REQUEST, "bundle_corrupted"),
+                }
+            }
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -14,6 +14,7 @@ pub mod json;
 pub mod keys;
 pub mod licenses;
 pub mod metrics;
+pub mod modules;
 pub mod openapi;
 pub mod ops;
 pub mod pairing_tokens;

@@ -30,6 +30,22 @@ type Writers = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Out>>>>;
 pub struct ChannelServer {
     addr: SocketAddr,
     writers: Writers,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ChannelServer {
+    /// Stops listening and closes every connection.
+    fn drop(&mut self) {
+        self.accepting.abort();
+        for (_, writer) in self
+            .writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            let _ = writer.send(Out::Close);
+        }
+    }
 }
 
 impl std::fmt::Debug for ChannelServer {
@@ -49,7 +65,7 @@ impl ChannelServer {
         let addr = listener.local_addr()?;
         let writers: Writers = Arc::default();
         let accepted = writers.clone();
-        tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
             let next = AtomicU32::new(1);
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
@@ -73,7 +89,11 @@ impl ChannelServer {
             }
         });
         tracing::info!(%addr, "data channel listening");
-        Ok(Self { addr, writers })
+        Ok(Self {
+            addr,
+            writers,
+            accepting,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

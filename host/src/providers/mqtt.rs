@@ -119,6 +119,13 @@ impl MqttProvider {
     }
 }
 
+impl Drop for MqttProvider {
+    /// A stopped device leaves the broker at once rather than at its keep-alive.
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
 fn qos_of(qos: Qos) -> QoS {
     match qos {
         Qos::AtMostOnce => QoS::AtMostOnce,

@@ -27,7 +27,7 @@ use crate::capabilities::HostState;
 use bindings::{Pairing, PairingPre};
 
 /// The WIT world every pairing component must implement.
-pub const WORLD: &str = "tether:pairing/pairing@0.1.0";
+pub const WORLD: &str = tether_proto::bundle::PAIRING_WORLD;
 
 /// Tunables of the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! hash, world, host version, no downgrade, no replay) and the slots it is kept in. The
 //! swap itself, with its probation and rollback, is in [`crate::home`].
 
+pub(crate) mod remote;
 pub mod slots;
 pub(crate) mod watch;
 

@@ -25,16 +25,17 @@ pub(crate) struct Cloud {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     access: String,
     pub(crate) licences: Vec<(String, String)>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    config: ServeConfig,
 }
 
 impl Cloud {
     pub(crate) async fn start(devices: u32) -> Self {
-        Self::start_with(devices, None).await
+        Self::start_with(devices, |_| {}).await
     }
 
-    /// Like [`Cloud::start`], with the API URL that IoT DNS hands out set to `public_http`.
-    pub(crate) async fn start_with(devices: u32, public_http: Option<String>) -> Self {
+    /// Like [`Cloud::start`], with the service's settings changed by `edit`.
+    pub(crate) async fn start_with(devices: u32, edit: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = tether_service::db::open(dir.path()).await.expect("db");
         tether_service::users::create(
@@ -48,10 +49,18 @@ impl Cloud {
         let licences = tether_service::licenses::issue(&pool, "p0123456789abcde", devices)
             .await
             .expect("licences");
+        tether_service::users::create(
+            &pool,
+            "root",
+            &tether_proto::Secret::new("r00t-passw0rd"),
+            Role::Admin,
+        )
+        .await
+        .expect("admin");
         pool.close().await;
         let mut config = ServeConfig::ephemeral(dir.path());
-        config.public_http_url = public_http;
-        let (addrs, stop, task) = serve(config).await;
+        edit(&mut config);
+        let (addrs, stop, task) = serve(config.clone()).await;
         let base = format!("http://{}", addrs.0);
         let http = reqwest::Client::new();
         let login: Value = http
@@ -75,7 +84,28 @@ impl Cloud {
             stop: Some(stop),
             task: Some(task),
             http,
+            config,
         }
+    }
+
+    /// The access token of `ann`, a user without the admin role.
+    pub(crate) fn user_access(&self) -> String {
+        self.access.clone()
+    }
+
+    /// An access token of the `root` admin.
+    pub(crate) async fn admin(&self) -> String {
+        let login: Value = self
+            .http
+            .post(format!("{}/v1/auth/token", self.base))
+            .json(&json!({"username": "root", "password": "r00t-passw0rd"}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        login["access_token"].as_str().expect("token").to_owned()
     }
 
     /// Stops the service and waits until it is down.
@@ -90,7 +120,7 @@ impl Cloud {
 
     /// Starts the service again on the same data dir and addresses.
     async fn restart(&mut self) {
-        let mut config = ServeConfig::ephemeral(self._dir.path());
+        let mut config = self.config.clone();
         (config.listen, config.mqtt_listen) = self.addrs;
         let (addrs, stop, task) = serve(config).await;
         assert_eq!(addrs, self.addrs);

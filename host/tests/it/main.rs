@@ -6,6 +6,7 @@ mod component;
 mod device;
 mod limits;
 mod process;
+mod rollout;
 mod support;
 mod update;
 mod update_process;

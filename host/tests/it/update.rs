@@ -246,7 +246,7 @@ async fn slow_proxy(delay: Duration) -> (String, tokio::sync::watch::Sender<Opti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_while_the_activation_answer_is_awaited_completes_that_pairing() {
     let (proxy, target) = slow_proxy(Duration::from_millis(1500)).await;
-    let cloud = Cloud::start_with(1, Some(proxy)).await;
+    let cloud = Cloud::start_with(1, |c| c.public_http_url = Some(proxy)).await;
     target.send_replace(Some(cloud.base.trim_start_matches("http://").to_owned()));
     let dir = tempfile::tempdir().expect("temp dir");
     let text = format!(

@@ -117,6 +117,8 @@ pub struct Hooks {
     pub(super) keys: Arc<Keys>,
     pub(super) service_password: Secret,
     pub(super) sessions: Arc<Sessions>,
+    /// Dev-ids of devices that just subscribed to their in-topic.
+    pub(super) subscribed: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 fn refuse(result: AuthResult) -> ReturnType {
@@ -271,6 +273,12 @@ impl Handler for Hooks {
                 return (false, Some(HookResult::PublishAclResult(result)));
             }
             Parameter::ClientConnected(session) => self.presence(session, true).await,
+            Parameter::SessionSubscribed(session, _) => {
+                // The device now receives its in-topic: notices waiting for it can go.
+                if let Some(dev_id) = device_of(session) {
+                    let _ = self.subscribed.send(dev_id);
+                }
+            }
             Parameter::MessageAcked(session, ..) => {
                 if let Some(dev_id) = device_of(session) {
                     self.sessions.acked(&dev_id);

@@ -39,6 +39,7 @@ pub struct Broker {
     sessions: Arc<Sessions>,
     service_password: Secret,
     db: SqlitePool,
+    subscribed: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,6 +64,7 @@ impl Broker {
         // process.
         let service_password =
             Secret::new(random::string(ALPHANUMERIC, 40).context("random source")?);
+        let (subscribed_tx, subscribed) = tokio::sync::mpsc::unbounded_channel();
         let hooks = || {
             Box::new(hooks::Hooks {
                 scx: scx.clone(),
@@ -70,6 +72,7 @@ impl Broker {
                 keys: keys.clone(),
                 service_password: service_password.clone(),
                 sessions: sessions.clone(),
+                subscribed: subscribed_tx.clone(),
             })
         };
         let register = scx.extends.hook_mgr().register();
@@ -79,6 +82,7 @@ impl Broker {
             Type::MessagePublishCheckAcl,
             Type::ClientConnected,
             Type::ClientDisconnected,
+            Type::SessionSubscribed,
             Type::ClientKeepalive,
             Type::MessageAcked,
         ] {
@@ -116,8 +120,18 @@ impl Broker {
             sessions,
             service_password,
             db,
+            subscribed: std::sync::Mutex::new(Some(subscribed)),
             task: std::sync::Mutex::new(Some(task)),
         })
+    }
+
+    /// The dev-ids of devices as they subscribe to their in-topic (once; the first caller
+    /// gets the stream).
+    pub fn take_subscriptions(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.subscribed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The bound address.

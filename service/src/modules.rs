@@ -1,0 +1,406 @@
+//! Hot update in the cloud: admins upload signed component bundles (checked against the
+//! configured module keys) and roll them out to a product or to listed devices. Targeted
+//! devices get a protocol 15 notice when they are online, or as soon as they subscribe
+//! later; they download the bundle with a signed request and report how it ended.
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use tether_proto::bundle::{Bundle, PAIRING_WORLD, public_key_from_hex};
+use tether_proto::mqtt::Protocol;
+use tether_proto::signing::Principal;
+
+use crate::app::AppState;
+use crate::broker::Bridge;
+use crate::device_auth::SignedDevice;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::users::AuthUser;
+
+/// Largest bundle accepted: the component limit plus its manifest and signature.
+pub const MAX_BUNDLE_BYTES: usize = tether_proto::bundle::MAX_COMPONENT + 8192;
+
+/// The module routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/modules",
+            post(upload)
+                .get(list)
+                .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        )
+        .route("/v1/modules/{id}/rollouts", post(create_rollout))
+        .route("/v1/modules/{id}/bundle", get(download))
+        .route("/v1/devices/{dev_id}/module-status", post(report_status))
+}
+
+/// A stored module, as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ModuleView {
+    /// Module id.
+    pub id: i64,
+    /// Component version.
+    pub version: String,
+    /// Bundle sequence.
+    pub sequence: i64,
+    /// Hex SHA-256 of the component.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ModuleView>)> {
+    user.require_admin()?;
+    let trusted = state
+        .config
+        .module_keys
+        .iter()
+        .map(|k| public_key_from_hex(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    if trusted.is_empty() {
+        return Err(ApiError::BadRequest(
+            "no module keys are configured (serve --module-key)".into(),
+        ));
+    }
+    let bundle = Bundle::parse(&body)?;
+    bundle.verify(&trusted)?;
+    let m = &bundle.manifest;
+    if m.world != PAIRING_WORLD {
+        return Err(ApiError::BadRequest(format!(
+            "the bundle is for {}, devices run {PAIRING_WORLD}",
+            m.world
+        )));
+    }
+    let now = crate::db_time(crate::unix_now());
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO modules (version, sequence, world, sha256, size, min_host_version, signing_key, bundle, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&m.version)
+    .bind(i64::try_from(m.sequence).unwrap_or(i64::MAX))
+    .bind(&m.world)
+    .bind(&m.sha256)
+    .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
+    .bind(&m.min_host_version)
+    .bind(&m.key)
+    .bind(body.as_ref())
+    .bind(now)
+    .fetch_one(&state.db)
+    .await;
+    let id = match inserted {
+        Ok(id) => id,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(ApiError::Conflict(
+                "a bundle with this key and sequence is already stored".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(module = id, version = %m.version, sequence = m.sequence, "module stored");
+    Ok((StatusCode::CREATED, Json(module(&state.db, id).await?)))
+}
+
+async fn module(db: &SqlitePool, id: i64) -> ApiResult<ModuleView> {
+    sqlx::query_as(
+        "SELECT id, version, sequence, sha256, size, created_at FROM modules WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or(ApiError::NotFound("module"))
+}
+
+async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<ModuleView>>> {
+    user.require_admin()?;
+    let modules = sqlx::query_as(
+        "SELECT id, version, sequence, sha256, size, created_at FROM modules ORDER BY id",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(modules))
+}
+
+/// Body of `POST /v1/modules/{id}/rollouts`: a product or a list of devices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// Every device of this product, including ones activated later.
+    pub product_key: Option<String>,
+    /// These devices.
+    pub devices: Option<Vec<String>>,
+}
+
+async fn create_rollout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<RolloutRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    user.require_admin()?;
+    let module = module(&state.db, id).await?;
+    let targets: Vec<String> = match (&req.product_key, &req.devices) {
+        (Some(product), None) => {
+            sqlx::query_scalar("SELECT dev_id FROM devices WHERE product_key = ?")
+                .bind(product)
+                .fetch_all(&state.db)
+                .await?
+        }
+        (None, Some(devices)) if !devices.is_empty() => {
+            for dev_id in devices {
+                let known: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM devices WHERE dev_id = ?")
+                        .bind(dev_id)
+                        .fetch_optional(&state.db)
+                        .await?;
+                if known.is_none() {
+                    return Err(ApiError::BadRequest(format!("no device {dev_id}")));
+                }
+            }
+            devices.clone()
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give either product_key or a non-empty devices list".into(),
+            ));
+        }
+    };
+    let now = crate::db_time(crate::unix_now());
+    let mut tx = state.db.begin().await?;
+    let rollout: i64 = sqlx::query_scalar(
+        "INSERT INTO rollouts (module_id, product_key, created_at) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(id)
+    .bind(&req.product_key)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    for dev_id in &targets {
+        sqlx::query(
+            "INSERT INTO rollout_devices (rollout_id, dev_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
+        )
+        .bind(rollout)
+        .bind(dev_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let mut notified = 0;
+    for dev_id in &targets {
+        if state.broker.sessions().latest(dev_id).is_some()
+            && deliver(
+                &state.db,
+                &state.bridge,
+                &state.own_endpoints.http_url,
+                dev_id,
+            )
+            .await
+            .unwrap_or(false)
+        {
+            notified += 1;
+        }
+    }
+    tracing::info!(rollout, module = id, version = %module.version, targeted = targets.len(), notified, "rollout created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "rollout_id": rollout,
+            "module_id": id,
+            "version": module.version,
+            "targeted": targets.len(),
+            "notified": notified,
+        })),
+    ))
+}
+
+/// Sends `dev_id` the notice of its newest pending rollout (adding the device to the
+/// rollouts of its product it is not in yet, such as ones made before it was activated).
+/// True when a notice went out.
+pub async fn deliver(
+    db: &SqlitePool,
+    bridge: &Bridge,
+    api_url: &str,
+    dev_id: &str,
+) -> anyhow::Result<bool> {
+    let now = crate::db_time(crate::unix_now());
+    sqlx::query(
+        "INSERT OR IGNORE INTO rollout_devices (rollout_id, dev_id, state, updated_at)
+         SELECT r.id, d.dev_id, 'pending', ? FROM rollouts r JOIN devices d ON d.product_key = r.product_key
+         WHERE d.dev_id = ?",
+    )
+    .bind(now)
+    .bind(dev_id)
+    .execute(db)
+    .await
+    .context("failed to add the device to product rollouts")?;
+    let pending: Option<(i64, i64, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT rd.rollout_id, m.id, m.version, m.sequence, m.sha256, m.size
+         FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
+         WHERE rd.dev_id = ? AND rd.state IN ('pending', 'notified')
+         ORDER BY m.sequence DESC LIMIT 1",
+    )
+    .bind(dev_id)
+    .fetch_optional(db)
+    .await
+    .context("failed to read pending rollouts")?;
+    let Some((rollout, module, version, sequence, sha256, size)) = pending else {
+        return Ok(false);
+    };
+    let notice = json!({
+        "module_id": module,
+        "version": version,
+        "sequence": sequence,
+        "sha256": sha256,
+        "size": size,
+        "url": format!("{api_url}/v1/modules/{module}/bundle"),
+    });
+    bridge
+        .send(dev_id, Protocol::ComponentUpdate, notice)
+        .await?;
+    sqlx::query(
+        "UPDATE rollout_devices SET state = 'notified', updated_at = ? WHERE rollout_id = ? AND dev_id = ? AND state = 'pending'",
+    )
+    .bind(now)
+    .bind(rollout)
+    .bind(dev_id)
+    .execute(db)
+    .await?;
+    tracing::info!(dev_id, module, %version, "update notice sent");
+    Ok(true)
+}
+
+/// Delivers waiting notices to devices as they subscribe, until the stream ends.
+pub fn deliver_on_subscribe(
+    db: SqlitePool,
+    bridge: Bridge,
+    api_url: String,
+    mut subscribed: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    tokio::spawn(async move {
+        while let Some(dev_id) = subscribed.recv().await {
+            if let Err(e) = deliver(&db, &bridge, &api_url, &dev_id).await {
+                tracing::warn!(dev_id, error = %format!("{e:#}"), "update notice not sent");
+            }
+        }
+    });
+}
+
+fn signed_dev_id(device: &SignedDevice) -> ApiResult<&str> {
+    match &device.principal {
+        Principal::DevId(dev_id) => Ok(dev_id),
+        Principal::Uuid(_) => Err(ApiError::Unauthorized(
+            "sign with the dev-secret of an activated device".into(),
+        )),
+    }
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    device: SignedDevice,
+) -> ApiResult<impl IntoResponse> {
+    let dev_id = signed_dev_id(&device)?;
+    let bundle: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT m.bundle FROM modules m JOIN rollouts r ON r.module_id = m.id
+         JOIN rollout_devices rd ON rd.rollout_id = r.id
+         WHERE m.id = ? AND rd.dev_id = ? LIMIT 1",
+    )
+    .bind(id)
+    .bind(dev_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let bundle = bundle.ok_or(ApiError::NotFound("module"))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bundle))
+}
+
+/// Body of `POST /v1/devices/{dev_id}/module-status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleStatusReport {
+    /// The component version the report is about.
+    pub version: String,
+    /// Its bundle sequence.
+    pub sequence: u64,
+    /// `probation`, `applied`, `refused` or `rolled_back`.
+    pub result: String,
+    /// Why, when refused or rolled back.
+    pub reason: Option<String>,
+    /// The version the device runs now.
+    pub running: String,
+}
+
+async fn report_status(
+    State(state): State<AppState>,
+    Path(path_dev_id): Path<String>,
+    device: SignedDevice,
+) -> ApiResult<StatusCode> {
+    let dev_id = signed_dev_id(&device)?;
+    if dev_id != path_dev_id {
+        return Err(ApiError::Forbidden);
+    }
+    let report: ModuleStatusReport = serde_json::from_slice(&device.body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+    if !["probation", "applied", "refused", "rolled_back"].contains(&report.result.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown result {:?}",
+            report.result
+        )));
+    }
+    let now = crate::db_time(crate::unix_now());
+    sqlx::query("UPDATE devices SET module_version = ? WHERE dev_id = ?")
+        .bind(&report.running)
+        .bind(dev_id)
+        .execute(&state.db)
+        .await?;
+    sqlx::query(
+        "UPDATE rollout_devices SET state = ?, reason = ?, updated_at = ?
+         WHERE dev_id = ? AND rollout_id IN (
+           SELECT r.id FROM rollouts r JOIN modules m ON m.id = r.module_id WHERE m.sequence = ?)",
+    )
+    .bind(&report.result)
+    .bind(&report.reason)
+    .bind(now)
+    .bind(dev_id)
+    .bind(i64::try_from(report.sequence).unwrap_or(i64::MAX))
+    .execute(&state.db)
+    .await?;
+    tracing::info!(dev_id, version = %report.version, result = %report.result, running = %report.running, "module status reported");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The newest rollout of a device, for `GET /v1/devices/{id}`.
+pub async fn rollout_of(db: &SqlitePool, dev_id: &str) -> ApiResult<Option<Value>> {
+    let row: Option<(i64, String, i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT m.id, m.version, m.sequence, rd.state, rd.reason, rd.updated_at
+         FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
+         WHERE rd.dev_id = ? ORDER BY rd.updated_at DESC, m.sequence DESC LIMIT 1",
+    )
+    .bind(dev_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(
+        row.map(|(module, version, sequence, state, reason, updated_at)| {
+            json!({
+                "module_id": module,
+                "version": version,
+                "sequence": sequence,
+                "state": state,
+                "reason": reason,
+                "updated_at": updated_at,
+            })
+        }),
+    )
+}
