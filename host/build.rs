@@ -57,25 +57,59 @@ fn main() {
     }
 
     let target_dir = nested_target_dir(&out_dir);
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir);
+    let mut cmd = nested_cargo(&workspace, &target_dir);
     for (package, _) in COMPONENTS {
         cmd.args(["-p", package]);
     }
+    run(cmd);
+
+    let artifacts = target_dir.join(WASM_TARGET).join(PROFILE);
+    for (_, file) in COMPONENTS {
+        copy(&artifacts.join(file), &out_dir.join(file));
+    }
+
+    // The `demo` feature also embeds the demonstration update (`tether demo --update`):
+    // the pairing component built with its `next` feature.
+    // Its own target dir: the variant has the same file name, and a build of the other
+    // variant in between must not replace it before it is copied.
+    if env::var_os("CARGO_FEATURE_DEMO").is_some() {
+        let next_dir = target_dir.with_file_name("wasm-components-next");
+        let mut next = nested_cargo(&workspace, &next_dir);
+        next.args(["-p", "tether-guest", "--features", "tether-guest/next"]);
+        run(next);
+        copy(
+            &next_dir
+                .join(WASM_TARGET)
+                .join(PROFILE)
+                .join("tether_guest.wasm"),
+            &out_dir.join("tether_guest_next.wasm"),
+        );
+    }
+}
+
+/// `cargo build` of components for the wasm target into `target_dir`, without the outer
+/// build's environment.
+fn nested_cargo(workspace: &Path, target_dir: &Path) -> Command {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
+        .arg("--target-dir")
+        .arg(target_dir);
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
         if SCRUBBED.contains(&key.as_ref())
             || key.starts_with("CARGO_PROFILE_")
             || key.starts_with("CARGO_TARGET_")
+            || key.starts_with("CARGO_FEATURE_")
         {
             cmd.env_remove(key.as_ref());
         }
     }
+    cmd
+}
 
+fn run(mut cmd: Command) {
     let output = cmd
         .output()
         .unwrap_or_else(|e| panic!("failed to run cargo for the {WASM_TARGET} components: {e}"));
@@ -88,13 +122,10 @@ fn main() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
 
-    let artifacts = target_dir.join(WASM_TARGET).join(PROFILE);
-    for (_, file) in COMPONENTS {
-        let from = artifacts.join(file);
-        std::fs::copy(&from, out_dir.join(file))
-            .unwrap_or_else(|e| panic!("failed to copy {}: {e}", from.display()));
-    }
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("failed to copy {}: {e}", from.display()));
 }
 
 /// `<target>/wasm-components`, next to the profile directories, so that debug, release

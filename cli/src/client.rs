@@ -35,6 +35,20 @@ impl Api {
         self
     }
 
+    /// Posts raw bytes (`application/octet-stream`) and returns the JSON answer.
+    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<Value, Failure> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/octet-stream")
+            .timeout(Duration::from_secs(120))
+            .body(bytes);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        self.answer(req).await
+    }
+
     /// Sends a request and returns the JSON answer (null for an empty one).
     pub async fn call(
         &self,
@@ -53,6 +67,10 @@ impl Api {
         if let Some(body) = body {
             req = req.json(&body);
         }
+        self.answer(req).await
+    }
+
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 Failure::Timeout(format!(

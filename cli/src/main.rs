@@ -52,6 +52,9 @@ enum Command {
         /// Leave the service and the device running and print their URLs.
         #[arg(long)]
         keep_running: bool,
+        /// Also update the device's pairing component live, through the cloud.
+        #[arg(long)]
+        update: bool,
     },
     /// Log in and keep the access token in the user's config dir.
     Login,
@@ -183,10 +186,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Demo { keep_running } => {
+        Command::Demo {
+            keep_running,
+            update,
+        } => {
             init_logs();
             demo::run(demo::Options {
                 keep_running: *keep_running,
+                update: *update,
                 json: cli.json,
             })
             .await?;

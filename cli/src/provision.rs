@@ -30,13 +30,15 @@ pub struct Provisioned {
 }
 
 /// One connection to a device's data channel.
-struct Channel {
+#[derive(Debug)]
+pub struct Channel {
     lines: Lines<BufReader<OwnedReadHalf>>,
     writer: OwnedWriteHalf,
 }
 
 impl Channel {
-    async fn open(device: &str) -> Result<Self, Failure> {
+    /// Connects to the channel at `device` (HOST:PORT).
+    pub async fn open(device: &str) -> Result<Self, Failure> {
         let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(device))
             .await
             .map_err(|_| Failure::Unreachable(format!("the device at {device} did not answer")))?
@@ -50,7 +52,8 @@ impl Channel {
         })
     }
 
-    async fn ask(&mut self, request: &Value) -> Result<Value, Failure> {
+    /// Sends one request line and reads the answer line.
+    pub async fn ask(&mut self, request: &Value) -> Result<Value, Failure> {
         let lost =
             |e: std::io::Error| Failure::Unreachable(format!("the device's channel failed: {e}"));
         self.writer

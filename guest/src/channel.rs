@@ -119,6 +119,14 @@ fn parse(line: &[u8]) -> Result<Option<Request>, String> {
 
 /// One JSON line.
 pub fn line(value: &Value) -> Vec<u8> {
+    #[cfg(feature = "next")]
+    let value = &{
+        let mut v = value.clone();
+        if let Some(fields) = v.as_object_mut() {
+            fields.insert("version".into(), crate::VERSION.into());
+        }
+        v
+    };
     let mut bytes = serde_json::to_vec(value).expect("JSON values always serialise");
     bytes.push(b'\n');
     bytes

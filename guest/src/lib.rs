@@ -12,4 +12,9 @@ pub mod validate;
 mod bindings;
 
 /// The component's version, reported in `status`.
+#[cfg(not(feature = "next"))]
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The component's version, reported in `status`: the `next` feature builds the
+/// demonstration update, which also adds its version to every data-channel reply.
+#[cfg(feature = "next")]
+pub const VERSION: &str = "0.2.0";

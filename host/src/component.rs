@@ -6,3 +6,9 @@ pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/t
 
 /// The version of the built-in component (the guest crate shares the workspace version).
 pub const DEFAULT_COMPONENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The demonstration update: the pairing component built with its `next` feature
+/// (version 0.2.0, which adds its version to every data-channel reply).
+#[cfg(feature = "demo")]
+pub const NEXT_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tether_guest_next.wasm"));

@@ -70,6 +70,7 @@ pub(crate) struct Home {
     modules: PathBuf,
     slots: Slots,
     probation: Option<Probation>,
+    last_swap: Option<UpdateReport>,
 }
 
 impl Home {
@@ -118,6 +119,7 @@ impl Home {
             modules,
             slots,
             probation: None,
+            last_swap: None,
         })
     }
 
@@ -221,6 +223,7 @@ impl Home {
                     probation_secs: self.config.update.probation_secs,
                 };
                 tracing::info!(version = %report.version, pause_us = report.pause_us, total_ms = report.total_ms, "component swapped; on probation");
+                self.last_swap = Some(report.clone());
                 Ok(report)
             }
             Err(refusal) => Err(self.refused(&bytes, refusal)),
@@ -342,12 +345,14 @@ impl Home {
         self.fresh()
     }
 
-    /// The version in use, the slots and the last outcome, for `ctl module status`.
+    /// The version in use, the slots, the last outcome and the last swap's measures, for
+    /// `ctl module status`.
     pub fn module_status(&self) -> Value {
         json!({
             "version": self.version,
             "on_probation": self.probation.is_some(),
             "slots": self.slots,
+            "last_swap": self.last_swap,
         })
     }
 }

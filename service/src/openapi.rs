@@ -23,7 +23,11 @@ const API_CODES: &[(&str, u16, &str)] = &[
         415,
         "the body is not labelled application/json",
     ),
-    ("payload_too_large", 413, "the body is larger than 64 KiB"),
+    (
+        "payload_too_large",
+        413,
+        "the body is larger than 64 KiB (16 MiB for bundles)",
+    ),
     (
         "unauthorized",
         401,
@@ -42,6 +46,26 @@ const API_CODES: &[(&str, u16, &str)] = &[
         "no licence (or no bound device) for the signer",
     ),
     ("conflict", 409, "a uniqueness conflict"),
+    (
+        "bundle_malformed",
+        400,
+        "not a component bundle, or a damaged one",
+    ),
+    (
+        "bundle_bad_signature",
+        400,
+        "the bundle's signature does not match its manifest",
+    ),
+    (
+        "bundle_corrupted",
+        400,
+        "the component does not match the signed hash",
+    ),
+    (
+        "bundle_untrusted_key",
+        403,
+        "the bundle is signed by a key that is not configured",
+    ),
     ("rate_limited", 429, "too many requests; see Retry-After"),
 ];
 
@@ -145,6 +169,41 @@ const ENDPOINTS: &[Endpoint] = &[
         auth: "admin",
         summary: "Issue device identities: {product_key, count} → [{uuid, authkey, product_key}]",
         success: 201,
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/modules",
+        auth: "admin",
+        summary: "Store a signed component bundle (application/octet-stream, up to 16 MiB), checked against the module keys → {id, version, sequence, sha256, size, created_at}",
+        success: 201,
+    },
+    Endpoint {
+        method: "get",
+        path: "/v1/modules",
+        auth: "admin",
+        summary: "The stored modules",
+        success: 200,
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/modules/{id}/rollouts",
+        auth: "admin",
+        summary: "Roll a module out: {product_key} or {devices: [dev_id]} → {rollout_id, targeted, notified}; online devices get protocol 15 at once, the others when they come online",
+        success: 201,
+    },
+    Endpoint {
+        method: "get",
+        path: "/v1/modules/{id}/bundle",
+        auth: "device (HMAC, dev-secret)",
+        summary: "Download a bundle rolled out to the signing device",
+        success: 200,
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/devices/{dev_id}/module-status",
+        auth: "device (HMAC, dev-secret)",
+        summary: "Report an update outcome: {version, sequence, result: probation/applied/refused/rolled_back, reason?, running}",
+        success: 204,
     },
     Endpoint {
         method: "get",

@@ -46,6 +46,10 @@ async fn the_openapi_document_lists_every_endpoint_and_error_code() {
         "/v1/devices/activate",
         "/v1/devices/{dev_id}/commands",
         "/v1/licenses",
+        "/v1/modules",
+        "/v1/modules/{id}/rollouts",
+        "/v1/modules/{id}/bundle",
+        "/v1/devices/{dev_id}/module-status",
         "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
@@ -63,6 +67,8 @@ async fn the_openapi_document_lists_every_endpoint_and_error_code() {
         "region_unknown",
         "signature_error",
         "payload_too_large",
+        "bundle_untrusted_key",
+        "bundle_corrupted",
     ] {
         assert!(codes.contains(&code), "missing {code}");
     }

@@ -20,11 +20,15 @@ use tether_service::users::Role;
 use tether_service::{Application, ServeConfig};
 use tokio::sync::oneshot;
 
+mod update;
+
 use crate::client::Api;
 use crate::failure::Failure;
 use crate::provision;
 
 const USER: &str = "demo";
+/// The admin account that uploads and rolls out the update.
+const OPERATOR: &str = "operator";
 const PRODUCT_KEY: &str = "pdemo0000000000a";
 const SSID: &str = "tether-demo";
 const WIFI_PASSWORD: &str = "demo-router-pw";
@@ -36,6 +40,8 @@ const COMMAND: &str = r#"{"1":true,"2":42}"#;
 pub struct Options {
     /// Leave everything up until Ctrl-C.
     pub keep_running: bool,
+    /// Also show a live update of the pairing component through the cloud.
+    pub update: bool,
     /// Print one JSON summary on stdout (steps go to stderr).
     pub json: bool,
 }
@@ -87,8 +93,14 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     let password = tether_proto::random::string(b"abcdefghijkmnpqrstuvwxyz23456789", 16)
         .map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
     let licence = seed_cloud(&cloud_dir, &password).await?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
+    let module_key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let module_public = hex::encode(module_key.verifying_key().as_bytes());
 
-    let app = Application::build(ServeConfig::ephemeral(&cloud_dir))
+    let mut serve = ServeConfig::ephemeral(&cloud_dir);
+    serve.module_keys = vec![module_public.clone()];
+    let app = Application::build(serve)
         .await
         .map_err(internal("the cloud service did not start"))?;
     let api_url = format!("http://{}", app.http_addr());
@@ -102,11 +114,11 @@ pub async fn run(options: Options) -> Result<(), Failure> {
         cloud_dir.display()
     ));
     steps.detail(format_args!(
-        "account {USER:?} and one device licence (product {PRODUCT_KEY}) created"
+        "accounts {USER:?} and {OPERATOR:?} (admin), one device licence (product {PRODUCT_KEY}), a module signing key"
     ));
 
     let device_dir = dir.path().join("device");
-    let config = device_config(&device_dir, &api_url, &licence);
+    let config = device_config(&device_dir, &api_url, &licence, module_public);
     let ctl_socket = config.ctl.socket.clone();
     let device = Device::start(config, RuntimeConfig::default())
         .await
@@ -117,10 +129,28 @@ pub async fn run(options: Options) -> Result<(), Failure> {
         "device host up: pairing component {version}, simulated router {SSID:?}, data channel {channel}"
     ));
 
-    let outcome = pair_and_command(&steps, &api_url, &password, &channel).await;
+    let mut outcome = pair_and_command(&steps, &api_url, &password, &channel).await;
+    if options.update
+        && let Ok(summary) = &mut outcome
+    {
+        print_phases(&steps, summary);
+        let target = update::Target {
+            api_url: &api_url,
+            admin: (OPERATOR, &password),
+            key: &module_key,
+            device: &device,
+            channel: &channel,
+            dev_id: &summary.dev_id,
+            user: &summary.api,
+        };
+        match update::live_update(&steps, &target).await {
+            Ok(swap) => summary.update = Some(swap),
+            Err(e) => outcome = Err(e),
+        }
+    }
     let result = match outcome {
-        Ok(summary) if options.keep_running => {
-            print_summary(&steps, options, &summary);
+        Ok(mut summary) if options.keep_running => {
+            print_summary(&steps, options, &mut summary);
             keep_running(
                 &steps,
                 &api_url,
@@ -132,8 +162,8 @@ pub async fn run(options: Options) -> Result<(), Failure> {
             .await;
             Ok(())
         }
-        Ok(summary) => {
-            print_summary(&steps, options, &summary);
+        Ok(mut summary) => {
+            print_summary(&steps, options, &mut summary);
             Ok(())
         }
         Err(e) => Err(e),
@@ -164,6 +194,9 @@ async fn seed_cloud(
     tether_service::users::create(&pool, USER, &Secret::new(password), Role::User)
         .await
         .map_err(|e| Failure::Other(format!("cannot create the demo account: {e}")))?;
+    tether_service::users::create(&pool, OPERATOR, &Secret::new(password), Role::Admin)
+        .await
+        .map_err(|e| Failure::Other(format!("cannot create the admin account: {e}")))?;
     let licence = tether_service::licenses::issue(&pool, PRODUCT_KEY, 1)
         .await
         .map_err(|e| Failure::Other(format!("cannot issue a licence: {e}")))?
@@ -177,6 +210,7 @@ fn device_config(
     dir: &Path,
     api_url: &str,
     licence: &tether_service::licenses::License,
+    module_key: String,
 ) -> HostConfig {
     HostConfig {
         data_dir: dir.to_path_buf(),
@@ -205,17 +239,24 @@ fn device_config(
         ctl: CtlConfig {
             socket: dir.join("ctl.sock"),
         },
-        update: UpdateConfig::default(),
+        update: UpdateConfig {
+            trusted_keys: vec![module_key],
+            probation_secs: 2,
+            watch_dir: None,
+        },
     }
 }
 
 /// What the demo saw.
 struct Summary {
+    api: Api,
     dev_id: String,
     timings: Value,
     report: Value,
     round_trip: Duration,
     online_in_cloud: bool,
+    phases_shown: bool,
+    update: Option<Value>,
 }
 
 /// The user's part: log in, create a token, provision over the channel, send a command
@@ -286,6 +327,9 @@ async fn pair_and_command(
         round_trip.as_millis()
     ));
     Ok(Summary {
+        api,
+        phases_shown: false,
+        update: None,
         dev_id: done.dev_id,
         timings: done.timings,
         report: device["last_report"].clone(),
@@ -300,9 +344,29 @@ async fn wait_for_report(
     data: &Value,
     sent_at: Instant,
 ) -> Result<(Value, Duration), Failure> {
-    let deadline = sent_at + Duration::from_secs(15);
+    let within = Duration::from_secs(15);
+    let every = Duration::from_millis(20);
+    match watch_device(api, dev_id, within, every, |d| d["last_report"] == *data).await? {
+        Ok(device) => Ok((device, sent_at.elapsed())),
+        Err(last) => Err(Failure::Timeout(format!(
+            "the device did not report {COMMAND} back within 15 s (last report {})",
+            last["last_report"]
+        ))),
+    }
+}
+
+/// Reads the cloud's view of a device every `every` until `done` holds (`Ok`), or until
+/// `within` has passed (`Err` with the last view).
+async fn watch_device(
+    api: &Api,
+    dev_id: &str,
+    within: Duration,
+    every: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Result<Value, Value>, Failure> {
+    let deadline = Instant::now() + within;
     loop {
-        let device = api
+        let view = api
             .call(
                 Method::GET,
                 &format!("/v1/devices/{dev_id}"),
@@ -310,20 +374,34 @@ async fn wait_for_report(
                 Duration::from_secs(10),
             )
             .await?;
-        if device["last_report"] == *data {
-            return Ok((device, sent_at.elapsed()));
+        if done(&view) {
+            return Ok(Ok(view));
         }
         if Instant::now() > deadline {
-            return Err(Failure::Timeout(format!(
-                "the device did not report {COMMAND} back within 15 s (last report {})",
-                device["last_report"]
-            )));
+            return Ok(Err(view));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
-fn print_summary(steps: &Steps, options: Options, s: &Summary) {
+fn print_summary(steps: &Steps, options: Options, s: &mut Summary) {
+    let total = print_phases(steps, s);
+    if options.json {
+        let out = json!({
+            "dev_id": s.dev_id,
+            "timings": s.timings,
+            "online_ms": total,
+            "report": s.report,
+            "round_trip_ms": u64::try_from(s.round_trip.as_millis()).unwrap_or(u64::MAX),
+            "update": s.update,
+            "elapsed_ms": u64::try_from(steps.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        println!("{out}");
+    }
+}
+
+/// Prints the device's phases once; returns the credentials-to-online total in ms.
+fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
     let t = &s.timings;
     let phases = [
         ("wifi", "joined the router (simulated radio, no air time)"),
@@ -338,6 +416,10 @@ fn print_summary(steps: &Steps, options: Options, s: &Summary) {
         .iter()
         .filter_map(|(name, _)| t[format!("{name}_ms")].as_u64())
         .sum();
+    if s.phases_shown {
+        return total;
+    }
+    s.phases_shown = true;
     steps.say("what happened on the device, phase by phase:");
     for (name, what) in phases {
         let ms = t[format!("{name}_ms")]
@@ -358,17 +440,7 @@ fn print_summary(steps: &Steps, options: Options, s: &Summary) {
             "offline"
         }
     ));
-    if options.json {
-        let out = json!({
-            "dev_id": s.dev_id,
-            "timings": s.timings,
-            "online_ms": total,
-            "report": s.report,
-            "round_trip_ms": u64::try_from(s.round_trip.as_millis()).unwrap_or(u64::MAX),
-            "elapsed_ms": u64::try_from(steps.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-        println!("{out}");
-    }
+    total
 }
 
 async fn keep_running(

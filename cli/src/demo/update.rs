@@ -1,0 +1,141 @@
+//! `tether demo --update`: a live update of the pairing component through the cloud. The
+//! demonstration component (0.2.0, which adds its version to every data-channel reply) is
+//! signed with the demo's key, uploaded by an admin, and rolled out to the device, which
+//! gets the protocol 15 notice over MQTT, downloads the bundle, swaps it in while online,
+//! and commits it after its probation.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tether_host::component::NEXT_COMPONENT;
+use tether_host::daemon::Device;
+use tether_host::runtime::WORLD;
+use tether_host::update::HOST_VERSION;
+use tether_proto::bundle::Bundle;
+
+use super::Steps;
+use crate::client::Api;
+use crate::failure::Failure;
+use crate::provision::Channel;
+
+/// The version of the demonstration update.
+const NEXT_VERSION: &str = "0.2.0";
+
+/// What the demo needs to update its device.
+pub(super) struct Target<'a> {
+    pub api_url: &'a str,
+    pub admin: (&'a str, &'a str),
+    pub key: &'a SigningKey,
+    pub device: &'a Device,
+    pub channel: &'a str,
+    pub dev_id: &'a str,
+    pub user: &'a Api,
+}
+
+/// Runs the update and returns its measures.
+pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<Value, Failure> {
+    let before = info(t.channel).await?;
+    steps.say(format_args!(
+        "before the update, the channel's info reply: {before}"
+    ));
+
+    let bundle = Bundle::sign(NEXT_COMPONENT, NEXT_VERSION, 1, WORLD, HOST_VERSION, t.key)
+        .map_err(|e| Failure::Other(format!("cannot sign the update: {e}")))?;
+    let api = Api::new(t.api_url)?;
+    let access = api.login(t.admin.0, t.admin.1).await?;
+    let admin = api.with_token(access);
+    let module = admin.upload("/v1/modules", bundle).await?;
+    let id = module["id"]
+        .as_i64()
+        .ok_or_else(|| Failure::Other(format!("unexpected upload answer: {module}")))?;
+    steps.say(format_args!(
+        "component {NEXT_VERSION} signed ({} bytes) and uploaded by an admin as module {id}",
+        module["size"]
+    ));
+
+    let started = Instant::now();
+    let rollout = admin
+        .call(
+            Method::POST,
+            &format!("/v1/modules/{id}/rollouts"),
+            Some(json!({"devices": [t.dev_id]})),
+            Duration::from_secs(10),
+        )
+        .await?;
+    steps.say(format_args!(
+        "rolled out: {} device notified over MQTT (protocol 15)",
+        rollout["notified"]
+    ));
+    let swap = wait_for_swap(t.device).await?;
+    steps.say(format_args!(
+        "the device runs {NEXT_VERSION}: swap pause {} µs (events queued meanwhile), verify and compile {} ms, {} ms from the notice",
+        swap["pause_us"], swap["prepare_ms"], swap["total_ms"]
+    ));
+    let status = t
+        .device
+        .status()
+        .await
+        .ok_or_else(|| Failure::Other("the device gave no status".into()))?;
+    steps.detail(format_args!(
+        "still {} as {}; rollout to running in {} ms",
+        status.state,
+        status.dev_id.as_deref().unwrap_or("?"),
+        started.elapsed().as_millis()
+    ));
+    let after = info(t.channel).await?;
+    steps.say(format_args!(
+        "after the update, the channel's info reply:  {after}"
+    ));
+
+    let view = wait_for_commit(t.user, t.dev_id).await?;
+    steps.say(format_args!(
+        "probation passed: the cloud shows {} running {} (rollout {})",
+        t.dev_id,
+        view["module_version"].as_str().unwrap_or("?"),
+        view["rollout"]["state"].as_str().unwrap_or("?")
+    ));
+    Ok(swap)
+}
+
+async fn info(channel: &str) -> Result<Value, Failure> {
+    Channel::open(channel)
+        .await?
+        .ask(&json!({"type": "info"}))
+        .await
+}
+
+async fn wait_for_swap(device: &Device) -> Result<Value, Failure> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = device.module_status().await
+            && status["version"] == NEXT_VERSION
+        {
+            return Ok(status["last_swap"].clone());
+        }
+        if Instant::now() > deadline {
+            let why = device.module_status().await.unwrap_or_default();
+            return Err(Failure::Timeout(format!(
+                "the device did not take the update within 30 s: {}",
+                why["slots"]["last_outcome"]
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_for_commit(user: &Api, dev_id: &str) -> Result<Value, Failure> {
+    let within = Duration::from_secs(30);
+    let every = Duration::from_millis(100);
+    super::watch_device(user, dev_id, within, every, |d| {
+        d["rollout"]["state"] == "applied"
+    })
+    .await?
+    .map_err(|last| {
+        Failure::Timeout(format!(
+            "the update was not committed within 30 s: {}",
+            last["rollout"]
+        ))
+    })
+}
