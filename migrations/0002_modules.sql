@@ -33,3 +33,6 @@ CREATE TABLE rollout_devices (
     PRIMARY KEY (rollout_id, dev_id)
 );
 CREATE INDEX rollout_devices_dev ON rollout_devices (dev_id);
+
+-- The last update outcome each device reported (JSON: version, sequence, result, reason).
+ALTER TABLE devices ADD COLUMN module_outcome TEXT;

@@ -353,6 +353,8 @@ impl Home {
             "on_probation": self.probation.is_some(),
             "slots": self.slots,
             "last_swap": self.last_swap,
+            // Compiling, or loading from the compile cache, the component in use.
+            "load_ms": millis(self.component.compile_time),
         })
     }
 }

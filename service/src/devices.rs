@@ -38,6 +38,10 @@ pub struct DeviceView {
     pub module_version: String,
     /// When it was activated, Unix seconds.
     pub activated_at: i64,
+    /// The last update outcome the device reported: version, sequence, result
+    /// (`probation`, `applied`, `refused`, `rolled_back`) and reason.
+    #[sqlx(json(nullable))]
+    pub module_outcome: Option<serde_json::Value>,
 }
 
 /// Body of a command.
@@ -48,7 +52,7 @@ pub struct CommandRequest {
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at";
+const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome";
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {

@@ -360,8 +360,16 @@ async fn report_status(
         )));
     }
     let now = crate::db_time(crate::unix_now());
-    sqlx::query("UPDATE devices SET module_version = ? WHERE dev_id = ?")
+    let outcome = json!({
+        "version": report.version,
+        "sequence": report.sequence,
+        "result": report.result,
+        "reason": report.reason,
+        "at": now,
+    });
+    sqlx::query("UPDATE devices SET module_version = ?, module_outcome = ? WHERE dev_id = ?")
         .bind(&report.running)
+        .bind(outcome.to_string())
         .bind(dev_id)
         .execute(&state.db)
         .await?;

@@ -119,7 +119,7 @@ impl Cloud {
     }
 
     /// Starts the service again on the same data dir and addresses.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let mut config = self.config.clone();
         (config.listen, config.mqtt_listen) = self.addrs;
         let (addrs, stop, task) = serve(config).await;

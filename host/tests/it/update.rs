@@ -80,6 +80,27 @@ async fn until_module(device: &Device, what: &str, check: impl Fn(&Value) -> boo
     }
 }
 
+/// Waits until the service holds the device's report of an outcome with `result` and a
+/// reason starting with `reason`.
+async fn reported(cloud: &Cloud, dev_id: &str, result: &str, reason: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let outcome = cloud.device(dev_id).await["module_outcome"].clone();
+        if outcome["result"] == result
+            && outcome["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(reason))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service never got {result} {reason}: {outcome}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_keeps_the_device_online_and_commits_after_probation() {
     let cloud = Cloud::start(1).await;
@@ -108,6 +129,15 @@ async fn an_update_keeps_the_device_online_and_commits_after_probation() {
 
     let done = until_module(&device, "committed", |m| m["on_probation"] == false).await;
     assert_eq!(done["version"], "0.2.0");
+
+    // The data points came across in the snapshot: after a broker restart the new
+    // component reconnects and reports every data point it holds.
+    let mut cloud = cloud;
+    cloud.stop().await;
+    cloud.restart().await;
+    cloud
+        .await_report(&dev_id, &json!({"1": true, "2": 5}))
+        .await;
     assert_eq!(done["slots"]["active"]["version"], "0.2.0");
     assert_eq!(done["slots"]["last_outcome"]["result"], "applied");
 
@@ -186,6 +216,7 @@ async fn bad_bundles_are_refused_and_the_device_stays_online_on_the_old_componen
             "online",
             "{what}"
         );
+        reported(&cloud, &dev_id, "refused", reason).await;
     }
 
     // A component that fails on its first event after the swap is rolled back.
@@ -212,6 +243,7 @@ async fn bad_bundles_are_refused_and_the_device_stays_online_on_the_old_componen
         );
         let status = until(&device, "online again", |s| s.state == "online").await;
         assert_eq!(status.dev_id.as_deref(), Some(dev_id.as_str()), "{what}");
+        reported(&cloud, &dev_id, "rolled_back", "failed_on_probation").await;
     }
     cloud.command(&dev_id, json!({"4": 1})).await;
     cloud.await_report(&dev_id, &json!({"4": 1})).await;
@@ -287,5 +319,49 @@ async fn an_update_while_the_activation_answer_is_awaited_completes_that_pairing
     );
     assert_eq!(module(&device).await["version"], "0.2.0");
     eprintln!("mid-activation update: pause {} µs", report.pause_us);
+    device.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_dropped_into_the_watched_directory_are_applied_or_refused_once() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watch = dir.path().join("updates");
+    let text = format!(
+        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = 1\nwatch_dir = \"{}\"\n",
+        host_config_text(&cloud, 0, dir.path()),
+        hex::encode(key().verifying_key().as_bytes()),
+        watch.display()
+    );
+    let device = Device::start(
+        HostConfig::parse(&text).expect("config"),
+        RuntimeConfig::default(),
+    )
+    .await
+    .expect("starts");
+    std::fs::create_dir_all(&watch).expect("watch dir");
+    let mut corrupted = bundle(DEFAULT_COMPONENT, "0.2.0", 1);
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    std::fs::write(watch.join("a-bad.bundle"), corrupted).expect("written");
+    std::fs::write(
+        watch.join("b-good.bundle"),
+        bundle(DEFAULT_COMPONENT, "0.2.0", 1),
+    )
+    .expect("written");
+    until_module(&device, "0.2.0 from the directory", |m| {
+        m["version"] == "0.2.0"
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !watch.join("b-good.bundle.applied").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(watch.join("a-bad.bundle.refused").exists());
+    assert!(!watch.join("a-bad.bundle").exists() && !watch.join("b-good.bundle").exists());
     device.stop();
 }
