@@ -28,6 +28,17 @@ enum Command {
     /// Manage device licences.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Ask a running service whether it is ready (`GET /readyz`); exits 0 when it is,
+    /// 1 otherwise. For container health checks, where there is no curl.
+    Healthcheck {
+        /// The service's API address.
+        #[arg(
+            long,
+            env = "TETHER_HEALTHCHECK_ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
+        addr: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +124,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Healthcheck { addr } => healthcheck(&addr).await,
+    }
+}
+
+/// `GET /readyz` over plain HTTP/1.0; ready means a 200 within 5 s.
+async fn healthcheck(addr: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("nothing answers on {addr}"))?;
+        stream
+            .write_all(format!("GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(answer)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .context("no answer within 5 s")??;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("ready");
+        Ok(())
+    } else {
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        bail!("not ready: {status} {body}")
     }
 }
 

@@ -162,6 +162,11 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
         activated["mqtt"]["password"].as_str().expect("jwt"),
     );
 
+    // The health check the container images use.
+    let addr = base.trim_start_matches("http://");
+    let (ok, out, err) = cli(&["healthcheck", "--addr", addr], None);
+    assert!(ok && out.trim() == "ready", "{out}{err}");
+
     // SIGTERM: the service finishes and exits 0.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -170,6 +175,8 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     assert!(status.success());
     let exit = child.wait().expect("it exits");
     assert!(exit.success(), "exit status {exit}");
+    let (ok, _, err) = cli(&["healthcheck", "--addr", addr], None);
+    assert!(!ok && err.contains("nothing answers"), "{err}");
     let logs: Vec<String> = lines.try_iter().collect();
     let logs = logs.join("\n");
     assert!(logs.contains("\"stopped\""), "no clean stop in:\n{logs}");
