@@ -99,6 +99,27 @@ impl Host {
         assert!(ok, "{out}{err}");
     }
 
+    /// Pairs the device with a new token through `ctl user-cfg` and waits until it is
+    /// online; returns the token and the online status.
+    pub(crate) async fn pair(&self, cloud: &Cloud) -> (String, Value) {
+        let token = cloud.token().await;
+        let (ok, out, err) = self.ctl(&[
+            "user-cfg",
+            "--ssid",
+            "home",
+            "--passwd",
+            "correct horse",
+            "--token",
+            &token,
+        ]);
+        assert!(ok, "{out}{err}");
+        assert_eq!(out.trim(), "ok");
+        let online = self
+            .status_until("online", |s| s["state"] == "online")
+            .await;
+        (token, online)
+    }
+
     /// SIGKILL, start again, and wait until the device awaits credentials.
     async fn restart_until_settled(&mut self) -> Value {
         self.kill();
@@ -175,21 +196,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
     let mut host = Host::new(&cloud, dir.path());
     host.start().await;
 
-    let token = cloud.token().await;
-    let (ok, out, err) = host.ctl(&[
-        "user-cfg",
-        "--ssid",
-        "home",
-        "--passwd",
-        "correct horse",
-        "--token",
-        &token,
-    ]);
-    assert!(ok, "{out}{err}");
-    assert_eq!(out.trim(), "ok");
-    let online = host
-        .status_until("online", |s| s["state"] == "online")
-        .await;
+    let (token, online) = host.pair(&cloud).await;
     let dev_id = online["dev_id"].as_str().expect("dev-id").to_owned();
     let uuid = cloud.licences[0].0.clone();
     assert_eq!(activations(&cloud, &uuid).await, 1);

@@ -29,20 +29,7 @@ async fn a_host_killed_during_probation_comes_back_on_the_previous_component() {
     ));
     std::fs::write(&host.config, config).expect("config written");
     host.start().await;
-    let token = cloud.token().await;
-    let (ok, out, err) = host.ctl(&[
-        "user-cfg",
-        "--ssid",
-        "home",
-        "--passwd",
-        "correct horse",
-        "--token",
-        &token,
-    ]);
-    assert!(ok, "{out}{err}");
-    let online = host
-        .status_until("online", |s| s["state"] == "online")
-        .await;
+    let (_, online) = host.pair(&cloud).await;
 
     let bundle = dir.path().join("next.bundle");
     let bytes = Bundle::sign(DEFAULT_COMPONENT, "0.2.0", 1, WORLD, "0.1.0", &key).expect("signs");
