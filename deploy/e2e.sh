@@ -87,6 +87,8 @@ device_field() {
 }
 
 step "cloud"
+# Whatever an interrupted earlier run left behind goes first.
+dc --profile tools down -v --remove-orphans >/dev/null 2>&1 || true
 mkdir -p deploy/e2e/devices
 for n in 1 2 3; do : >"deploy/e2e/devices/device$n.toml"; done
 dc up -d cloud
