@@ -143,12 +143,16 @@ done
 within 30 all_online || fail "not every device is online in the API"
 
 step "fault 1: SIGKILL the service, start it again"
+token=$(provisioner token create --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 docker kill -s KILL "$(container cloud)" >/dev/null
 dc start cloud >/dev/null
 within 30 all_online || fail "devices not back online within 30 s of the restart ($(online_count) of 3)"
 [[ $(provisioner devices --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') == 3 ]] ||
     fail "devices were lost"
-provisioner token create --json >/dev/null || fail "the account or tokens were lost"
+state=$(provisioner token status "$token" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])') ||
+    fail "the account or the token was lost"
+[[ $state == pending ]] || fail "the token is $state after the restart"
+echo "    3 devices, the account and a pending token all still there"
 
 step "fault 2: device2 off the cloud network for 20 s"
 network="${project}_cloud"

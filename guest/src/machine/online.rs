@@ -48,8 +48,13 @@ impl Machine {
         actions
     }
 
+    /// The session ended, or an attempt to open one failed (also when offline: a failed
+    /// reconnect must schedule the next one).
     pub(super) fn on_mqtt_lost(&mut self, clock: Clock, code: ErrorCode) -> Vec<Action> {
-        if !matches!(self.state, NetState::MqttConnecting | NetState::Online) {
+        if !matches!(
+            self.state,
+            NetState::MqttConnecting | NetState::Online | NetState::Offline
+        ) {
             return Vec::new();
         }
         self.enter(NetState::Offline, clock);

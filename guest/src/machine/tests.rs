@@ -457,6 +457,17 @@ fn a_lost_session_reconnects_with_backoff() {
     assert_eq!(d.state(), NetState::Offline);
     let a = d.on(Event::TimerFired(Timer::MqttRetry));
     assert!(a.iter().any(|x| matches!(x, Action::MqttConnect(_))));
+    // The broker is still down: every failed attempt schedules the next, later one.
+    let mut last = 0;
+    for _ in 0..4 {
+        let a = d.on(Event::MqttDisconnected(ErrorCode::NetworkUnreachable));
+        let delay = timer(&a, Timer::MqttRetry).expect("another attempt is scheduled");
+        assert!(delay >= last, "{delay} after {last}");
+        last = delay;
+        assert_eq!(d.state(), NetState::Offline);
+        let a = d.on(Event::TimerFired(Timer::MqttRetry));
+        assert!(a.iter().any(|x| matches!(x, Action::MqttConnect(_))));
+    }
     d.on(Event::MqttConnected);
     assert_eq!(d.state(), NetState::Online);
 }
