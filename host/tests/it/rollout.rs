@@ -9,12 +9,12 @@ use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
 use tether_host::component::DEFAULT_COMPONENT;
-use tether_host::config::HostConfig;
 use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
 use tether_proto::bundle::Bundle;
 
-use crate::device::{Cloud, channel, host_config_text, until};
+use crate::device::Cloud;
+use crate::update::{pair, trusting};
 
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[11; 32])
@@ -75,26 +75,11 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
     let cloud = Cloud::start_with(1, |c| c.module_keys = vec![public()]).await;
     let admin = cloud.admin().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = format!(
-        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = 1\n",
-        host_config_text(&cloud, 0, dir.path()),
-        public()
-    );
-    let config = HostConfig::parse(&text).expect("config");
+    let config = trusting(&cloud, dir.path(), &key(), 1, "");
     let device = Device::start(config.clone(), RuntimeConfig::default())
         .await
         .expect("starts");
-    let token = cloud.token().await;
-    let ack = channel(
-        &device,
-        json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
-    )
-    .await;
-    assert_eq!(ack["code"], "ok");
-    let dev_id = until(&device, "online", |s| s.state == "online")
-        .await
-        .dev_id
-        .expect("dev id");
+    let dev_id = pair(&cloud, &device).await;
 
     // Uploads are checked: an untrusted key and a non-admin are refused.
     let other = Bundle::sign(

@@ -37,27 +37,44 @@ fn variant(mode: u8) -> Vec<u8> {
     bytes
 }
 
-/// An online device whose config trusts [`key`], with a short probation.
-async fn online_device(cloud: &Cloud, probation_secs: u64) -> (tempfile::TempDir, Device, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A device config for `cloud`'s first licence that trusts `key`, with `probation_secs`
+/// of probation and any `extra` lines in `[update]`.
+pub(crate) fn trusting(
+    cloud: &Cloud,
+    dir: &std::path::Path,
+    key: &SigningKey,
+    probation_secs: u64,
+    extra: &str,
+) -> HostConfig {
     let text = format!(
-        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = {probation_secs}\n",
-        host_config_text(cloud, 0, dir.path()),
-        hex::encode(key().verifying_key().as_bytes())
+        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = {probation_secs}\n{extra}",
+        host_config_text(cloud, 0, dir),
+        hex::encode(key.verifying_key().as_bytes())
     );
-    let config = HostConfig::parse(&text).expect("valid config");
-    let device = Device::start(config, RuntimeConfig::default())
-        .await
-        .expect("the device starts");
+    HostConfig::parse(&text).expect("valid config")
+}
+
+/// Pairs `device` over its data channel with a new token; returns its dev-id once online.
+pub(crate) async fn pair(cloud: &Cloud, device: &Device) -> String {
     let token = cloud.token().await;
     let ack = channel(
-        &device,
+        device,
         json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
     )
     .await;
     assert_eq!(ack["code"], "ok");
-    let status = until(&device, "online", |s| s.state == "online").await;
-    let dev_id = status.dev_id.expect("dev id");
+    let status = until(device, "online", |s| s.state == "online").await;
+    status.dev_id.expect("dev id")
+}
+
+/// An online device whose config trusts [`key`].
+async fn online_device(cloud: &Cloud, probation_secs: u64) -> (tempfile::TempDir, Device, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = trusting(cloud, dir.path(), &key(), probation_secs, "");
+    let device = Device::start(config, RuntimeConfig::default())
+        .await
+        .expect("the device starts");
+    let dev_id = pair(cloud, &device).await;
     (dir, device, dev_id)
 }
 
@@ -281,17 +298,10 @@ async fn an_update_while_the_activation_answer_is_awaited_completes_that_pairing
     let cloud = Cloud::start_with(1, |c| c.public_http_url = Some(proxy)).await;
     target.send_replace(Some(cloud.base.trim_start_matches("http://").to_owned()));
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = format!(
-        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = 1\n",
-        host_config_text(&cloud, 0, dir.path()),
-        hex::encode(key().verifying_key().as_bytes())
-    );
-    let device = Device::start(
-        HostConfig::parse(&text).expect("config"),
-        RuntimeConfig::default(),
-    )
-    .await
-    .expect("starts");
+    let config = trusting(&cloud, dir.path(), &key(), 1, "");
+    let device = Device::start(config, RuntimeConfig::default())
+        .await
+        .expect("starts");
     let token = cloud.token().await;
     device
         .user_cfg("home", "correct horse", &token)
@@ -327,14 +337,9 @@ async fn bundles_dropped_into_the_watched_directory_are_applied_or_refused_once(
     let cloud = Cloud::start(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let watch = dir.path().join("updates");
-    let text = format!(
-        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = 1\nwatch_dir = \"{}\"\n",
-        host_config_text(&cloud, 0, dir.path()),
-        hex::encode(key().verifying_key().as_bytes()),
-        watch.display()
-    );
+    let extra = format!("watch_dir = \"{}\"\n", watch.display());
     let device = Device::start(
-        HostConfig::parse(&text).expect("config"),
+        trusting(&cloud, dir.path(), &key(), 1, &extra),
         RuntimeConfig::default(),
     )
     .await
