@@ -198,7 +198,48 @@ pub struct CtlConfig {
     pub socket: PathBuf,
 }
 
+impl SimAp {
+    /// A router that lets a station with `passwd` join at once.
+    pub fn instant(ssid: &str, passwd: &str) -> Self {
+        Self {
+            ssid: ssid.into(),
+            passwd: Secret::new(passwd),
+            behaviour: SimBehaviour::Normal,
+            delay_ms: 0,
+            rssi: default_rssi(),
+        }
+    }
+}
+
 impl HostConfig {
+    /// A device on the simulated radio that sees `ap`, with its data channel on a free
+    /// loopback port, its control socket in `data_dir`, and no update keys: what `tether
+    /// demo` and the benchmarks run.
+    pub fn simulated(
+        data_dir: &Path,
+        iot_dns_url: &str,
+        identity: IdentityConfig,
+        ap: SimAp,
+    ) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            iot_dns_url: iot_dns_url.to_owned(),
+            identity,
+            wifi: WifiConfig {
+                backend: WifiBackendKind::Sim,
+                sim: SimConfig { ap: vec![ap] },
+                wpa_supplicant: WpaConfig::default(),
+            },
+            channel: ChannelConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            ctl: CtlConfig {
+                socket: data_dir.join("ctl.sock"),
+            },
+            update: UpdateConfig::default(),
+        }
+    }
+
     /// Reads and checks the file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -15,7 +15,7 @@ use tether_proto::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{HostConfig, WifiBackendKind};
-use crate::home::{Home, Prepared, UpdateReport};
+use crate::home::{Home, Prepared, RuntimeSource, UpdateReport};
 use crate::providers::Providers;
 use crate::runtime::wit::wifi::StationState;
 use crate::runtime::wit::{Event, PairingStatus};
@@ -125,6 +125,11 @@ impl std::fmt::Debug for Device {
 impl Device {
     /// Starts the providers, the control socket and the instance thread.
     pub async fn start(config: HostConfig, runtime_config: RuntimeConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, RuntimeSource::Own(runtime_config)).await
+    }
+
+    /// Like [`Device::start`], with the runtime from `source`.
+    pub async fn start_with(config: HostConfig, source: RuntimeSource) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
         let wifi: Arc<dyn WifiBackend> = match config.wifi.backend {
@@ -166,14 +171,7 @@ impl Device {
             .name("tether-instance".into())
             .spawn(move || {
                 let _guard = handle.enter();
-                run(
-                    config,
-                    runtime_config,
-                    providers,
-                    inputs_rx,
-                    ready_tx,
-                    notices,
-                );
+                run(config, source, providers, inputs_rx, ready_tx, notices);
             })?;
         ready_rx
             .await
@@ -208,6 +206,11 @@ impl Device {
     /// The installed component and the update slots.
     pub async fn module_status(&self) -> Option<serde_json::Value> {
         module_status(&self.inputs).await
+    }
+
+    /// Local factory reset: forgets the binding and waits for credentials again.
+    pub async fn reset(&self) -> bool {
+        reset(&self.inputs).await
     }
 
     /// Stops the instance thread (providers stop with the tokio runtime).
@@ -319,13 +322,13 @@ pub(crate) type Inputs = mpsc::UnboundedSender<Input>;
 
 fn run(
     config: HostConfig,
-    runtime_config: RuntimeConfig,
+    source: RuntimeSource,
     mut providers: Providers,
     mut inputs: mpsc::UnboundedReceiver<Input>,
     ready: oneshot::Sender<anyhow::Result<()>>,
     notices: mpsc::UnboundedSender<crate::update::remote::Notice>,
 ) {
-    let mut home = match Home::boot(config, runtime_config) {
+    let mut home = match Home::boot(config, source) {
         Ok(home) => home,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -36,6 +36,32 @@ pub(crate) struct Prepared {
     pub prepare: Duration,
 }
 
+/// Where a device's runtime comes from.
+#[derive(Debug)]
+pub enum RuntimeSource {
+    /// Its own runtime, with the compile cache in its data dir: what a board runs.
+    Own(RuntimeConfig),
+    /// A runtime and built-in component shared by many devices in one process (fleet
+    /// simulation); the runtime needs an instance slot per device and spare ones for updates.
+    Shared(SharedRuntime),
+}
+
+/// A runtime with the built-in component compiled once, for many devices.
+#[derive(Debug, Clone)]
+pub struct SharedRuntime {
+    runtime: Arc<Runtime>,
+    builtin: LoadedComponent,
+}
+
+impl SharedRuntime {
+    /// Starts a runtime and compiles the built-in component in it.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let runtime = Arc::new(Runtime::new(config).context("failed to start the runtime")?);
+        let (builtin, _) = builtin(&runtime)?;
+        Ok(Self { runtime, builtin })
+    }
+}
+
 /// A component on probation, with what to go back to.
 struct Probation {
     until: Instant,
@@ -77,11 +103,21 @@ impl Home {
     /// The runtime (with its compile cache in the data dir) and the component to run:
     /// the active installed bundle, else the built-in one. A probation interrupted by a
     /// restart ends here as a rollback.
-    pub fn boot(config: HostConfig, runtime_config: RuntimeConfig) -> anyhow::Result<Self> {
-        let runtime = Arc::new(
-            Runtime::with_cache(runtime_config, &config.data_dir.join("cache"))
-                .context("failed to start the runtime")?,
-        );
+    pub fn boot(config: HostConfig, source: RuntimeSource) -> anyhow::Result<Self> {
+        let (runtime, builtin_loaded) = match source {
+            RuntimeSource::Own(runtime_config) => (
+                Arc::new(
+                    Runtime::with_cache(runtime_config, &config.data_dir.join("cache"))
+                        .context("failed to start the runtime")?,
+                ),
+                None,
+            ),
+            RuntimeSource::Shared(shared) => (shared.runtime, Some(shared.builtin)),
+        };
+        let builtin = |runtime: &Runtime| match &builtin_loaded {
+            Some(loaded) => Ok((loaded.clone(), DEFAULT_COMPONENT_VERSION.to_owned())),
+            None => builtin(runtime),
+        };
         let trusted = config.update.keys()?;
         let modules = config.data_dir.join("modules");
         let mut slots = Slots::load(&modules).unwrap_or_else(|e| {
@@ -240,24 +276,10 @@ impl Home {
             return Err(Refusal::Busy);
         }
         let pause = Instant::now();
-        let snapshot = instance.snapshot().map_err(|e| {
-            Refusal::StartFailed(format!("the running component gave no snapshot: {e}"))
-        })?;
         let state = self
             .host_state()
             .map_err(|e| Refusal::Storage(format!("{e:#}")))?;
-        let mut next = self
-            .runtime
-            .instantiate(&loaded, state)
-            .map_err(|e| Refusal::start_failed(&e))?;
-        next.host().carry_from(instance.host());
-        next.init(Some(&snapshot))
-            .map_err(|e| Refusal::start_failed(&e))?
-            .map_err(Refusal::StartFailed)?;
-        next.health()
-            .map_err(|e| Refusal::start_failed(&e))?
-            .map_err(Refusal::Unhealthy)?;
-        *instance = next;
+        update::hand_over(&self.runtime, instance, &loaded, state)?;
         let pause = pause.elapsed();
         self.probation = Some(Probation {
             until: Instant::now() + Duration::from_secs(self.config.update.probation_secs),

@@ -14,5 +14,5 @@ pub mod runtime;
 pub mod update;
 pub mod wifi;
 
-pub use home::UpdateReport;
+pub use home::{RuntimeSource, SharedRuntime, UpdateReport};
 pub use runtime::{Instance, LoadedComponent, Runtime, RuntimeConfig, RuntimeError};

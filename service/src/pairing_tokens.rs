@@ -142,6 +142,35 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Stores a new token of `owner` for `region`; returns it with its expiry (Unix secs).
+/// The caller checks the limits.
+pub async fn insert(
+    db: &SqlitePool,
+    region: &str,
+    owner: i64,
+    max_devices: u32,
+    ttl_secs: u64,
+) -> anyhow::Result<(PairingToken, u64)> {
+    let token = PairingToken::generate(region).context("failed to generate a token")?;
+    let now = crate::unix_now();
+    let expires_at = now + ttl_secs;
+    sqlx::query(
+        "INSERT INTO pairing_tokens (public_id, secret_hash, owner_id, region, max_devices, expires_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(token.public_id())
+    .bind(secret_hash(&token))
+    .bind(owner)
+    .bind(token.region())
+    .bind(max_devices)
+    .bind(crate::db_time(expires_at))
+    .bind(crate::db_time(now))
+    .execute(db)
+    .await
+    .context("failed to store the token")?;
+    Ok((token, expires_at))
+}
+
 async fn create_token(
     State(state): State<AppState>,
     user: AuthUser,
@@ -162,22 +191,13 @@ async fn create_token(
             "max_devices must be 1-{MAX_DEVICES}"
         )));
     }
-    let token =
-        PairingToken::generate(&state.config.region).context("failed to generate a token")?;
-    let now = crate::unix_now();
-    let expires_at = now + u64::from(ttl);
-    sqlx::query(
-        "INSERT INTO pairing_tokens (public_id, secret_hash, owner_id, region, max_devices, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    let (token, expires_at) = insert(
+        &state.db,
+        &state.config.region,
+        user.id,
+        max_devices,
+        u64::from(ttl),
     )
-    .bind(token.public_id())
-    .bind(secret_hash(&token))
-    .bind(user.id)
-    .bind(token.region())
-    .bind(max_devices)
-    .bind(crate::db_time(expires_at))
-    .bind(crate::db_time(now))
-    .execute(&state.db)
     .await?;
     state.metrics.token_issued();
     tracing::info!(

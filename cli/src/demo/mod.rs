@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
-use tether_host::config::{
-    ChannelConfig, CtlConfig, HostConfig, IdentityConfig, SimAp, SimBehaviour, SimConfig,
-    UpdateConfig, WifiBackendKind, WifiConfig, WpaConfig,
-};
+use tether_host::config::{HostConfig, IdentityConfig, SimAp, UpdateConfig};
 use tether_host::daemon::Device;
 use tether_proto::Secret;
 use tether_service::users::Role;
@@ -212,38 +209,18 @@ fn device_config(
     licence: &tether_service::licenses::License,
     module_key: String,
 ) -> HostConfig {
+    let identity = IdentityConfig {
+        uuid: licence.uuid.clone(),
+        authkey: licence.authkey.clone(),
+        product_key: PRODUCT_KEY.into(),
+    };
     HostConfig {
-        data_dir: dir.to_path_buf(),
-        iot_dns_url: api_url.to_owned(),
-        identity: IdentityConfig {
-            uuid: licence.uuid.clone(),
-            authkey: licence.authkey.clone(),
-            product_key: PRODUCT_KEY.into(),
-        },
-        wifi: WifiConfig {
-            backend: WifiBackendKind::Sim,
-            sim: SimConfig {
-                ap: vec![SimAp {
-                    ssid: SSID.into(),
-                    passwd: Secret::new(WIFI_PASSWORD),
-                    behaviour: SimBehaviour::Normal,
-                    delay_ms: 0,
-                    rssi: -45,
-                }],
-            },
-            wpa_supplicant: WpaConfig::default(),
-        },
-        channel: ChannelConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        },
-        ctl: CtlConfig {
-            socket: dir.join("ctl.sock"),
-        },
         update: UpdateConfig {
             trusted_keys: vec![module_key],
             probation_secs: 2,
             watch_dir: None,
         },
+        ..HostConfig::simulated(dir, api_url, identity, SimAp::instant(SSID, WIFI_PASSWORD))
     }
 }
 

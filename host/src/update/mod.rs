@@ -10,7 +10,11 @@ use ed25519_dalek::VerifyingKey;
 use tether_proto::bundle::{Bundle, BundleError};
 use tether_proto::version::Version;
 
+use std::time::{Duration, Instant};
+
+use crate::capabilities::HostState;
 use crate::runtime::{RuntimeError, WORLD};
+use crate::{Instance, LoadedComponent, Runtime};
 
 /// This host's version, compared with a bundle's `min_host_version`.
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -93,6 +97,36 @@ impl Refusal {
     pub fn start_failed(e: &RuntimeError) -> Self {
         Self::StartFailed(e.to_string())
     }
+}
+
+/// Replaces `running` by an instance of `next`: snapshot the running instance,
+/// instantiate `next` over `state` (carrying the station state and request ids across),
+/// `init` it from the snapshot, require `health`, and switch. Returns the time this took,
+/// which is the time events wait. On any refusal `running` is untouched.
+pub fn hand_over(
+    runtime: &Runtime,
+    running: &mut Instance,
+    next: &LoadedComponent,
+    state: HostState,
+) -> Result<Duration, Refusal> {
+    let started = Instant::now();
+    let snapshot = running.snapshot().map_err(|e| {
+        Refusal::StartFailed(format!("the running component gave no snapshot: {e}"))
+    })?;
+    let mut successor = runtime
+        .instantiate(next, state)
+        .map_err(|e| Refusal::start_failed(&e))?;
+    successor.host().carry_from(running.host());
+    successor
+        .init(Some(&snapshot))
+        .map_err(|e| Refusal::start_failed(&e))?
+        .map_err(Refusal::StartFailed)?;
+    successor
+        .health()
+        .map_err(|e| Refusal::start_failed(&e))?
+        .map_err(Refusal::Unhealthy)?;
+    *running = successor;
+    Ok(started.elapsed())
 }
 
 /// Checks `bytes` as an update of a host running `current_version` that has accepted

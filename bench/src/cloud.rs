@@ -1,0 +1,157 @@
+//! A cloud to measure against: a service data dir seeded with an account, licences and
+//! pairing tokens before the service starts, and the device's side of activation (a
+//! request signed with the licence's authkey).
+
+use anyhow::Context;
+use tether_proto::Secret;
+use tether_proto::activation::{ActivateRequest, ActivateResponse};
+use tether_proto::signing::{AuthHeader, Principal};
+use tether_service::licenses::License;
+use tether_service::users::Role;
+
+use crate::procs::{Kind, Server};
+
+/// The product every bench device belongs to.
+pub const PRODUCT_KEY: &str = "pbench000000000a";
+/// The account that owns the tokens.
+pub const USER: &str = "bench";
+/// Its password.
+pub const PASSWORD: &str = "bench-password-1";
+/// Devices per token (the service's maximum).
+pub const PER_TOKEN: usize = tether_service::pairing_tokens::MAX_DEVICES as usize;
+/// The activation path.
+pub const ACTIVATE: &str = "/v1/devices/activate";
+
+/// A service data dir with `licences.len()` devices' licences and enough tokens for all.
+#[derive(Debug)]
+pub struct Seeded {
+    /// The data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The licences.
+    pub licences: Vec<License>,
+    /// Pairing tokens; device `i` uses `tokens[i / PER_TOKEN]`.
+    pub tokens: Vec<String>,
+}
+
+impl Seeded {
+    /// Seeds a fresh data dir for `devices` devices.
+    pub async fn new(devices: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tether-bench-")
+            .tempdir()
+            .context("cannot create a data dir")?;
+        let db = tether_service::db::open(dir.path()).await?;
+        let owner = tether_service::users::create(&db, USER, &Secret::new(PASSWORD), Role::User)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the account: {e}"))?;
+        let mut licences = Vec::with_capacity(devices);
+        while licences.len() < devices {
+            let n = (devices - licences.len()).min(tether_service::licenses::MAX_COUNT as usize);
+            let batch = tether_service::licenses::issue(&db, PRODUCT_KEY, u32::try_from(n)?)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot issue licences: {e}"))?;
+            licences.extend(batch);
+        }
+        let mut tokens = Vec::new();
+        for _ in 0..devices.div_ceil(PER_TOKEN) {
+            let (token, _) = tether_service::pairing_tokens::insert(
+                &db,
+                tether_service::config::DEFAULT_REGION,
+                owner,
+                u32::try_from(PER_TOKEN)?,
+                3600,
+            )
+            .await?;
+            tokens.push(token.expose().to_owned());
+        }
+        db.close().await;
+        Ok(Self {
+            dir,
+            licences,
+            tokens,
+        })
+    }
+
+    /// The token device `i` pairs with.
+    pub fn token(&self, i: usize) -> &str {
+        &self.tokens[i / PER_TOKEN]
+    }
+
+    /// Starts the service on this data dir, as a child process.
+    pub fn serve(&self) -> anyhow::Result<Server> {
+        Server::start(Kind::Service, self.dir.path())
+    }
+}
+
+/// A signed activation request of `licence` with `token`: the body and the
+/// `Authorization` value, made ahead so that signing is not part of what is measured.
+pub fn activation(licence: &License, token: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    let req = ActivateRequest {
+        uuid: licence.uuid.clone(),
+        product_key: licence.product_key.clone(),
+        token: Secret::new(token),
+        sw_ver: "1.0.0".into(),
+        module_version: "0.1.0".into(),
+        reset: false,
+        timings: None,
+    };
+    let body = serde_json::to_vec(&req).context("activation body")?;
+    let header = AuthHeader::sign(
+        Principal::Uuid(licence.uuid.clone()),
+        licence.authkey.expose().as_bytes(),
+        tether_service::unix_now(),
+        tether_proto::signing::new_nonce().context("no randomness")?,
+        "POST",
+        ACTIVATE,
+        &body,
+    );
+    Ok((body, header.to_string()))
+}
+
+/// Activates every licence of `seeded` with `concurrency` requests in flight, printing
+/// progress; returns the answers in licence order.
+pub async fn activate_all(
+    seeded: &Seeded,
+    url: &str,
+    concurrency: usize,
+) -> anyhow::Result<Vec<ActivateResponse>> {
+    let client = reqwest::Client::new();
+    let n = seeded.licences.len();
+    let mut answers: Vec<Option<ActivateResponse>> = (0..n).map(|_| None).collect();
+    let started = std::time::Instant::now();
+    let mut next = 0;
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut done = 0;
+    while done < n {
+        while next < n && inflight.len() < concurrency {
+            let (body, header) = activation(&seeded.licences[next], seeded.token(next))?;
+            let request = client
+                .post(format!("{url}{ACTIVATE}"))
+                .header("authorization", header)
+                .header("content-type", "application/json")
+                .body(body);
+            let i = next;
+            inflight.spawn(async move {
+                let response = request.send().await?.error_for_status()?;
+                anyhow::Ok((i, response.json::<ActivateResponse>().await?))
+            });
+            next += 1;
+        }
+        let Some(joined) = inflight.join_next().await else {
+            break;
+        };
+        let (i, answer) = joined.context("an activation task failed")??;
+        answers[i] = Some(answer);
+        done += 1;
+        if done % 1000 == 0 || done == n {
+            eprintln!(
+                "  … {done}/{n} devices activated ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.context("a device was not activated"))
+        .collect()
+}

@@ -1,0 +1,194 @@
+//! Servers under test run as child processes of the bench (this same executable, started
+//! as `tether-bench serve …`), so that their memory can be read on their own and they
+//! run on a runtime of their own, as they would in production. Also reads the resident
+//! memory of a process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A server started by [`Server::start`]. It stops when this is dropped: its stdin
+/// closes, which it takes as the signal to shut down.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Its HTTP address.
+    pub http: SocketAddr,
+}
+
+/// Which server to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A bare axum handler answering "hello".
+    Hello,
+    /// The Tether service on the data dir given.
+    Service,
+}
+
+impl Server {
+    /// Starts the server and waits for its `ready` line.
+    pub fn start(kind: Kind, data_dir: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the bench executable")?;
+        let mut command = Command::new(exe);
+        command.arg("serve");
+        match kind {
+            Kind::Hello => command.arg("hello"),
+            Kind::Service => command.arg("service"),
+        };
+        command
+            .arg("--data")
+            .arg(data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().context("cannot start a server process")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("the server process said nothing")?;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+        };
+        let Some(http) = field("http=") else {
+            let _ = child.kill();
+            bail!("the server process did not start: {line:?}");
+        };
+        Ok(Self {
+            stdin: child.stdin.take(),
+            http,
+            child,
+        })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Its resident memory now and its peak, in KiB.
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.child.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// VmRSS in KiB.
+    pub rss_kib: u64,
+    /// VmHWM (peak resident) in KiB.
+    pub peak_kib: u64,
+}
+
+impl Memory {
+    /// Reads the memory of process `pid` (zeros if it cannot be read).
+    pub fn of(pid: u32) -> Self {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
+    }
+
+    /// This process's memory.
+    pub fn own() -> Self {
+        Self::of(std::process::id())
+    }
+
+    fn parse(status: &str) -> Self {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            rss_kib: field("VmRSS:"),
+            peak_kib: field("VmHWM:"),
+        }
+    }
+
+    /// RSS in MiB.
+    pub fn rss_mib(self) -> f64 {
+        self.rss_kib as f64 / 1024.0
+    }
+}
+
+/// Keeps the highest RSS seen of some processes, sampling every 100 ms until dropped.
+#[derive(Debug)]
+pub struct PeakWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<u64>>>,
+}
+
+impl PeakWatch {
+    /// Starts sampling `pids`.
+    pub fn start(pids: Vec<u32>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peaks = vec![0u64; pids.len()];
+            loop {
+                for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                    *peak = (*peak).max(Memory::of(*pid).rss_kib);
+                }
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peaks;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns each process's highest RSS in KiB.
+    pub fn finish(mut self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_read_from_proc_status() {
+        let m = Memory::parse("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n");
+        assert_eq!(m.rss_kib, 1024);
+        assert_eq!(m.peak_kib, 2048);
+        assert!(Memory::own().rss_kib > 0);
+    }
+}

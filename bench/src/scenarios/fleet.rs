@@ -1,0 +1,139 @@
+//! `fleet`: many devices in one process, each a real host (`Device`: its own instance of
+//! the component, providers, data channel and control socket) on one shared runtime,
+//! paired at once against one service.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tether_host::daemon::Device;
+use tether_host::{RuntimeConfig, RuntimeSource, SharedRuntime};
+
+use crate::Options;
+use crate::cloud::Seeded;
+use crate::procs::{Memory, PeakWatch};
+use crate::report::Report;
+use crate::rig;
+use crate::stats::show;
+
+/// The call deadline of the fleet's runtime.
+const FLEET_CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs the scenario for each fleet size.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "fleet",
+        &[
+            "devices",
+            "start all",
+            "pair all",
+            "devices/s",
+            "fleet RSS peak",
+            "per device",
+            "service RSS peak",
+        ],
+    );
+    let mut results = Vec::new();
+    for &n in &options.fleet {
+        let r = fleet(n).await?;
+        report.row(vec![
+            n.to_string(),
+            show(r.start),
+            show(r.pair),
+            format!("{:.0}", n as f64 / r.pair.as_secs_f64()),
+            format!("{:.0} MiB", r.fleet_peak_kib as f64 / 1024.0),
+            format!(
+                "{:.0} KiB",
+                r.fleet_peak_kib.saturating_sub(r.base_kib) as f64 / n as f64
+            ),
+            format!("{:.0} MiB", r.service_peak_kib as f64 / 1024.0),
+        ]);
+        results.push(json!({
+            "devices": n, "start_secs": r.start.as_secs_f64(), "pair_secs": r.pair.as_secs_f64(),
+            "fleet_peak_kib": r.fleet_peak_kib, "fleet_base_kib": r.base_kib, "service_peak_kib": r.service_peak_kib,
+        }));
+    }
+    report.note("RSS peaks are the highest of samples taken every 100 ms; per device = (fleet peak − RSS before the devices started) / devices");
+    report.note(format!("the fleet's runtime gives each call {FLEET_CALL_DEADLINE:?} (a board: 100 ms), as a thread per device on two cores waits long for its turn"));
+    report.data("runs", json!(results));
+    Ok(report)
+}
+
+struct Fleet {
+    start: Duration,
+    pair: Duration,
+    base_kib: u64,
+    fleet_peak_kib: u64,
+    service_peak_kib: u64,
+}
+
+async fn fleet(n: usize) -> anyhow::Result<Fleet> {
+    eprintln!("fleet: {n} devices; seeding");
+    let seeded = Seeded::new(n).await?;
+    let service = seeded.serve()?;
+    let url = service.url();
+    let dir = tempfile::tempdir()?;
+    let base_kib = Memory::own().rss_kib;
+    let watch = PeakWatch::start(vec![std::process::id(), service.pid()]);
+    // A call's deadline is wall-clock time (epochs). With a thread per device on two
+    // cores, a 50 µs call can wait a scheduler round of hundreds of ms, which the default
+    // 100 ms deadline would take for a runaway component.
+    let shared = SharedRuntime::new(RuntimeConfig {
+        instance_slots: u32::try_from(n + 4)?,
+        call_deadline: FLEET_CALL_DEADLINE,
+        ..RuntimeConfig::default()
+    })?;
+
+    let started = Instant::now();
+    let mut devices = Vec::with_capacity(n);
+    for (i, licence) in seeded.licences.iter().enumerate() {
+        let config = rig::device_config(&dir.path().join(format!("d{i}")), &url, licence);
+        devices.push(Device::start_with(config, RuntimeSource::Shared(shared.clone())).await?);
+        if (i + 1) % 1000 == 0 {
+            eprintln!("  … {} devices started", i + 1);
+        }
+    }
+    let start = started.elapsed();
+
+    eprintln!("fleet: pairing {n} devices at once");
+    let devices: Vec<std::sync::Arc<Device>> =
+        devices.into_iter().map(std::sync::Arc::new).collect();
+    let started = Instant::now();
+    let mut pairing = tokio::task::JoinSet::new();
+    for (i, device) in devices.iter().enumerate() {
+        let device = device.clone();
+        let token = seeded.token(i).to_owned();
+        pairing.spawn(async move {
+            device
+                .user_cfg(rig::SSID, rig::WIFI_PASSWORD, &token)
+                .await
+                .map_err(|e| anyhow::anyhow!("user-cfg refused: {}", e.name()))?;
+            rig::wait_online(&device, Duration::from_millis(20), Duration::from_secs(300)).await
+        });
+    }
+    let mut online = 0;
+    while let Some(joined) = pairing.join_next().await {
+        joined??;
+        online += 1;
+        if online % 1000 == 0 {
+            eprintln!(
+                "  … {online}/{n} online ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let pair = started.elapsed();
+    let peaks = watch.finish();
+    for device in devices {
+        if let Some(device) = std::sync::Arc::into_inner(device) {
+            tokio::task::spawn_blocking(move || device.stop()).await?;
+        }
+    }
+    drop(service);
+    Ok(Fleet {
+        start,
+        pair,
+        base_kib,
+        fleet_peak_kib: peaks.first().copied().unwrap_or(0),
+        service_peak_kib: peaks.get(1).copied().unwrap_or(0),
+    })
+}

@@ -1,0 +1,232 @@
+//! `footprint`: the size of a stripped `tether-host` for x86_64 and aarch64 (static
+//! musl), in the default release build and in the size-optimised `device-min` profile,
+//! and the resident memory of a host that is online.
+//!
+//! Full runs build the four binaries with cargo (minutes each). `--quick` measures the
+//! `tether-host` next to this executable instead, so CI checks the measuring itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::Options;
+use crate::cloud::Seeded;
+use crate::procs::Memory;
+use crate::report::Report;
+use crate::rig;
+
+/// The builds measured: target triple, cargo profile.
+const BUILDS: [(&str, &str); 4] = [
+    ("x86_64-unknown-linux-musl", "release"),
+    ("aarch64-unknown-linux-musl", "release"),
+    ("x86_64-unknown-linux-musl", "device-min"),
+    ("aarch64-unknown-linux-musl", "device-min"),
+];
+
+/// Runs the scenario.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new("footprint", &["build", "size", "stripped"]);
+    let native = if options.quick {
+        let exe = std::env::current_exe()?;
+        let host = exe.with_file_name("tether-host");
+        anyhow::ensure!(
+            host.exists(),
+            "{} is not built (cargo build --bins)",
+            host.display()
+        );
+        let size = std::fs::metadata(&host)?.len();
+        report.row(vec![
+            "this build's tether-host (not stripped)".into(),
+            mib(size),
+            "-".into(),
+        ]);
+        host
+    } else {
+        let mut sizes = Vec::new();
+        for (target, profile) in BUILDS {
+            let binary = build(target, profile)?;
+            let size = std::fs::metadata(&binary)?.len();
+            let stripped = strip(&binary)?;
+            report.row(vec![
+                format!("{target} {profile}"),
+                mib(size),
+                mib(stripped),
+            ]);
+            sizes.push(json!({"target": target, "profile": profile, "bytes": size, "stripped_bytes": stripped}));
+            if target.starts_with("aarch64") && profile == "device-min" {
+                report.target(
+                    "aarch64 host, stripped, size-optimised",
+                    "<= 4 MiB (without the compiler)",
+                    mib(stripped),
+                    stripped <= 4 << 20,
+                );
+            }
+        }
+        report.data("sizes", json!(sizes));
+        report.note("both profiles include Cranelift: a host build without the compiler (loading precompiled components) does not exist yet");
+        build_dir("x86_64-unknown-linux-musl", "release").join("tether-host")
+    };
+    let rss = online_rss(&native).await?;
+    report.row(vec![
+        format!("RSS online: {}", native.display()),
+        format!("{:.1} MiB", rss.rss_mib()),
+        format!("peak {:.1} MiB", rss.peak_kib as f64 / 1024.0),
+    ]);
+    report.target(
+        "host RSS online",
+        "<= 10 MiB",
+        format!("{:.1} MiB", rss.rss_mib()),
+        rss.rss_kib <= 10 * 1024,
+    );
+    report.data(
+        "rss_online_kib",
+        json!({"rss": rss.rss_kib, "peak": rss.peak_kib, "binary": native}),
+    );
+    Ok(report)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn build_dir(target: &str, profile: &str) -> PathBuf {
+    workspace().join("target").join(target).join(profile)
+}
+
+/// `cargo build -p tether-host` for `target` in `profile`; cargo's progress shows.
+fn build(target: &str, profile: &str) -> anyhow::Result<PathBuf> {
+    eprintln!("footprint: building tether-host for {target}, profile {profile}");
+    let started = Instant::now();
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(workspace()).args([
+        "build",
+        "--locked",
+        "-p",
+        "tether-host",
+        "--target",
+        target,
+        "--profile",
+        profile,
+    ]);
+    if target.starts_with("aarch64") {
+        // Rust's own linker links the self-contained musl; ring's C needs a cross gcc.
+        cargo
+            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")
+            .env("CC_aarch64_unknown_linux_musl", "aarch64-linux-gnu-gcc");
+    }
+    let status = cargo.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!(
+            "the {target} {profile} build failed (aarch64 needs gcc-aarch64-linux-gnu, x86_64 musl-tools)"
+        );
+    }
+    eprintln!(
+        "footprint: built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(build_dir(target, profile).join("tether-host"))
+}
+
+/// Size after `llvm-strip` of a copy.
+fn strip(binary: &Path) -> anyhow::Result<u64> {
+    let copy = binary.with_extension("stripped");
+    std::fs::copy(binary, &copy)?;
+    let status = Command::new("llvm-strip").arg(&copy).status();
+    let status = match status {
+        Ok(s) => s,
+        Err(_) => Command::new("strip")
+            .arg(&copy)
+            .status()
+            .context("neither llvm-strip nor strip runs")?,
+    };
+    anyhow::ensure!(status.success(), "strip failed on {}", copy.display());
+    Ok(std::fs::metadata(&copy)?.len())
+}
+
+/// Runs `binary` as a device against a service, pairs it, and reads its memory once it is
+/// online (after a second to settle).
+async fn online_rss(binary: &Path) -> anyhow::Result<Memory> {
+    let seeded = Seeded::new(1).await?;
+    let service = seeded.serve()?;
+    let dir = tempfile::tempdir()?;
+    let licence = &seeded.licences[0];
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{d}/data\"\niot_dns_url = \"{url}\"\n\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{key}\"\nproduct_key = \"{product}\"\n\n\
+             [wifi]\nbackend = \"sim\"\n\n[[wifi.sim.ap]]\nssid = \"{ssid}\"\npasswd = \"{pw}\"\n\n[channel]\nlisten = \"127.0.0.1:0\"\n\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
+            d = dir.path().display(),
+            url = service.url(),
+            uuid = licence.uuid,
+            key = licence.authkey.expose(),
+            product = licence.product_key,
+            ssid = rig::SSID,
+            pw = rig::WIFI_PASSWORD,
+        ),
+    )?;
+    let mut host = Command::new(binary)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("host.log"))?)
+        .spawn()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let result = async {
+        let ctl = |args: &[&str]| {
+            Command::new(binary)
+                .arg("ctl")
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = ctl(&[
+                "user-cfg",
+                "--ssid",
+                rig::SSID,
+                "--passwd",
+                rig::WIFI_PASSWORD,
+                "--token",
+                seeded.token(0),
+            ])?;
+            if out.status.success() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the host did not take user-cfg: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let out = ctl(&["status", "--json"])?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if status["state"] == "online" {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the host did not come online: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(Memory::of(host.id()))
+    }
+    .await;
+    let _ = host.kill();
+    let _ = host.wait();
+    result
+}

@@ -1,0 +1,23 @@
+//! The scenarios, one module each.
+
+mod activation;
+mod component;
+mod fleet;
+mod footprint;
+mod pairing;
+mod sessions;
+
+use crate::report::Report;
+use crate::{Options, Scenario};
+
+/// Runs one scenario.
+pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report> {
+    match scenario {
+        Scenario::Activation => activation::run(options).await,
+        Scenario::Component => component::run(options).await,
+        Scenario::Pairing => pairing::run(options).await,
+        Scenario::Sessions => sessions::run(options).await,
+        Scenario::Fleet => fleet::run(options).await,
+        Scenario::Footprint => footprint::run(options).await,
+    }
+}

@@ -1,0 +1,259 @@
+//! `sessions`: N devices, activated through the API, hold MQTT sessions with the embedded
+//! broker on their JWTs. Measures the connect rate, the service's memory per session, and
+//! commands through the API to the devices and their reports back, with all N connected.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tether_proto::activation::ActivateResponse;
+use tether_proto::mqtt::{Envelope, Protocol};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::Options;
+use crate::cloud::{self, Seeded};
+use crate::report::Report;
+use crate::stats::{Samples, show};
+
+/// Devices waiting to be told when a command reached them.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+
+/// Runs the scenario.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let n = options.sessions;
+    let samples = if options.quick { 10 } else { 300 };
+    eprintln!("sessions: seeding {n} licences");
+    let seeded = Seeded::new(n).await?;
+    let service = seeded.serve()?;
+    let url = service.url();
+    let devices = cloud::activate_all(&seeded, &url, 32).await?;
+    let before = service.memory();
+
+    eprintln!("sessions: connecting {n} devices");
+    let waiters: Waiters = Arc::default();
+    let (connected_tx, mut connected_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let gate = Arc::new(Semaphore::new(128));
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(n);
+    for device in &devices {
+        clients.push(connect(device, gate.clone(), connected_tx.clone(), waiters.clone()).await?);
+    }
+    for done in 1..=n {
+        match tokio::time::timeout(Duration::from_secs(60), connected_rx.recv()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(e))) => anyhow::bail!("a device could not connect: {e}"),
+            _ => anyhow::bail!("only {} of {n} devices connected within a minute", done - 1),
+        }
+        if done % 1000 == 0 {
+            eprintln!(
+                "  … {done}/{n} connected ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let connect_time = started.elapsed();
+    let http = reqwest::Client::new();
+    wait_online_count(&http, &url, n).await?;
+    let after = service.memory();
+
+    eprintln!("sessions: {samples} commands with {n} sessions up");
+    let access = login(&http, &url).await?;
+    let mut delivery = Samples::with_capacity(samples);
+    let mut round_trip = Samples::with_capacity(samples);
+    for k in 0..samples {
+        let device = &devices[(k * 7919) % n];
+        let data = json!({"2": k});
+        let (arrived_tx, arrived) = oneshot::channel();
+        waiters
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(device.dev_id.clone(), arrived_tx);
+        let sent = Instant::now();
+        http.post(format!("{url}/v1/devices/{}/commands", device.dev_id))
+            .bearer_auth(&access)
+            .json(&json!({"data": data}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let reached = tokio::time::timeout(Duration::from_secs(10), arrived)
+            .await
+            .context("a command did not reach its device")??;
+        delivery.push(reached - sent);
+        loop {
+            let view: Value = http
+                .get(format!("{url}/v1/devices/{}", device.dev_id))
+                .bearer_auth(&access)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            if view["last_report"] == data {
+                round_trip.push(sent.elapsed());
+                break;
+            }
+            anyhow::ensure!(
+                sent.elapsed() < Duration::from_secs(10),
+                "no report for command {k}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for client in &clients {
+        let _ = client.try_disconnect();
+    }
+    drop(service);
+
+    let per_session = after.rss_kib.saturating_sub(before.rss_kib) as f64 / n as f64;
+    let mut report = Report::new("sessions", &["measure", "value"]);
+    report.row(vec!["sessions held".into(), n.to_string()]);
+    report.row(vec![
+        "connect: all sessions up in".into(),
+        show(connect_time),
+    ]);
+    report.row(vec![
+        "connect rate".into(),
+        format!("{:.0}/s", n as f64 / connect_time.as_secs_f64()),
+    ]);
+    report.row(vec![
+        "service RSS before connects".into(),
+        format!("{:.1} MiB", before.rss_mib()),
+    ]);
+    report.row(vec![
+        "service RSS with all connected".into(),
+        format!("{:.1} MiB", after.rss_mib()),
+    ]);
+    report.row(vec![
+        "service RSS per session".into(),
+        format!("{per_session:.1} KiB"),
+    ]);
+    for (what, s) in [
+        ("command: API call to device, p50/p99", &delivery),
+        ("command to report stored, p50/p99", &round_trip),
+    ] {
+        report.row(vec![
+            what.into(),
+            format!("{} / {}", show(s.p50()), show(s.p99())),
+        ]);
+    }
+    report.note("a report is seen stored by polling GET /v1/devices/{id} every 1 ms");
+    report.target(
+        "sessions on this machine",
+        ">= 10000",
+        n.to_string(),
+        n >= 10_000,
+    );
+    report.data("connect_secs", json!(connect_time.as_secs_f64()));
+    report.data(
+        "rss_kib",
+        json!({"before": before.rss_kib, "after": after.rss_kib, "per_session": per_session}),
+    );
+    report.data("delivery", delivery.json());
+    report.data("round_trip", round_trip.json());
+    Ok(report)
+}
+
+/// Starts one device's MQTT client; it answers each command with a report of its data.
+async fn connect(
+    device: &ActivateResponse,
+    gate: Arc<Semaphore>,
+    connected: mpsc::UnboundedSender<Result<(), String>>,
+    waiters: Waiters,
+) -> anyhow::Result<AsyncClient> {
+    let address = device.mqtt.url.trim_start_matches("mqtt://");
+    let (host, port) = address.rsplit_once(':').context("broker address")?;
+    let mut mqtt = MqttOptions::new(&device.mqtt.client_id, host, port.parse()?);
+    mqtt.set_credentials(&device.mqtt.username, device.mqtt.password.expose());
+    mqtt.set_keep_alive(Duration::from_secs(60));
+    let (client, mut events) = AsyncClient::new(mqtt, 8);
+    let (inbound, out, dev_id) = (
+        device.topics.inbound.clone(),
+        device.topics.out.clone(),
+        device.dev_id.clone(),
+    );
+    let sender = client.clone();
+    tokio::spawn(async move {
+        let mut permit = gate.acquire_owned().await.ok();
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    permit.take();
+                    let _ = sender.subscribe(&inbound, QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = connected.send(Ok(()));
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Ok(command) = serde_json::from_slice::<Envelope>(&p.payload) else {
+                        continue;
+                    };
+                    if command.protocol != Protocol::DpCommand {
+                        continue;
+                    }
+                    if let Some(waiter) = waiters.lock().ok().and_then(|mut w| w.remove(&dev_id)) {
+                        let _ = waiter.send(Instant::now());
+                    }
+                    let report = Envelope {
+                        protocol: Protocol::DpReport,
+                        t: tether_service::unix_now(),
+                        data: command.data,
+                    };
+                    if let Ok(payload) = serde_json::to_vec(&report) {
+                        let _ = sender.publish(&out, QoS::AtLeastOnce, false, payload).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if permit.is_some() {
+                        let _ = connected.send(Err(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    Ok(client)
+}
+
+async fn wait_online_count(http: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let online = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("tether_mqtt_sessions_online "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if online >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the service counts {online} of {n} sessions online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn login(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let answer: Value = http
+        .post(format!("{url}/v1/auth/token"))
+        .json(&json!({"username": cloud::USER, "password": cloud::PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no access token")
+}

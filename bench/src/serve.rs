@@ -1,0 +1,51 @@
+//! The child side of [`crate::procs::Server`]: `tether-bench serve hello|service --data
+//! DIR` binds free loopback ports, prints `ready http=ADDR [mqtt=ADDR]`, and serves until
+//! its stdin closes.
+
+use std::path::Path;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use tokio::io::AsyncReadExt;
+
+/// Resolves when stdin reaches its end (the bench closed it or exited).
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// The baseline: a bare axum handler, on the same kind of runtime as the service.
+pub async fn hello() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen")?;
+    let addr = listener.local_addr().context("bound address")?;
+    let app = Router::new().route("/", get(|| async { "hello" }));
+    println!("ready http={addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stdin_closed())
+        .await
+        .context("the hello server failed")
+}
+
+/// The Tether service on `data_dir`, logging at `info` (its default) to `service.log`
+/// there, as it would to a journal in production.
+pub async fn service(data_dir: &Path) -> anyhow::Result<()> {
+    let log =
+        std::fs::File::create(data_dir.join("service.log")).context("cannot create the log")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .init();
+    let app = tether_service::Application::build(tether_service::ServeConfig::ephemeral(data_dir))
+        .await?;
+    println!("ready http={} mqtt={}", app.http_addr(), app.mqtt_addr());
+    app.run(stdin_closed()).await
+}
