@@ -34,6 +34,8 @@ use crate::users::{self, Role};
 pub struct AppState {
     /// The database.
     pub db: SqlitePool,
+    /// Writes activations, many to a transaction.
+    pub binder: crate::activation::Binder,
     /// The signing key.
     pub keys: Arc<Keys>,
     /// Settings.
@@ -157,6 +159,7 @@ impl Application {
         }
         tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
         let state = AppState {
+            binder: crate::activation::Binder::start(db.clone()),
             db,
             keys,
             config: Arc::new(config),

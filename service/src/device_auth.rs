@@ -2,7 +2,6 @@
 //! finds the secret for the signing uuid (authkey) or dev-id (dev-secret), verifies the
 //! `Tether-HMAC` signature and timestamp, and refuses a nonce seen before.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::body::{Bytes, to_bytes};
@@ -13,6 +12,7 @@ use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::expiring::Expiring;
 use crate::json::MAX_BODY_BYTES;
 
 /// Remembers nonces for the length of the timestamp window, so each is accepted once per
@@ -20,7 +20,7 @@ use crate::json::MAX_BODY_BYTES;
 /// exploit only against the same (idempotent) request.
 #[derive(Debug, Default)]
 pub struct NonceCache {
-    seen: Mutex<HashMap<(Principal, String), u64>>,
+    seen: Mutex<Expiring<(Principal, String), u64>>,
 }
 
 impl NonceCache {
@@ -28,9 +28,7 @@ impl NonceCache {
     pub fn first_use(&self, principal: &Principal, nonce: &str, now: u64) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Forget nonces whose requests can no longer pass the timestamp check.
-        if seen.len() > 4096 {
-            seen.retain(|_, at| *at + 2 * MAX_SKEW_SECS > now);
-        }
+        let seen = seen.swept(|_, at| *at + 2 * MAX_SKEW_SECS > now);
         let key = (principal.clone(), nonce.to_owned());
         match seen.get(&key) {
             Some(at) if *at + 2 * MAX_SKEW_SECS > now => false,

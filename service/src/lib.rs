@@ -9,6 +9,7 @@ pub mod db;
 pub mod device_auth;
 pub mod devices;
 pub mod error;
+pub mod expiring;
 pub mod iot_dns;
 pub mod json;
 pub mod keys;

@@ -1,21 +1,18 @@
 //! Fixed-window rate limits kept in memory, per key (a username, a user, a device uuid).
 //! A refusal says how many seconds remain in the window, for `Retry-After`.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
-
-/// Beyond this many tracked keys, expired windows are swept before adding another.
-const SWEEP_AT: usize = 10_000;
+use crate::expiring::Expiring;
 
 /// A limit of `max` events per `window` for each key.
 #[derive(Debug)]
 pub struct RateLimit {
     max: u32,
     window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    windows: Mutex<Expiring<String, (Instant, u32)>>,
 }
 
 impl RateLimit {
@@ -24,7 +21,7 @@ impl RateLimit {
         Self {
             max,
             window,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::default(),
         }
     }
 
@@ -32,9 +29,7 @@ impl RateLimit {
     pub fn check(&self, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
+        let windows = windows.swept(|_, (start, _)| now.duration_since(*start) < self.window);
         let entry = windows.entry(key.to_owned()).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
