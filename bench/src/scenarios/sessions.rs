@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tether_proto::activation::ActivateResponse;
 use tether_proto::mqtt::{Envelope, Protocol};
@@ -169,6 +169,10 @@ async fn connect(
     mqtt.set_credentials(&device.mqtt.username, device.mqtt.password.expose());
     mqtt.set_keep_alive(Duration::from_secs(60));
     let (client, mut events) = AsyncClient::new(mqtt, 8);
+    // As the device host does.
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     let (inbound, out, dev_id) = (
         device.topics.inbound.clone(),
         device.topics.out.clone(),

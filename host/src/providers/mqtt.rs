@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, MqttOptions, Packet, QoS,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, MqttOptions,
+    NetworkOptions, Packet, QoS,
 };
 use tether_proto::ErrorCode;
 use tokio::task::JoinHandle;
@@ -63,6 +64,10 @@ impl MqttProvider {
         )));
         mqtt.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
+        // Reports and acks are small packets sent one at a time: no Nagle delay.
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let events = self.events.clone();
         let task = tokio::spawn(async move {
             loop {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
 use sqlx::SqlitePool;
 use tether_proto::mqtt::{Envelope, Protocol, in_topic};
 use tether_proto::random::{self, LOWER_ALPHANUMERIC};
@@ -60,7 +60,11 @@ impl Bridge {
         options.set_credentials(SERVICE_USERNAME, password.expose());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, events) = AsyncClient::new(options, 256);
+        let (client, mut events) = AsyncClient::new(options, 256);
+        // Commands go out one small packet at a time: no Nagle delay.
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
         let (connected_tx, connected) = watch::channel(false);
         let acks = Arc::new(Mutex::new(Acks::default()));
         tokio::spawn(run(client.clone(), events, db, connected_tx, acks.clone()));

@@ -98,6 +98,9 @@ impl Broker {
             .allow_anonymous(false)
             // A restarted service must be able to bind again while old connections linger.
             .reuseaddr(Some(true))
+            // MQTT packets are small and answered one by one: without this, Nagle's
+            // algorithm meets the peer's delayed ACK and a command waits ~40 ms.
+            .nodelay(true)
             .max_connections(MAX_CONNECTIONS)
             .bind()
             .with_context(|| format!("failed to listen for MQTT on {listen}"))?
