@@ -275,12 +275,12 @@ impl Home {
         if self.probation.is_some() {
             return Err(Refusal::Busy);
         }
-        let pause = Instant::now();
+        // The new instance's host state reads the kv dir and the binding from disk: done
+        // before the pause, as nothing in them changes while the old instance runs on.
         let state = self
             .host_state()
             .map_err(|e| Refusal::Storage(format!("{e:#}")))?;
-        update::hand_over(&self.runtime, instance, &loaded, state)?;
-        let pause = pause.elapsed();
+        let pause = update::hand_over(&self.runtime, instance, &loaded, state)?;
         self.probation = Some(Probation {
             until: Instant::now() + Duration::from_secs(self.config.update.probation_secs),
             previous: std::mem::replace(&mut self.component, loaded),

@@ -30,6 +30,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             "fleet RSS peak",
             "per device",
             "service RSS peak",
+            "fds open",
         ],
     );
     let mut results = Vec::new();
@@ -46,10 +47,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 r.fleet_peak_kib.saturating_sub(r.base_kib) as f64 / n as f64
             ),
             format!("{:.0} MiB", r.service_peak_kib as f64 / 1024.0),
+            r.fds.to_string(),
         ]);
         results.push(json!({
             "devices": n, "start_secs": r.start.as_secs_f64(), "pair_secs": r.pair.as_secs_f64(),
-            "fleet_peak_kib": r.fleet_peak_kib, "fleet_base_kib": r.base_kib, "service_peak_kib": r.service_peak_kib,
+            "fleet_peak_kib": r.fleet_peak_kib, "fleet_base_kib": r.base_kib, "service_peak_kib": r.service_peak_kib, "fds": r.fds,
         }));
     }
     report.note("RSS peaks are the highest of samples taken every 100 ms; per device = (fleet peak − RSS before the devices started) / devices");
@@ -59,6 +61,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 }
 
 struct Fleet {
+    /// Open file descriptors of the fleet process with every device online.
+    fds: usize,
     start: Duration,
     pair: Duration,
     base_kib: u64,
@@ -122,6 +126,7 @@ async fn fleet(n: usize) -> anyhow::Result<Fleet> {
         }
     }
     let pair = started.elapsed();
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
     let peaks = watch.finish();
     for device in devices {
         if let Some(device) = std::sync::Arc::into_inner(device) {
@@ -130,6 +135,7 @@ async fn fleet(n: usize) -> anyhow::Result<Fleet> {
     }
     drop(service);
     Ok(Fleet {
+        fds,
         start,
         pair,
         base_kib,
