@@ -134,10 +134,13 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         quick: cli.quick,
         sessions: cli.sessions.unwrap_or(if cli.quick { 50 } else { 10_000 }),
-        fleet: cli
-            .fleet
-            .clone()
-            .unwrap_or_else(|| if cli.quick { vec![8] } else { vec![1000] }),
+        fleet: cli.fleet.clone().unwrap_or_else(|| {
+            if cli.quick {
+                vec![8]
+            } else {
+                vec![1000, 10_000]
+            }
+        }),
     };
     let run = report::run_info(cli.quick);
     println!(

@@ -35,6 +35,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     let mut results = Vec::new();
     for &n in &options.fleet {
+        let needed = n * FDS_PER_DEVICE + 256;
+        if let Some(limit) = open_files_limit().filter(|limit| needed > *limit) {
+            let why = format!(
+                "{n} devices do not fit: they need about {needed} open files in one process, its limit is {limit} (ulimit -n)"
+            );
+            eprintln!("fleet: {why}");
+            report.note(why);
+            continue;
+        }
         let r = fleet(n).await?;
         report.row(vec![
             n.to_string(),
@@ -68,6 +77,21 @@ struct Fleet {
     base_kib: u64,
     fleet_peak_kib: u64,
     service_peak_kib: u64,
+}
+
+/// Open files a device takes: data channel, control socket, MQTT and HTTP connections.
+const FDS_PER_DEVICE: usize = 4;
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 async fn fleet(n: usize) -> anyhow::Result<Fleet> {
