@@ -30,6 +30,10 @@ pub struct HostConfig {
     /// Hot update of the pairing component.
     #[serde(default)]
     pub update: UpdateConfig,
+    /// A component file to run instead of the built-in one; on a host built without the
+    /// compiler, one precompiled for it (`tether-host precompile`).
+    #[serde(default)]
+    pub component: Option<PathBuf>,
 }
 
 /// `[update]`.
@@ -237,6 +241,7 @@ impl HostConfig {
                 socket: data_dir.join("ctl.sock"),
             },
             update: UpdateConfig::default(),
+            component: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! pass `health`, and only then replaces it. It then runs on probation; a failure in that
 //! time rolls back to the previous component, and a clean probation commits it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tether_proto::bundle::Bundle;
 
 use crate::capabilities::{Kv, Signer};
-use crate::component::{DEFAULT_COMPONENT, DEFAULT_COMPONENT_VERSION};
+use crate::component::DEFAULT_COMPONENT_VERSION;
 use crate::config::HostConfig;
 use crate::update::slots::{Installed, Outcome, Slots};
 use crate::update::{self, Refusal};
@@ -57,7 +57,7 @@ impl SharedRuntime {
     /// Starts a runtime and compiles the built-in component in it.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(config).context("failed to start the runtime")?);
-        let (builtin, _) = builtin(&runtime)?;
+        let (builtin, _) = builtin(&runtime, None)?;
         Ok(Self { runtime, builtin })
     }
 }
@@ -105,18 +105,15 @@ impl Home {
     /// restart ends here as a rollback.
     pub fn boot(config: HostConfig, source: RuntimeSource) -> anyhow::Result<Self> {
         let (runtime, builtin_loaded) = match source {
-            RuntimeSource::Own(runtime_config) => (
-                Arc::new(
-                    Runtime::with_cache(runtime_config, &config.data_dir.join("cache"))
-                        .context("failed to start the runtime")?,
-                ),
-                None,
-            ),
+            RuntimeSource::Own(runtime_config) => {
+                (Arc::new(own_runtime(&config, runtime_config)?), None)
+            }
             RuntimeSource::Shared(shared) => (shared.runtime, Some(shared.builtin)),
         };
+        let file = config.component.clone();
         let builtin = |runtime: &Runtime| match &builtin_loaded {
             Some(loaded) => Ok((loaded.clone(), DEFAULT_COMPONENT_VERSION.to_owned())),
-            None => builtin(runtime),
+            None => builtin(runtime, file.as_deref()),
         };
         let trusted = config.update.keys()?;
         let modules = config.data_dir.join("modules");
@@ -381,10 +378,33 @@ impl Home {
     }
 }
 
-fn builtin(runtime: &Runtime) -> anyhow::Result<(LoadedComponent, String)> {
-    let loaded = runtime
-        .load(DEFAULT_COMPONENT)
-        .context("failed to load the pairing component")?;
+/// A device's own runtime; a host with the compiler keeps compiled code in the data dir.
+fn own_runtime(config: &HostConfig, runtime_config: RuntimeConfig) -> anyhow::Result<Runtime> {
+    #[cfg(feature = "compiler")]
+    let runtime = Runtime::with_cache(runtime_config, &config.data_dir.join("cache"));
+    #[cfg(not(feature = "compiler"))]
+    let runtime = {
+        let _ = config;
+        Runtime::new(runtime_config)
+    };
+    runtime.context("failed to start the runtime")
+}
+
+/// What a device runs when no update is installed: the config's `component` file, else
+/// the component built into this host. Either is reported with the built-in version.
+fn builtin(runtime: &Runtime, file: Option<&Path>) -> anyhow::Result<(LoadedComponent, String)> {
+    let loaded = match file {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            runtime.load(&bytes).with_context(|| {
+                format!("failed to load the pairing component {}", path.display())
+            })?
+        }
+        None => runtime
+            .load(crate::component::builtin()?)
+            .context("failed to load the pairing component")?,
+    };
     Ok((loaded, DEFAULT_COMPONENT_VERSION.to_owned()))
 }
 
@@ -392,7 +412,7 @@ fn builtin(runtime: &Runtime) -> anyhow::Result<(LoadedComponent, String)> {
 fn load_installed(
     runtime: &Runtime,
     trusted: &[VerifyingKey],
-    modules: &std::path::Path,
+    modules: &Path,
     installed: &Installed,
 ) -> anyhow::Result<LoadedComponent> {
     let path = Slots::bundle_path(modules, &installed.sha256);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tether_host::capabilities::{Kv, Signer};
-use tether_host::component::{DEFAULT_COMPONENT, DEFAULT_COMPONENT_VERSION};
+use tether_host::component::DEFAULT_COMPONENT_VERSION;
 use tether_host::config::HostConfig;
 use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
@@ -55,6 +55,24 @@ enum Command {
         /// Deadline of each call into the component, in milliseconds.
         #[arg(long, default_value_t = 100)]
         deadline_ms: u64,
+    },
+    /// Compile a pairing component (the built-in one unless PATH is given) ahead of time,
+    /// for a host built without the compiler (`component` in its config). The memory cap
+    /// must match the host's.
+    #[cfg(feature = "compiler")]
+    Precompile {
+        /// A component file (`.wasm`) to compile instead of the built-in one.
+        path: Option<PathBuf>,
+        /// Target triple of the host that will run it (this machine's when not given;
+        /// another architecture needs a build with the `cross` feature).
+        #[arg(long)]
+        target: Option<String>,
+        /// Where to write the compiled component.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Linear memory cap per instance, in MiB.
+        #[arg(long, default_value_t = 16)]
+        memory_cap_mib: usize,
     },
 }
 
@@ -121,6 +139,13 @@ fn main() -> ExitCode {
             };
             check_component(path, config)
         }
+        #[cfg(feature = "compiler")]
+        Command::Precompile {
+            path,
+            target,
+            output,
+            memory_cap_mib,
+        } => precompile(path, target.as_deref(), &output, memory_cap_mib),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -263,7 +288,7 @@ fn check_component(path: Option<PathBuf>, config: RuntimeConfig) -> anyhow::Resu
         ),
         None => (
             format!("built-in (tether-guest {DEFAULT_COMPONENT_VERSION})"),
-            DEFAULT_COMPONENT.to_vec(),
+            tether_host::component::builtin()?.to_vec(),
         ),
     };
     let runtime = Runtime::new(config).context("failed to start the runtime")?;
@@ -368,4 +393,33 @@ fn human(d: Duration) -> String {
     } else {
         format!("{:.1} ms", micros / 1000.0)
     }
+}
+
+#[cfg(feature = "compiler")]
+fn precompile(
+    path: Option<PathBuf>,
+    target: Option<&str>,
+    output: &std::path::Path,
+    memory_cap_mib: usize,
+) -> anyhow::Result<()> {
+    let bytes = match &path {
+        Some(p) => std::fs::read(p).with_context(|| format!("failed to read {}", p.display()))?,
+        None => tether_host::component::builtin()?.to_vec(),
+    };
+    let config = RuntimeConfig {
+        memory_cap: memory_cap_mib << 20,
+        ..RuntimeConfig::default()
+    };
+    let started = Instant::now();
+    let compiled = Runtime::precompile(config, target, &bytes).context("failed to compile")?;
+    std::fs::write(output, &compiled)
+        .with_context(|| format!("failed to write {}", output.display()))?;
+    println!(
+        "{} bytes for {} written to {} in {}",
+        compiled.len(),
+        target.unwrap_or("this machine"),
+        output.display(),
+        human(started.elapsed())
+    );
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! `footprint`: the size of a stripped `tether-host` for x86_64 and aarch64 (static
-//! musl), in the default release build and in the size-optimised `device-min` profile,
-//! and the resident memory of a host that is online.
+//! musl), in the default release build and in the size-optimised `device-min` profile
+//! without the compiler, and the resident memory of a host that is online: one that
+//! compiles its built-in component, and one without the compiler running a precompiled
+//! component.
 //!
 //! Full runs build the four binaries with cargo (minutes each). `--quick` measures the
 //! `tether-host` next to this executable instead, so CI checks the measuring itself.
@@ -18,18 +20,44 @@ use crate::procs::Memory;
 use crate::report::Report;
 use crate::rig;
 
-/// The builds measured: target triple, cargo profile.
-const BUILDS: [(&str, &str); 4] = [
-    ("x86_64-unknown-linux-musl", "release"),
-    ("aarch64-unknown-linux-musl", "release"),
-    ("x86_64-unknown-linux-musl", "device-min"),
-    ("aarch64-unknown-linux-musl", "device-min"),
+/// A build measured.
+struct Build {
+    target: &'static str,
+    profile: &'static str,
+    /// With Cranelift (the default features), or without the compiler.
+    compiler: bool,
+}
+
+/// The default build, and the size-optimised one without the compiler, for each target.
+const BUILDS: [Build; 4] = [
+    Build {
+        target: "x86_64-unknown-linux-musl",
+        profile: "release",
+        compiler: true,
+    },
+    Build {
+        target: "aarch64-unknown-linux-musl",
+        profile: "release",
+        compiler: true,
+    },
+    Build {
+        target: "x86_64-unknown-linux-musl",
+        profile: "device-min",
+        compiler: false,
+    },
+    Build {
+        target: "aarch64-unknown-linux-musl",
+        profile: "device-min",
+        compiler: false,
+    },
 ];
 
 /// Runs the scenario.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut report = Report::new("footprint", &["build", "size", "stripped"]);
-    let native = if options.quick {
+    // (label, binary, component file it runs)
+    let mut online = Vec::new();
+    if options.quick {
         let exe = std::env::current_exe()?;
         let host = exe.with_file_name("tether-host");
         anyhow::ensure!(
@@ -43,48 +71,71 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             mib(size),
             "-".into(),
         ]);
-        host
+        online.push(("this build, built-in component".to_owned(), host, None));
     } else {
         let mut sizes = Vec::new();
-        for (target, profile) in BUILDS {
-            let binary = build(target, profile)?;
+        for b in &BUILDS {
+            let binary = build(b)?;
             let size = std::fs::metadata(&binary)?.len();
             let stripped = strip(&binary)?;
-            report.row(vec![
-                format!("{target} {profile}"),
-                mib(size),
-                mib(stripped),
-            ]);
-            sizes.push(json!({"target": target, "profile": profile, "bytes": size, "stripped_bytes": stripped}));
-            if target.starts_with("aarch64") && profile == "device-min" {
+            let label = format!(
+                "{} {}{}",
+                b.target,
+                b.profile,
+                if b.compiler { "" } else { ", no compiler" }
+            );
+            report.row(vec![label.clone(), mib(size), mib(stripped)]);
+            sizes.push(json!({"target": b.target, "profile": b.profile, "compiler": b.compiler, "bytes": size, "stripped_bytes": stripped}));
+            if b.target.starts_with("aarch64") && !b.compiler {
                 report.target(
-                    "aarch64 host, stripped, size-optimised",
-                    "<= 4 MiB (without the compiler)",
+                    "aarch64 host without the compiler, stripped",
+                    "<= 4 MiB",
                     mib(stripped),
                     stripped <= 4 << 20,
                 );
             }
         }
         report.data("sizes", json!(sizes));
-        report.note("both profiles include Cranelift: a host build without the compiler (loading precompiled components) does not exist yet");
-        build_dir("x86_64-unknown-linux-musl", "release").join("tether-host")
-    };
-    let rss = online_rss(&native).await?;
-    report.row(vec![
-        format!("RSS online: {}", native.display()),
-        format!("{:.1} MiB", rss.rss_mib()),
-        format!("peak {:.1} MiB", rss.peak_kib as f64 / 1024.0),
-    ]);
-    report.target(
-        "host RSS online",
-        "<= 10 MiB",
-        format!("{:.1} MiB", rss.rss_mib()),
-        rss.rss_kib <= 10 * 1024,
-    );
-    report.data(
-        "rss_online_kib",
-        json!({"rss": rss.rss_kib, "peak": rss.peak_kib, "binary": native}),
-    );
+        let full = build_dir("x86_64-unknown-linux-musl", "release").join("tether-host");
+        let small = build_dir("x86_64-unknown-linux-musl", "device-min").join("tether-host");
+        let compiled = build_dir("x86_64-unknown-linux-musl", "device-min").join("pairing.cwasm");
+        let out = Command::new(&full)
+            .args(["precompile", "-o"])
+            .arg(&compiled)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "precompile failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        online.push((
+            "x86_64 release, compiles the built-in component".to_owned(),
+            full,
+            None,
+        ));
+        online.push((
+            "x86_64 device-min, no compiler, precompiled component".to_owned(),
+            small,
+            Some(compiled),
+        ));
+    }
+    let mut rss_json = Vec::new();
+    for (label, binary, component) in online {
+        let rss = online_rss(&binary, component.as_deref()).await?;
+        report.row(vec![
+            format!("RSS online: {label}"),
+            format!("{:.1} MiB", rss.rss_mib()),
+            format!("peak {:.1} MiB", rss.peak_kib as f64 / 1024.0),
+        ]);
+        report.target(
+            &format!("host RSS online ({label})"),
+            "<= 10 MiB",
+            format!("{:.1} MiB", rss.rss_mib()),
+            rss.rss_kib <= 10 * 1024,
+        );
+        rss_json.push(json!({"label": label, "rss_kib": rss.rss_kib, "peak_kib": rss.peak_kib, "binary": binary}));
+    }
+    report.data("rss_online", json!(rss_json));
     Ok(report)
 }
 
@@ -100,9 +151,13 @@ fn build_dir(target: &str, profile: &str) -> PathBuf {
     workspace().join("target").join(target).join(profile)
 }
 
-/// `cargo build -p tether-host` for `target` in `profile`; cargo's progress shows.
-fn build(target: &str, profile: &str) -> anyhow::Result<PathBuf> {
-    eprintln!("footprint: building tether-host for {target}, profile {profile}");
+/// `cargo build -p tether-host` for one build; cargo's progress shows.
+fn build(b: &Build) -> anyhow::Result<PathBuf> {
+    let (target, profile) = (b.target, b.profile);
+    eprintln!(
+        "footprint: building tether-host for {target}, profile {profile}, compiler {}",
+        b.compiler
+    );
     let started = Instant::now();
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.current_dir(workspace()).args([
@@ -115,8 +170,11 @@ fn build(target: &str, profile: &str) -> anyhow::Result<PathBuf> {
         "--profile",
         profile,
     ]);
+    if !b.compiler {
+        cargo.arg("--no-default-features");
+    }
     if target.starts_with("aarch64") {
-        // Rust's own linker links the self-contained musl; ring's C needs a cross gcc.
+        // Rust's own linker links the self-contained musl; the C parts need a cross gcc.
         cargo
             .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")
             .env("CC_aarch64_unknown_linux_musl", "aarch64-linux-gnu-gcc");
@@ -150,9 +208,9 @@ fn strip(binary: &Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(&copy)?.len())
 }
 
-/// Runs `binary` as a device against a service, pairs it, and reads its memory once it is
-/// online (after a second to settle).
-async fn online_rss(binary: &Path) -> anyhow::Result<Memory> {
+/// Runs `binary` as a device (on `component` if given) against a service, pairs it, and
+/// reads its memory once it is online (after a second to settle).
+async fn online_rss(binary: &Path, component: Option<&Path>) -> anyhow::Result<Memory> {
     let seeded = Seeded::new(1).await?;
     let service = seeded.serve()?;
     let dir = tempfile::tempdir()?;
@@ -161,8 +219,11 @@ async fn online_rss(binary: &Path) -> anyhow::Result<Memory> {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{d}/data\"\niot_dns_url = \"{url}\"\n\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{key}\"\nproduct_key = \"{product}\"\n\n\
+            "{component}data_dir = \"{d}/data\"\niot_dns_url = \"{url}\"\n\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{key}\"\nproduct_key = \"{product}\"\n\n\
              [wifi]\nbackend = \"sim\"\n\n[[wifi.sim.ap]]\nssid = \"{ssid}\"\npasswd = \"{pw}\"\n\n[channel]\nlisten = \"127.0.0.1:0\"\n\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
+            component = component
+                .map(|c| format!("component = \"{}\"\n", c.display()))
+                .unwrap_or_default(),
             d = dir.path().display(),
             url = service.url(),
             uuid = licence.uuid,

@@ -8,6 +8,8 @@ pub(crate) mod bindings;
 mod epoch;
 mod instance;
 mod limits;
+#[cfg(not(feature = "compiler"))]
+mod precompiled;
 
 use std::time::{Duration, Instant};
 
@@ -144,6 +146,7 @@ impl Runtime {
     /// Like [`Runtime::new`], with Wasmtime's compile cache in `cache_dir`: compiled code
     /// is kept there, keyed by the engine's compatibility hash and the component's bytes,
     /// so a restart loads a component without compiling it again.
+    #[cfg(feature = "compiler")]
     pub fn with_cache(
         config: RuntimeConfig,
         cache_dir: &std::path::Path,
@@ -175,12 +178,17 @@ impl Runtime {
         &self.config
     }
 
-    /// Compiles `bytes`, checks that every import is one the host provides and that the
-    /// `pairing` export has the world's shape, and pre-instantiates it.
+    /// Compiles `bytes` (on a host built without the compiler: loads `bytes` precompiled
+    /// for it by `tether-host precompile`), checks that every import is one the host
+    /// provides and that the `pairing` export has the world's shape, and pre-instantiates
+    /// it.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, RuntimeError> {
         let invalid = |e: wasmtime::Error| RuntimeError::Invalid(format!("{e:#}"));
         let started = Instant::now();
+        #[cfg(feature = "compiler")]
         let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        #[cfg(not(feature = "compiler"))]
+        let component = precompiled::load(&self.engine, bytes)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = PairingPre::new(instance_pre).map_err(invalid)?;
         Ok(LoadedComponent {
@@ -189,6 +197,25 @@ impl Runtime {
             size: bytes.len(),
             compile_time: started.elapsed(),
         })
+    }
+
+    /// Compiles `bytes` for a host of this runtime's configuration on `target` (a target
+    /// triple; `None` for this machine), for hosts built without the compiler.
+    #[cfg(feature = "compiler")]
+    pub fn precompile(
+        config: RuntimeConfig,
+        target: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let mut wasm = engine_config(&config);
+        if let Some(triple) = target {
+            wasm.target(triple)
+                .map_err(|e| RuntimeError::Setup(format!("target {triple}: {e:#}")))?;
+        }
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Setup(format!("{e:#}")))?;
+        engine
+            .precompile_component(bytes)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))
     }
 
     /// The state for a new instance, with this runtime's memory cap.

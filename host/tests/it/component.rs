@@ -195,3 +195,33 @@ fn reset_forgets_the_pairing() {
     assert_eq!(status.state, NetState::AwaitingCredentials);
     assert_eq!(status.ssid, None);
 }
+
+#[test]
+fn a_host_with_the_compiler_precompiles_for_hosts_without_and_runs_only_what_it_compiles() {
+    let compiled = tether_host::Runtime::precompile(
+        tether_host::RuntimeConfig::default(),
+        None,
+        DEFAULT_COMPONENT,
+    )
+    .expect("precompiles");
+    assert_eq!(
+        wasmtime::Engine::detect_precompiled(&compiled),
+        Some(wasmtime::Precompiled::Component)
+    );
+    // Native code is trusted only where it is the only option: a host that can compile
+    // refuses precompiled bytes, even in a signed bundle.
+    let refused = runtime().load(&compiled).expect_err("refused");
+    assert!(
+        matches!(refused, tether_host::RuntimeError::Invalid(_)),
+        "{refused:?}"
+    );
+    let bad_target = tether_host::Runtime::precompile(
+        tether_host::RuntimeConfig::default(),
+        Some("nonsense-triple"),
+        DEFAULT_COMPONENT,
+    );
+    assert!(
+        matches!(bad_target, Err(tether_host::RuntimeError::Setup(_))),
+        "{bad_target:?}"
+    );
+}

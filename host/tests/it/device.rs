@@ -345,6 +345,35 @@ async fn credentials_over_the_channel_bring_the_device_online_and_a_command_roun
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_names_the_component_file_to_run_and_a_missing_one_stops_the_start() {
+    let cloud = Cloud::start(1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pairing.wasm");
+    std::fs::write(&file, tether_host::component::DEFAULT_COMPONENT).expect("written");
+    let mut config = host_config(&cloud, 0, &dir.path().join("data"));
+    config.component = Some(file);
+    let device = Device::start(config.clone(), RuntimeConfig::default())
+        .await
+        .expect("device starts on the file's component");
+    let token = cloud.token().await;
+    device
+        .user_cfg("home", "correct horse", &token)
+        .await
+        .expect("user-cfg");
+    until(&device, "online", |s| s.state == "online").await;
+    device.stop();
+
+    config.component = Some(dir.path().join("missing.cwasm"));
+    let failed = Device::start(config, RuntimeConfig::default())
+        .await
+        .expect_err("no component, no start");
+    assert!(
+        format!("{failed:#}").contains("missing.cwasm"),
+        "{failed:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_over_the_control_socket_bring_the_device_online() {
     let cloud = Cloud::start(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
