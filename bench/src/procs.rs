@@ -106,6 +106,10 @@ pub struct Memory {
     pub rss_kib: u64,
     /// VmHWM (peak resident) in KiB.
     pub peak_kib: u64,
+    /// RssAnon (heap, stacks, anonymous mappings) in KiB.
+    pub anon_kib: u64,
+    /// RssFile (pages of the binary and other files) in KiB.
+    pub file_kib: u64,
 }
 
 impl Memory {
@@ -131,6 +135,8 @@ impl Memory {
         Self {
             rss_kib: field("VmRSS:"),
             peak_kib: field("VmHWM:"),
+            anon_kib: field("RssAnon:"),
+            file_kib: field("RssFile:"),
         }
     }
 
@@ -186,9 +192,12 @@ mod tests {
 
     #[test]
     fn memory_is_read_from_proc_status() {
-        let m = Memory::parse("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n");
+        let m = Memory::parse(
+            "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t 1000 kB\nRssFile:\t 24 kB\n",
+        );
         assert_eq!(m.rss_kib, 1024);
         assert_eq!(m.peak_kib, 2048);
+        assert_eq!((m.anon_kib, m.file_kib), (1000, 24));
         assert!(Memory::own().rss_kib > 0);
     }
 }

@@ -125,7 +125,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         report.row(vec![
             format!("RSS online: {label}"),
             format!("{:.1} MiB", rss.rss_mib()),
-            format!("peak {:.1} MiB", rss.peak_kib as f64 / 1024.0),
+            format!(
+                "peak {:.1} MiB; anon {:.1} MiB, file {:.1} MiB",
+                rss.peak_kib as f64 / 1024.0,
+                rss.anon_kib as f64 / 1024.0,
+                rss.file_kib as f64 / 1024.0
+            ),
         ]);
         report.target(
             &format!("host RSS online ({label})"),
@@ -133,7 +138,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             format!("{:.1} MiB", rss.rss_mib()),
             rss.rss_kib <= 10 * 1024,
         );
-        rss_json.push(json!({"label": label, "rss_kib": rss.rss_kib, "peak_kib": rss.peak_kib, "binary": binary}));
+        rss_json.push(json!({"label": label, "rss_kib": rss.rss_kib, "peak_kib": rss.peak_kib, "anon_kib": rss.anon_kib, "file_kib": rss.file_kib, "binary": binary}));
     }
     report.data("rss_online", json!(rss_json));
     Ok(report)
