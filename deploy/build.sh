@@ -23,6 +23,12 @@ fi
 command -v docker >/dev/null || { echo "error: docker is not installed" >&2; exit 2; }
 
 step "static binaries for $target"
+# rust-toolchain.toml lists the musl targets, but rustup adds listed targets by itself
+# only where it auto-installs; add this one if it is missing.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
+    echo "adding the $target target: rustup target add $target"
+    rustup target add "$target"
+fi
 # The host is built on its own, so that it does not get the CLI's `demo` feature.
 cargo build --release --locked --target "$target" -p tether-host
 cargo build --release --locked --target "$target" -p tether-service -p tether

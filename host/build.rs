@@ -56,6 +56,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
 
+    ensure_wasm_target(&workspace);
+
     let target_dir = nested_target_dir(&out_dir);
     let mut cmd = nested_cargo(&workspace, &target_dir);
     for (package, _) in COMPONENTS {
@@ -85,6 +87,66 @@ fn main() {
             &out_dir.join("tether_guest_next.wasm"),
         );
     }
+}
+
+/// Makes sure the standard library for the wasm target is there before the nested build
+/// needs it. Where the toolchain is rustup's and lacks it (rustup does not add a listed
+/// target by itself when `RUSTUP_AUTO_INSTALL=0`, or when the toolchain was installed
+/// before `rust-toolchain.toml` listed it), adds it through rustup, saying so. Elsewhere,
+/// fails at once with the command to run, instead of after the nested build's errors.
+fn ensure_wasm_target(workspace: &Path) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.as_deref().is_some_and(has_core) {
+        return;
+    }
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut add = Command::new("rustup");
+    add.current_dir(workspace)
+        .args(["target", "add", WASM_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        add.args(["--toolchain", toolchain]);
+    }
+    let named = toolchain.as_deref().unwrap_or("the workspace's toolchain");
+    println!(
+        "cargo:warning=the {WASM_TARGET} target is missing from {named}; \
+         adding it with `rustup target add {WASM_TARGET}`"
+    );
+    let added = add.status().map(|status| status.success());
+    if matches!(added, Ok(true)) && libdir.as_deref().is_none_or(has_core) {
+        return;
+    }
+    let why = match added {
+        Err(e) => format!("rustup could not be run ({e})"),
+        Ok(false) => "`rustup target add` failed (its message is above)".to_owned(),
+        Ok(true) => "rustup added it, but this rustc still does not find it".to_owned(),
+    };
+    panic!(
+        "the Rust standard library for {WASM_TARGET} is not installed for {} ({why}).\n\
+         The pairing component is built for it. Install it and build again:\n    \
+         rustup target add {WASM_TARGET}{}\n\
+         (with a toolchain not managed by rustup, install that toolchain's rust-std for \
+         {WASM_TARGET} from where it came)",
+        rustc.to_string_lossy(),
+        toolchain
+            .as_deref()
+            .map(|t| format!(" --toolchain {t}"))
+            .unwrap_or_default(),
+    );
+}
+
+/// Whether a target's library directory holds its `core`.
+fn has_core(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+    })
 }
 
 /// `cargo build` of components for the wasm target into `target_dir`, without the outer

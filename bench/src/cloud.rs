@@ -52,10 +52,13 @@ impl Seeded {
                 .map_err(|e| anyhow::anyhow!("cannot issue licences: {e}"))?;
             licences.extend(batch);
         }
+        // The service loads the same key from the data dir when it starts.
+        let keys = tether_service::keys::Keys::load_or_create(dir.path())?;
         let mut tokens = Vec::new();
         for _ in 0..devices.div_ceil(PER_TOKEN) {
             let (token, _) = tether_service::pairing_tokens::insert(
                 &db,
+                keys.token_hash_key(),
                 tether_service::config::DEFAULT_REGION,
                 owner,
                 u32::try_from(PER_TOKEN)?,

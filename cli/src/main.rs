@@ -73,9 +73,14 @@ enum Command {
         /// Router network name.
         #[arg(long)]
         ssid: String,
-        /// Router password (empty for an open network).
+        /// Router password (empty for an open network). Command lines are visible to other
+        /// local users: prefer --password-file.
         #[arg(long, default_value = "")]
         password: String,
+        /// Read the router password from the first line of this file ('-' for standard
+        /// input) instead of the command line.
+        #[arg(long, conflicts_with = "password")]
+        password_file: Option<PathBuf>,
         /// A pairing token to use; by default a new single-use one is created.
         #[arg(long)]
         token: Option<String>,
@@ -309,9 +314,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             device,
             ssid,
             password,
+            password_file,
             token,
             timeout,
         } => {
+            let password = match password_file {
+                Some(path) => read_secret_line(path)?,
+                None => password.clone(),
+            };
+            let password = &password;
             let api = authed(cli).await?;
             let token = match token {
                 Some(t) => t.clone(),
@@ -430,6 +441,19 @@ fn print(cli: &Cli, value: &Value, human: impl FnOnce() -> String) {
     } else {
         println!("{}", human());
     }
+}
+
+/// The first line of `path` ('-' for standard input), without its line end.
+fn read_secret_line(path: &std::path::Path) -> Result<String, Failure> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin().lock().read_line(&mut line)
+    } else {
+        std::fs::File::open(path).and_then(|f| std::io::BufReader::new(f).read_line(&mut line))
+    };
+    read.map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Logs in with the user and password and stores the access token.

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::broker::{Bridge, Broker};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub nonces: Arc<NonceCache>,
     /// Rate limits.
     pub limits: Arc<RateLimits>,
+    /// Bounds concurrent password checks.
+    pub password_checks: Arc<users::PasswordChecks>,
     /// The embedded broker.
     pub broker: Arc<Broker>,
     /// The service's own MQTT client.
@@ -75,6 +78,10 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            crate::server::REQUEST_TIMEOUT,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The matched route, never the raw path: a path may hold a whole token.
             let route = req
@@ -149,14 +156,13 @@ impl Application {
                 .clone()
                 .unwrap_or_else(|| reachable(broker.addr()).to_string()),
         };
-        if let Some(subscribed) = broker.take_subscriptions() {
-            crate::modules::deliver_on_subscribe(
-                db.clone(),
-                bridge.clone(),
-                own_endpoints.http_url.clone(),
-                subscribed,
-            );
-        }
+        let broker = Arc::new(broker);
+        crate::modules::deliver_on_subscribe(
+            db.clone(),
+            broker.clone(),
+            own_endpoints.http_url.clone(),
+            broker.subscriptions(),
+        );
         tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
         let state = AppState {
             binder: crate::activation::Binder::start(db.clone()),
@@ -167,7 +173,8 @@ impl Application {
             tokens: Arc::default(),
             nonces: Arc::default(),
             limits: Arc::default(),
-            broker: Arc::new(broker),
+            password_checks: Arc::default(),
+            broker,
             bridge,
             metrics: Arc::default(),
         };
@@ -196,10 +203,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
         let broker = self.state.broker.clone();
-        axum::serve(self.http, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed")?;
+        crate::server::serve(self.http, router(self.state), shutdown).await;
         broker.stop().await;
         db.close().await;
         tracing::info!("stopped");

@@ -71,8 +71,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_PUBLIC_MQTT_URL")]
     pub public_mqtt_url: Option<String>,
     /// NAME:PASSWORD of an admin account to create at start if it does not exist
+    /// (visible to local users on a command line: prefer --bootstrap-admin-file)
     #[arg(long, env = "TETHER_BOOTSTRAP_ADMIN", hide_env_values = true)]
     pub bootstrap_admin: Option<String>,
+    /// A file whose first line is NAME:PASSWORD of the admin account to create at start
+    #[arg(
+        long,
+        env = "TETHER_BOOTSTRAP_ADMIN_FILE",
+        conflicts_with = "bootstrap_admin"
+    )]
+    pub bootstrap_admin_file: Option<PathBuf>,
     /// Log format [default: pretty]
     #[arg(long, env = "TETHER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -172,7 +180,18 @@ impl ServeConfig {
             tether_proto::bundle::public_key_from_hex(key)
                 .with_context(|| format!("module key {key:?}"))?;
         }
-        let bootstrap_admin = match args.bootstrap_admin.or(file.bootstrap_admin) {
+        let from_file = match &args.bootstrap_admin_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let bootstrap_admin = match from_file.or(args.bootstrap_admin).or(file.bootstrap_admin) {
             Some(spec) => Some(parse_bootstrap(&spec)?),
             None => None,
         };
@@ -241,6 +260,7 @@ mod tests {
             public_http_url: None,
             public_mqtt_url: None,
             bootstrap_admin: None,
+            bootstrap_admin_file: None,
             log_format: None,
             module_key: Vec::new(),
         }

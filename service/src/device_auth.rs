@@ -1,6 +1,8 @@
-//! Signed device requests (DESIGN §4): the [`SignedDevice`] extractor reads the body,
-//! finds the secret for the signing uuid (authkey) or dev-id (dev-secret), verifies the
-//! `Tether-HMAC` signature and timestamp, and refuses a nonce seen before.
+//! Signed device requests: the [`SignedDevice`] extractor reads the body, finds the secret
+//! for the signing uuid (authkey) or dev-id (dev-secret), verifies the `Tether-HMAC`
+//! signature and timestamp, and refuses a nonce seen before, also before a restart.
+//! An unknown signer and a wrong signature are answered alike (401 `signature_error`), so
+//! a probe learns nothing about which uuids are licensed.
 
 use std::sync::Mutex;
 
@@ -8,7 +10,7 @@ use axum::body::{Bytes, to_bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header::AUTHORIZATION;
 use tether_proto::ErrorCode;
-use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal};
+use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal, SignatureError};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -16,8 +18,8 @@ use crate::expiring::Expiring;
 use crate::json::MAX_BODY_BYTES;
 
 /// Remembers nonces for the length of the timestamp window, so each is accepted once per
-/// signer. Kept in memory: a restart forgets them, which a replay within the window could
-/// exploit only against the same (idempotent) request.
+/// signer. This in-memory cache answers repeats at once; the `device_nonces` table
+/// (see [`record_durably`]) makes the refusal survive a restart.
 #[derive(Debug, Default)]
 pub struct NonceCache {
     seen: Mutex<Expiring<(Principal, String), u64>>,
@@ -28,16 +30,82 @@ impl NonceCache {
     pub fn first_use(&self, principal: &Principal, nonce: &str, now: u64) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Forget nonces whose requests can no longer pass the timestamp check.
-        let seen = seen.swept(|_, at| *at + 2 * MAX_SKEW_SECS > now);
+        let seen = seen.swept(|_, at| *at + NONCE_KEEP_SECS > now);
         let key = (principal.clone(), nonce.to_owned());
         match seen.get(&key) {
-            Some(at) if *at + 2 * MAX_SKEW_SECS > now => false,
+            Some(at) if *at + NONCE_KEEP_SECS > now => false,
             _ => {
                 seen.insert(key, now);
                 true
             }
         }
     }
+}
+
+/// How long a nonce must be remembered: a request carrying it passes the timestamp check
+/// for `MAX_SKEW_SECS` either side of its `t`.
+const NONCE_KEEP_SECS: u64 = 2 * MAX_SKEW_SECS;
+
+/// The route whose nonces are recorded by the activation writer, in the same
+/// transaction as the activation (so a busy activation path pays no extra commit).
+pub const ACTIVATION_PATH: &str = "/v1/devices/activate";
+
+/// A signed request's nonce, to be kept until it can no longer pass the timestamp check.
+#[derive(Debug, Clone)]
+pub struct Nonce {
+    /// `uuid:<uuid>` or `dev_id:<dev_id>`.
+    pub signer: String,
+    /// The nonce.
+    pub nonce: String,
+    /// Unix seconds after which no request with it can pass.
+    pub expires_at: i64,
+}
+
+impl Nonce {
+    /// Records the nonce in `conn`; false if it was recorded before (a replay).
+    pub async fn record(&self, conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO device_nonces (signer, nonce, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (signer, nonce) DO NOTHING",
+        )
+        .bind(&self.signer)
+        .bind(&self.nonce)
+        .bind(self.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// The refusal of a replayed request.
+pub fn replayed() -> ApiError {
+    signature_error("this nonce was already used; sign each request afresh")
+}
+
+/// Records a nonce in the database on its own; false if it was recorded before.
+async fn record_durably(state: &AppState, nonce: &Nonce) -> Result<bool, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(nonce.record(&mut conn).await?)
+}
+
+/// Forgets nonces that can no longer pass the timestamp check, every minute, for as long
+/// as the database is open.
+pub fn sweep_nonces(db: sqlx::SqlitePool) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        while !db.is_closed() {
+            every.tick().await;
+            let now = crate::db_time(crate::unix_now());
+            if let Err(e) = sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
+                .bind(now)
+                .execute(&db)
+                .await
+                && !db.is_closed()
+            {
+                tracing::warn!(error = %e, "failed to forget old nonces");
+            }
+        }
+    });
 }
 
 /// A request whose signature checked out.
@@ -47,6 +115,9 @@ pub struct SignedDevice {
     pub principal: Principal,
     /// The body that was signed.
     pub body: Bytes,
+    /// The request's nonce. Already recorded for every route but activation, whose
+    /// writer records it with the activation.
+    pub nonce: Nonce,
 }
 
 fn signature_error(message: impl Into<String>) -> ApiError {
@@ -74,23 +145,50 @@ impl FromRequest<AppState> for SignedDevice {
         let body = to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
-        let key = secret_of(state, &auth.principal).await?;
         let now = crate::unix_now();
-        auth.verify(key.as_bytes(), &method, &path, &body, now)
-            .map_err(|e| signature_error(e.to_string()))?;
+        // An unknown signer is checked against a key nobody has, so it fails exactly as
+        // a wrong signature does.
+        let key = secret_of(state, &auth.principal).await?;
+        let verified = auth.verify(
+            key.as_deref().unwrap_or(UNKNOWN_SIGNER_KEY).as_bytes(),
+            &method,
+            &path,
+            &body,
+            now,
+        );
+        match (verified, key) {
+            (Ok(()), Some(_)) => {}
+            (Err(e), _) => return Err(signature_error(e.to_string())),
+            // Nobody signs with the unknown signer's key; were it guessed, still refuse.
+            (Ok(()), None) => return Err(signature_error(SignatureError::Mismatch.to_string())),
+        }
         if !state.nonces.first_use(&auth.principal, &auth.nonce, now) {
-            return Err(signature_error(
-                "this nonce was already used; sign each request afresh",
-            ));
+            return Err(replayed());
+        }
+        let (field, who) = match &auth.principal {
+            Principal::Uuid(v) => ("uuid", v),
+            Principal::DevId(v) => ("dev_id", v),
+        };
+        let nonce = Nonce {
+            signer: format!("{field}:{who}"),
+            nonce: auth.nonce.clone(),
+            expires_at: crate::db_time(now + NONCE_KEEP_SECS),
+        };
+        if path != ACTIVATION_PATH && !record_durably(state, &nonce).await? {
+            return Err(replayed());
         }
         Ok(Self {
             principal: auth.principal,
             body,
+            nonce,
         })
     }
 }
 
-async fn secret_of(state: &AppState, principal: &Principal) -> Result<String, ApiError> {
+/// The key an unknown signer's signature is checked against; no device has it.
+const UNKNOWN_SIGNER_KEY: &str = "no device signs with this key";
+
+async fn secret_of(state: &AppState, principal: &Principal) -> Result<Option<String>, ApiError> {
     let found: Option<String> = match principal {
         Principal::Uuid(uuid) => {
             sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = ?")
@@ -105,7 +203,7 @@ async fn secret_of(state: &AppState, principal: &Principal) -> Result<String, Ap
                 .await?
         }
     };
-    found.ok_or(ApiError::DeviceUnknown)
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -115,14 +115,12 @@ async fn send_command(
             "data must name at least one data point".into(),
         ));
     }
-    state
-        .bridge
-        .send(
-            &device.dev_id,
-            Protocol::DpCommand,
-            serde_json::Value::Object(req.data),
-        )
-        .await?;
+    let envelope = Envelope {
+        protocol: Protocol::DpCommand,
+        t: crate::unix_now(),
+        data: serde_json::Value::Object(req.data),
+    };
+    state.broker.publish(&device.dev_id, &envelope).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"dev_id": device.dev_id, "online": device.online})),

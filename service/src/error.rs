@@ -131,6 +131,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::broker::PublishError> for ApiError {
+    fn from(e: crate::broker::PublishError) -> Self {
+        match e {
+            crate::broker::PublishError::TooLarge(_) => {
+                Self::PayloadTooLarge(crate::broker::MAX_DEVICE_PAYLOAD)
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())

@@ -25,6 +25,15 @@ impl<K, V> Default for Expiring<K, V> {
 }
 
 impl<K: Hash + Eq, V> Expiring<K, V> {
+    /// The entry of `key`, without sweeping.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get(key)
+    }
+
     /// The map, after dropping the entries `live` says are stale if a sweep is due.
     pub fn swept(&mut self, live: impl FnMut(&K, &mut V) -> bool) -> &mut HashMap<K, V> {
         if self.map.len() >= self.sweep_at {

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 /// File name of the key inside the data dir: the 32-byte Ed25519 seed.
 pub const FILE: &str = "signing-key.ed25519";
+/// File name of the key pairing-token hashes are made with: 32 random bytes.
+pub const TOKEN_HASH_FILE: &str = "token-hash.key";
 /// Audience of user access tokens.
 pub const API_AUDIENCE: &str = "tether-api";
 /// Audience of device MQTT passwords.
@@ -76,6 +78,9 @@ pub struct Keys {
     public_x: String,
     /// Key id: the first 16 hex digits of SHA-256 of the public key.
     kid: String,
+    /// The key of pairing-token hashes (HMAC-SHA256), so that a dump of the database
+    /// alone does not let anyone test guesses of a token's secret.
+    token_hash_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -89,18 +94,18 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// Loads the key from `data_dir`, creating it (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(FILE);
-        let seed: [u8; 32] = match std::fs::read(&path) {
-            Ok(bytes) => bytes
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("{} is not a 32-byte Ed25519 seed", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
-            Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
-        };
-        Self::from_seed(&seed)
+        let seed = load_or_create_secret(&data_dir.join(FILE), "signing key")?;
+        let token_hash_key =
+            load_or_create_secret(&data_dir.join(TOKEN_HASH_FILE), "token hash key")?;
+        Self::from_seed(&seed, token_hash_key)
     }
 
-    fn from_seed(seed: &[u8; 32]) -> anyhow::Result<Self> {
+    /// The key pairing-token hashes are made with.
+    pub fn token_hash_key(&self) -> &[u8; 32] {
+        &self.token_hash_key
+    }
+
+    fn from_seed(seed: &[u8; 32], token_hash_key: [u8; 32]) -> anyhow::Result<Self> {
         let public = SigningKey::from_bytes(seed).verifying_key().to_bytes();
         let mut pkcs8 = PKCS8_ED25519_PREFIX.to_vec();
         pkcs8.extend_from_slice(seed);
@@ -112,6 +117,7 @@ impl Keys {
             decoding,
             public_x,
             kid,
+            token_hash_key,
         })
     }
 
@@ -147,7 +153,18 @@ impl Keys {
     }
 }
 
-fn create(path: &Path) -> anyhow::Result<[u8; 32]> {
+/// Reads a 32-byte secret from `path`, creating it (mode 0600) if it does not exist.
+fn load_or_create_secret(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte {what}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, what),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+fn create(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("the random source failed: {e}"))?;
     let mut file = std::fs::OpenOptions::new()
@@ -158,7 +175,7 @@ fn create(path: &Path) -> anyhow::Result<[u8; 32]> {
         .with_context(|| format!("failed to create {}", path.display()))?;
     file.write_all(&seed)?;
     file.sync_all()?;
-    tracing::info!(path = %path.display(), "created a new signing key");
+    tracing::info!(path = %path.display(), "created a new {what}");
     Ok(seed)
 }
 

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod pairing_tokens;
 pub mod rate_limit;
 pub mod reports;
+pub mod server;
 pub mod users;
 
 pub use app::Application;

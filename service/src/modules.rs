@@ -3,6 +3,8 @@
 //! devices get a protocol 15 notice when they are online, or as soon as they subscribe
 //! later; they download the bundle with a signed request and report how it ended.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -14,15 +16,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tether_proto::bundle::{Bundle, PAIRING_WORLD, public_key_from_hex};
-use tether_proto::mqtt::Protocol;
+use tether_proto::mqtt::{Envelope, Protocol};
 use tether_proto::signing::Principal;
 
 use crate::app::AppState;
-use crate::broker::Bridge;
+use crate::broker::{Broker, Subscribed};
 use crate::device_auth::SignedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
-use crate::users::AuthUser;
+use crate::users::{AdminUser, AuthUser};
 
 /// Largest bundle accepted: the component limit plus its manifest and signature.
 pub const MAX_BUNDLE_BYTES: usize = tether_proto::bundle::MAX_COMPONENT + 8192;
@@ -60,10 +62,9 @@ pub struct ModuleView {
 
 async fn upload(
     State(state): State<AppState>,
-    user: AuthUser,
+    _admin: AdminUser,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ModuleView>)> {
-    user.require_admin()?;
     let trusted = state
         .config
         .module_keys
@@ -203,7 +204,7 @@ async fn create_rollout(
         if state.broker.sessions().latest(dev_id).is_some()
             && deliver(
                 &state.db,
-                &state.bridge,
+                &state.broker,
                 &state.own_endpoints.http_url,
                 dev_id,
             )
@@ -231,7 +232,7 @@ async fn create_rollout(
 /// True when a notice went out.
 pub async fn deliver(
     db: &SqlitePool,
-    bridge: &Bridge,
+    broker: &Broker,
     api_url: &str,
     dev_id: &str,
 ) -> anyhow::Result<bool> {
@@ -267,9 +268,12 @@ pub async fn deliver(
         "size": size,
         "url": format!("{api_url}/v1/modules/{module}/bundle"),
     });
-    bridge
-        .send(dev_id, Protocol::ComponentUpdate, notice)
-        .await?;
+    let envelope = Envelope {
+        protocol: Protocol::ComponentUpdate,
+        t: crate::unix_now(),
+        data: notice,
+    };
+    broker.publish(dev_id, &envelope).await?;
     sqlx::query(
         "UPDATE rollout_devices SET state = 'notified', updated_at = ? WHERE rollout_id = ? AND dev_id = ? AND state = 'pending'",
     )
@@ -285,13 +289,14 @@ pub async fn deliver(
 /// Delivers waiting notices to devices as they subscribe, until the stream ends.
 pub fn deliver_on_subscribe(
     db: SqlitePool,
-    bridge: Bridge,
+    broker: Arc<Broker>,
     api_url: String,
-    mut subscribed: tokio::sync::mpsc::UnboundedReceiver<String>,
+    subscribed: Arc<Subscribed>,
 ) {
     tokio::spawn(async move {
-        while let Some(dev_id) = subscribed.recv().await {
-            if let Err(e) = deliver(&db, &bridge, &api_url, &dev_id).await {
+        loop {
+            let dev_id = subscribed.next().await;
+            if let Err(e) = deliver(&db, &broker, &api_url, &dev_id).await {
                 tracing::warn!(dev_id, error = %format!("{e:#}"), "update notice not sent");
             }
         }

@@ -1,5 +1,7 @@
 //! Pairing reports (`POST /v1/pairing-reports`): a device tells the cloud how pairing with
-//! a token went. Failures show in the token's status for its owner.
+//! a token went. Failures show in the token's status for its owner. Reports are limited
+//! per signing device and capped per token, and a report's token is checked like an
+//! activation's (wrong secrets count against the token), so this is no guessing oracle.
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +17,8 @@ use crate::pairing_tokens;
 
 /// Longest message kept from a report.
 const MAX_MESSAGE: usize = 512;
+/// Most reports kept for one token.
+pub const MAX_REPORTS_PER_TOKEN: i64 = 200;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -25,6 +29,11 @@ async fn store_report(
     State(state): State<AppState>,
     signed: SignedDevice,
 ) -> ApiResult<StatusCode> {
+    let signer = match &signed.principal {
+        Principal::Uuid(uuid) => uuid.as_str(),
+        Principal::DevId(dev_id) => dev_id.as_str(),
+    };
+    state.limits.reports.check(signer)?;
     let report: PairingReport = crate::json::parse(&signed.body)?;
     let uuid = match &signed.principal {
         Principal::Uuid(uuid) => uuid.clone(),
@@ -39,7 +48,16 @@ async fn store_report(
             "a failure report names its code".into(),
         ));
     }
-    let (token, _) = pairing_tokens::find_presented(&state.db, &report.token).await?;
+    let (token, _) = pairing_tokens::find_presented(&state, &report.token).await?;
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pairing_reports WHERE token_id = ?")
+        .bind(token.public_id())
+        .fetch_one(&state.db)
+        .await?;
+    if kept >= MAX_REPORTS_PER_TOKEN {
+        return Err(ApiError::Conflict(format!(
+            "this token has {MAX_REPORTS_PER_TOKEN} reports already"
+        )));
+    }
     let message = report
         .message
         .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>());
@@ -61,7 +79,7 @@ async fn store_report(
     .bind(crate::db_time(crate::unix_now()))
     .execute(&state.db)
     .await?;
-    state.tokens.notify();
+    state.tokens.notify(token.public_id());
     tracing::info!(
         token = token.public_id(),
         uuid,

@@ -1,5 +1,7 @@
 //! Accounts: argon2id password hashes, login (`POST /v1/auth/token`) issuing EdDSA access
-//! tokens, and the [`AuthUser`] extractor that checks them.
+//! tokens, and the [`AuthUser`] extractor that checks them. A login is validated before
+//! anything else, limited per client address and then per account, and its Argon2 check
+//! waits for one of a few permits, so a flood of logins costs bounded memory and CPU.
 
 use anyhow::Context;
 use argon2::Argon2;
@@ -22,6 +24,21 @@ use crate::keys::{API_AUDIENCE, UserClaims};
 pub const ACCESS_TOKEN_SECS: u64 = 3600;
 /// Shortest accepted password.
 pub const MIN_PASSWORD: usize = 8;
+/// Longest accepted password (bytes): Argon2 hashes all of it.
+pub const MAX_PASSWORD: usize = 1024;
+/// How long a login waits for an Argon2 permit before it is answered 429.
+const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bounds the password checks that run at once: each takes Argon2's 19 MiB.
+#[derive(Debug)]
+pub struct PasswordChecks(tokio::sync::Semaphore);
+
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self(tokio::sync::Semaphore::new(cores.clamp(2, 8)))
+    }
+}
 
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +85,8 @@ pub enum UserError {
     /// The name breaks the rules.
     #[error("a username has 1-64 letters, digits, '.', '_' or '-'")]
     BadName,
-    /// The password is too short.
-    #[error("a password has at least {MIN_PASSWORD} characters")]
+    /// The password is too short or too long.
+    #[error("a password has at least {MIN_PASSWORD} characters and at most {MAX_PASSWORD} bytes")]
     WeakPassword,
     /// The name is taken.
     #[error("the username {0:?} is taken")]
@@ -79,6 +96,15 @@ pub enum UserError {
     Other(#[from] anyhow::Error),
 }
 
+/// Whether `name` is a well-formed username: 1-64 letters, digits, '.', '_' or '-'.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Creates an account.
 pub async fn create(
     pool: &SqlitePool,
@@ -86,15 +112,10 @@ pub async fn create(
     password: &Secret,
     role: Role,
 ) -> Result<i64, UserError> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !name_ok {
+    if !valid_name(name) {
         return Err(UserError::BadName);
     }
-    if password.expose().chars().count() < MIN_PASSWORD {
+    if password.expose().chars().count() < MIN_PASSWORD || password.expose().len() > MAX_PASSWORD {
         return Err(UserError::WeakPassword);
     }
     let hash = hash_password(password)?;
@@ -145,9 +166,21 @@ pub fn router() -> Router<AppState> {
 
 async fn issue_token(
     State(state): State<AppState>,
+    client: crate::server::ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    state.limits.login.check(&req.username)?;
+    if !valid_name(&req.username) || req.password.expose().len() > MAX_PASSWORD {
+        return Err(ApiError::BadRequest(
+            "a username has 1-64 letters, digits, '.', '_' or '-', and a password at most 1024 bytes"
+                .into(),
+        ));
+    }
+    state.limits.login_client.check(&client.to_string())?;
+    state.limits.login_account.refuse_if_spent(&req.username)?;
+    let _permit = tokio::time::timeout(PERMIT_WAIT, state.password_checks.0.acquire())
+        .await
+        .map_err(|_| ApiError::RateLimited(1))?
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("password checks closed")))?;
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = ?")
             .bind(&req.username)
@@ -171,6 +204,8 @@ async fn issue_token(
     .await
     .context("password check panicked")?;
     let Some((id, _, role)) = row.filter(|_| verified && found) else {
+        // Only failures count against the account, and the window ends.
+        let _ = state.limits.login_account.check(&req.username);
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
     let now = crate::unix_now();
@@ -237,5 +272,24 @@ impl FromRequestParts<AppState> for AuthUser {
             Role::User
         };
         Ok(Self { id, role })
+    }
+}
+
+/// The caller of an admin endpoint: refused (403) from the request's head, before any
+/// body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        AuthUser::from_request_parts(parts, state)
+            .await?
+            .require_admin()
+            .map(Self)
     }
 }

@@ -30,7 +30,7 @@ pub const MQTT_CREDENTIALS_SECS: u64 = 24 * 3600;
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/devices/activate", post(activate_device))
+        .route(crate::device_auth::ACTIVATION_PATH, post(activate_device))
         .route(
             "/v1/devices/{dev_id}/mqtt-credentials",
             post(refresh_credentials),
@@ -64,7 +64,7 @@ async fn activate(state: &AppState, signed: SignedDevice) -> ApiResult<Json<Acti
         });
     }
     state.limits.activation.check(&req.uuid)?;
-    let (token, row) = pairing_tokens::find_presented(&state.db, &req.token).await?;
+    let (token, row) = pairing_tokens::find_presented(state, &req.token).await?;
     match row.state(crate::unix_now()) {
         TokenState::Revoked => {
             return Err(ApiError::Pairing {
@@ -77,8 +77,14 @@ async fn activate(state: &AppState, signed: SignedDevice) -> ApiResult<Json<Acti
     }
 
     let uuid = req.uuid.clone();
-    let bound = state.binder.bind(row, req).await?;
-    state.tokens.notify();
+    let bound = state.binder.bind(row, req, signed.nonce).await?;
+    // A session on the credentials this activation replaced ends now, not when it next
+    // sends something.
+    state
+        .broker
+        .close_device(&bound.dev_id, "credentials replaced")
+        .await;
+    state.tokens.notify(token.public_id());
     tracing::info!(token = token.public_id(), dev_id = %bound.dev_id, uuid = %uuid, "device activated");
 
     let mqtt = credentials(state, &bound.dev_id, bound.generation)?;

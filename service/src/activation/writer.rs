@@ -12,6 +12,7 @@ use tether_proto::activation::ActivateRequest;
 use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::device_auth::Nonce;
 use crate::error::{ApiError, ApiResult};
 use crate::pairing_tokens::TokenRow;
 
@@ -31,6 +32,7 @@ pub(super) struct Bound {
 struct Job {
     token: TokenRow,
     req: ActivateRequest,
+    nonce: Nonce,
     reply: oneshot::Sender<ApiResult<Bound>>,
 }
 
@@ -58,11 +60,23 @@ impl Binder {
 
     /// Checks the licence, counts the activation against the token and creates, renews
     /// or moves the device; returns once that is committed.
-    pub(super) async fn bind(&self, token: TokenRow, req: ActivateRequest) -> ApiResult<Bound> {
+    /// The request's nonce is recorded in the same transaction: a replay of it, even after
+    /// a restart, is refused.
+    pub(super) async fn bind(
+        &self,
+        token: TokenRow,
+        req: ActivateRequest,
+        nonce: Nonce,
+    ) -> ApiResult<Bound> {
         let stopped = || ApiError::Internal(anyhow::anyhow!("the activation writer stopped"));
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { token, req, reply })
+            .send(Job {
+                token,
+                req,
+                nonce,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -100,6 +114,11 @@ async fn write(db: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<ApiResult<B
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
+        // The nonce is the batch's first write for this job; a replay writes nothing.
+        if !job.nonce.record(&mut tx).await? {
+            results.push(Err(crate::device_auth::replayed()));
+            continue;
+        }
         results.push(bind(&mut tx, &job.token, &job.req).await?);
     }
     tx.commit().await?;

@@ -1,43 +1,32 @@
-//! The service's privileged MQTT client: publishes commands, unbind and reset notices to
-//! devices, and stores the data-point reports devices publish (protocol 4) as their
-//! `last_report`.
+//! The service's privileged MQTT client: stores the data-point reports devices publish
+//! (protocol 4) as their `last_report`. It only subscribes: messages to devices go
+//! through [`super::Broker::publish`], so no request can make this client send a packet
+//! it would refuse, and it reads more than the broker lets any device send.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use sqlx::SqlitePool;
-use tether_proto::mqtt::{Envelope, Protocol, in_topic};
+use tether_proto::mqtt::{Envelope, Protocol};
 use tether_proto::random::{self, LOWER_ALPHANUMERIC};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use super::SERVICE_USERNAME;
+use super::{MAX_PACKET_BYTES, SERVICE_USERNAME};
 use tether_proto::Secret;
 
 /// Topic filter of every device's reports.
 const REPORTS: &str = "smart/device/out/+";
 
-/// How long `send` waits for the broker to acknowledge a publish.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Waiters for broker acknowledgements. The event loop sends publishes in the order they
-/// were queued, so each outgoing packet id belongs to the oldest waiter without one.
-#[derive(Default)]
-struct Acks {
-    unsent: VecDeque<oneshot::Sender<()>>,
-    sent: HashMap<u16, oneshot::Sender<()>>,
-}
+/// The largest packet this client reads: twice what the broker accepts from a device.
+pub const MAX_INCOMING: usize = 2 * MAX_PACKET_BYTES as usize;
 
 /// A handle to the service's MQTT client.
 #[derive(Clone)]
 pub struct Bridge {
-    client: AsyncClient,
     connected: watch::Receiver<bool>,
-    acks: Arc<Mutex<Acks>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -59,54 +48,20 @@ impl Bridge {
         );
         options.set_credentials(SERVICE_USERNAME, password.expose());
         options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, mut events) = AsyncClient::new(options, 256);
-        // Commands go out one small packet at a time: no Nagle delay.
+        // It sends only its CONNECT, SUBSCRIBE, acks and pings.
+        options.set_max_packet_size(MAX_INCOMING, 4 * 1024);
+        let (client, mut events) = AsyncClient::new(options, 16);
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         events.set_network_options(network);
         let (connected_tx, connected) = watch::channel(false);
-        let acks = Arc::new(Mutex::new(Acks::default()));
-        tokio::spawn(run(client.clone(), events, db, connected_tx, acks.clone()));
-        Ok(Self {
-            client,
-            connected,
-            acks,
-        })
+        tokio::spawn(run(client, events, db, connected_tx));
+        Ok(Self { connected })
     }
 
     /// Whether the client is connected to the broker.
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
-    }
-
-    /// Publishes an envelope to a device's in-topic and waits until the broker has
-    /// acknowledged it, so it is routed to the device's session before anything later.
-    pub async fn send(
-        &self,
-        dev_id: &str,
-        protocol: Protocol,
-        data: serde_json::Value,
-    ) -> anyhow::Result<()> {
-        let envelope = Envelope {
-            protocol,
-            t: crate::unix_now(),
-            data,
-        };
-        let payload = serde_json::to_vec(&envelope).context("envelope")?;
-        let (acked, ack) = oneshot::channel();
-        {
-            let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-            acks.unsent.push_back(acked);
-            // Queue while holding the lock, so waiters and publishes keep the same order.
-            self.client
-                .try_publish(in_topic(dev_id), QoS::AtLeastOnce, false, payload)
-                .context("failed to queue an MQTT publish")?;
-        }
-        match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-            Ok(Ok(())) => Ok(()),
-            _ => anyhow::bail!("the broker did not acknowledge the publish in time"),
-        }
     }
 }
 
@@ -115,7 +70,6 @@ async fn run(
     mut events: EventLoop,
     db: SqlitePool,
     connected: watch::Sender<bool>,
-    acks: Arc<Mutex<Acks>>,
 ) {
     // Runs until every `Bridge` handle (each holds a receiver) is dropped.
     while !connected.is_closed() {
@@ -128,22 +82,6 @@ async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 store_report(&db, &publish.topic, &publish.payload).await
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut acks = acks.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(waiter) = acks.unsent.pop_front() {
-                    acks.sent.insert(pkid, waiter);
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let waiter = acks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .sent
-                    .remove(&ack.pkid);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(());
-                }
             }
             Ok(_) => {}
             Err(e) => {

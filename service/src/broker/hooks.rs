@@ -1,7 +1,8 @@
 //! The broker's in-process hooks: device JWT authentication (signature, audience, expiry,
 //! and the device generation, so unbound or re-activated devices' passwords stop
-//! working), the per-device topic ACL, presence from connect and disconnect, and closing
-//! sessions whose credentials expired.
+//! working), the per-device topic ACL (subscribes, publishes, retained flags and last
+//! wills), presence from connect and disconnect, and closing sessions at the moment their
+//! credentials expire.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,23 +15,33 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ConnectInfo, Disconnect, Id, Message, PublishAclResult, Reason, SubscribeAclResult,
+    AuthResult, ConnectInfo, Disconnect, Id, LastWill, Message, PublishAclResult, Reason,
+    SubscribeAclResult,
 };
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 use tether_proto::{Secret, mqtt};
 use tokio::sync::oneshot;
 
+use super::Subscribed;
 use crate::keys::{DeviceClaims, Keys, MQTT_AUDIENCE};
 
 /// The MQTT username of the service's own privileged client.
 pub const SERVICE_USERNAME: &str = "tether-service";
 
-/// Live sessions by dev-id: how many connections (a reconnect may overlap the old one)
-/// and the id of the newest, for closing it.
+/// A device's live sessions: how many connections (a reconnect may overlap the old one),
+/// the id of the newest, for closing it, and the timer that closes it when its
+/// credentials expire.
+struct Live {
+    count: u32,
+    id: Id,
+    expiry: Option<tokio::task::AbortHandle>,
+}
+
+/// Live sessions by dev-id.
 #[derive(Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<String, (u32, Id)>>,
+    live: Mutex<HashMap<String, Live>>,
     /// Waiters for a device's acknowledgement of a notice (see `Broker::notify_and_close`).
     acks: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
@@ -44,23 +55,37 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    fn connected(&self, dev_id: &str, id: Id) -> bool {
+    /// Records a new session; `expiry` closes it when its credentials expire (the timer
+    /// of a session it replaces is stopped). Whether the device just came online.
+    fn connected(&self, dev_id: &str, id: Id, expiry: Option<tokio::task::AbortHandle>) -> bool {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = live.entry(dev_id.to_owned()).or_insert((0, id.clone()));
-        entry.0 += 1;
-        entry.1 = id;
-        entry.0 == 1
+        let entry = live.entry(dev_id.to_owned()).or_insert(Live {
+            count: 0,
+            id: id.clone(),
+            expiry: None,
+        });
+        entry.count += 1;
+        entry.id = id;
+        if let Some(old) = std::mem::replace(&mut entry.expiry, expiry) {
+            old.abort();
+        }
+        entry.count == 1
     }
 
+    /// Whether the device just went offline.
     fn disconnected(&self, dev_id: &str) -> bool {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.get_mut(dev_id) {
-            Some(entry) if entry.0 > 1 => {
-                entry.0 -= 1;
+            Some(entry) if entry.count > 1 => {
+                entry.count -= 1;
                 false
             }
             Some(_) => {
-                live.remove(dev_id);
+                if let Some(entry) = live.remove(dev_id)
+                    && let Some(timer) = entry.expiry
+                {
+                    timer.abort();
+                }
                 true
             }
             None => false,
@@ -70,7 +95,7 @@ impl Sessions {
     /// The newest session of a device.
     pub fn latest(&self, dev_id: &str) -> Option<Id> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.get(dev_id).map(|(_, id)| id.clone())
+        live.get(dev_id).map(|entry| entry.id.clone())
     }
 
     /// Waits for the next message the device acknowledges.
@@ -100,7 +125,7 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|(_, id)| id.clone())
+            .map(|entry| entry.id.clone())
             .collect()
     }
 
@@ -118,7 +143,7 @@ pub struct Hooks {
     pub(super) service_password: Secret,
     pub(super) sessions: Arc<Sessions>,
     /// Dev-ids of devices that just subscribed to their in-topic.
-    pub(super) subscribed: tokio::sync::mpsc::UnboundedSender<String>,
+    pub(super) subscribed: Arc<Subscribed>,
 }
 
 fn refuse(result: AuthResult) -> ReturnType {
@@ -164,6 +189,10 @@ impl Hooks {
             );
             return refuse(AuthResult::NotAuthorized);
         }
+        if let Err(why) = device_connect_allowed(info, &claims.sub) {
+            tracing::info!(client_id, "MQTT login refused: {why}");
+            return refuse(AuthResult::NotAuthorized);
+        }
         let generation: Option<i64> =
             match sqlx::query_scalar("SELECT generation FROM devices WHERE dev_id = ?")
                 .bind(&claims.sub)
@@ -196,7 +225,9 @@ impl Hooks {
             return;
         };
         let changed = if online {
-            self.sessions.connected(&dev_id, session.id.clone())
+            let expiry = self.expiry_timer(session);
+            self.sessions
+                .connected(&dev_id, session.id.clone(), Some(expiry))
         } else {
             self.sessions.disconnected(&dev_id)
         };
@@ -222,6 +253,25 @@ impl Hooks {
         }
     }
 
+    /// A task that closes the session when its credentials expire, even if it sends
+    /// nothing (a keep-alive check alone would wait for its next packet).
+    fn expiry_timer(&self, session: &Session) -> tokio::task::AbortHandle {
+        let expire_at = session
+            .auth_info
+            .as_ref()
+            .and_then(|a| a.expire_at)
+            .unwrap_or_default();
+        let left = expire_at.saturating_sub(Duration::from_secs(crate::unix_now()));
+        let scx = self.scx.clone();
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            tracing::info!(client = %id.client_id, "closing a session whose credentials expired");
+            Self::close(&scx, id, "credentials expired").await;
+        })
+        .abort_handle()
+    }
+
     /// Closes a session.
     pub(super) async fn close(scx: &ServerContext, id: Id, why: &str) {
         if let Some(tx) = scx.extends.shared().await.entry(id).tx() {
@@ -231,6 +281,29 @@ impl Hooks {
             }
         }
     }
+}
+
+/// What a device may ask for when it connects, beyond its credentials: a keep-alive (so
+/// a dead connection is noticed), and a last will only on its own out-topic and not
+/// retained. The broker publishes a will for the device after it is gone, past the
+/// publish ACL, so a will on another device's in-topic would command that device.
+fn device_connect_allowed(info: &ConnectInfo, dev_id: &str) -> Result<(), &'static str> {
+    if info.keep_alive() == 0 {
+        return Err("a keep-alive of 0 is not accepted");
+    }
+    if let Some(will) = info.last_will() {
+        if will.retain() {
+            return Err("a retained last will is not accepted");
+        }
+        let topic = match will {
+            LastWill::V3(lw) => &lw.topic,
+            LastWill::V5(lw) => &lw.topic,
+        };
+        if topic.as_ref() as &str != mqtt::out_topic(dev_id) {
+            return Err("a last will may name only the device's own out-topic");
+        }
+    }
+    Ok(())
 }
 
 /// The dev-id of a device session; `None` for the service's own client.
@@ -260,9 +333,14 @@ impl Handler for Hooks {
                 return (false, Some(HookResult::SubscribeAclResult(result)));
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
+                // Devices publish only on their own out-topic, and never retained: a
+                // retained message would outlive the session and its credentials.
                 let allowed = match device_of(session) {
                     None => true,
-                    Some(dev_id) => publish.topic.as_ref() as &str == mqtt::out_topic(&dev_id),
+                    Some(dev_id) => {
+                        publish.topic.as_ref() as &str == mqtt::out_topic(&dev_id)
+                            && !publish.retain
+                    }
                 };
                 let result = if allowed {
                     PublishAclResult::allow()
@@ -276,7 +354,7 @@ impl Handler for Hooks {
             Parameter::SessionSubscribed(session, _) => {
                 // The device now receives its in-topic: notices waiting for it can go.
                 if let Some(dev_id) = device_of(session) {
-                    let _ = self.subscribed.send(dev_id);
+                    self.subscribed.push(dev_id);
                 }
             }
             Parameter::MessageAcked(session, ..) => {

@@ -1,8 +1,11 @@
 //! The embedded MQTT broker (rmqtt) with Tether's hooks, and the service's own privileged
-//! MQTT client (rumqttc) that publishes to devices and stores their reports.
+//! MQTT client (rumqttc) that stores device reports. The service publishes to devices
+//! in-process, through the broker's own routing ([`Broker::publish`]): no device or user
+//! can make it send a packet its client would refuse.
 
 mod bridge;
 mod hooks;
+mod subscribed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,8 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::{From as MessageFrom, Publish};
+use rmqtt::session::SessionState;
+use rmqtt::types::{ClientId, From as MessageFrom, Id, Publish};
 use rmqtt::utils::timestamp_millis;
 use sqlx::SqlitePool;
 use tether_proto::Secret;
@@ -23,6 +27,7 @@ use tokio::task::JoinHandle;
 
 pub use bridge::Bridge;
 pub use hooks::{SERVICE_USERNAME, Sessions};
+pub use subscribed::Subscribed;
 
 use crate::keys::Keys;
 
@@ -32,6 +37,32 @@ pub const NOTICE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Most simultaneous MQTT connections.
 pub const MAX_CONNECTIONS: usize = 20_000;
 
+/// Largest MQTT packet the broker accepts from anyone (a device's report, a client's
+/// CONNECT): a larger one ends that client's connection, as MQTT prescribes. The service's
+/// own client reads up to [`bridge::MAX_INCOMING`], which is more, so nothing a device
+/// sends can exceed what the service reads.
+pub const MAX_PACKET_BYTES: u32 = 32 * 1024;
+
+/// Keep-alive bounds for a client's CONNECT (seconds; MQTT 3.1.1 clients outside them
+/// are refused, MQTT 5 ones are fitted). Zero (no keep-alive) is refused: a silent dead
+/// connection would hold its session forever.
+const KEEPALIVE_SECS: (u16, u16) = (1, 1200);
+
+/// The largest payload a message to a device may have: below [`MAX_PACKET_BYTES`] with
+/// room for the topic and the packet's header.
+pub const MAX_DEVICE_PAYLOAD: usize = MAX_PACKET_BYTES as usize - 1024;
+
+/// Why a message for a device was not routed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The payload is over [`MAX_DEVICE_PAYLOAD`].
+    #[error("the message is {0} bytes; a device takes at most {MAX_DEVICE_PAYLOAD}")]
+    TooLarge(usize),
+    /// Routing failed.
+    #[error("the broker could not route the message: {0}")]
+    Routing(String),
+}
+
 /// A running broker.
 pub struct Broker {
     addr: SocketAddr,
@@ -39,7 +70,7 @@ pub struct Broker {
     sessions: Arc<Sessions>,
     service_password: Secret,
     db: SqlitePool,
-    subscribed: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    subscribed: Arc<Subscribed>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -64,7 +95,7 @@ impl Broker {
         // process.
         let service_password =
             Secret::new(random::string(ALPHANUMERIC, 40).context("random source")?);
-        let (subscribed_tx, subscribed) = tokio::sync::mpsc::unbounded_channel();
+        let subscribed = Arc::new(Subscribed::default());
         let hooks = || {
             Box::new(hooks::Hooks {
                 scx: scx.clone(),
@@ -72,7 +103,7 @@ impl Broker {
                 keys: keys.clone(),
                 service_password: service_password.clone(),
                 sessions: sessions.clone(),
-                subscribed: subscribed_tx.clone(),
+                subscribed: subscribed.clone(),
             })
         };
         let register = scx.extends.hook_mgr().register();
@@ -102,6 +133,10 @@ impl Broker {
             // algorithm meets the peer's delayed ACK and a command waits ~40 ms.
             .nodelay(true)
             .max_connections(MAX_CONNECTIONS)
+            .max_packet_size(MAX_PACKET_BYTES)
+            .allow_zero_keepalive(false)
+            .min_keepalive(KEEPALIVE_SECS.0)
+            .max_keepalive(KEEPALIVE_SECS.1)
             .bind()
             .with_context(|| format!("failed to listen for MQTT on {listen}"))?
             .tcp()
@@ -123,18 +158,44 @@ impl Broker {
             sessions,
             service_password,
             db,
-            subscribed: std::sync::Mutex::new(Some(subscribed)),
+            subscribed,
             task: std::sync::Mutex::new(Some(task)),
         })
     }
 
-    /// The dev-ids of devices as they subscribe to their in-topic (once; the first caller
-    /// gets the stream).
-    pub fn take_subscriptions(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
-        self.subscribed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+    /// The dev-ids of devices as they subscribe to their in-topic.
+    pub fn subscriptions(&self) -> Arc<Subscribed> {
+        self.subscribed.clone()
+    }
+
+    /// Routes `envelope` (QoS 1) to whoever subscribes to the device's in-topic, as a
+    /// publish from a client would be, and returns once it is queued to their sessions.
+    /// A device that is offline does not get it.
+    pub async fn publish(&self, dev_id: &str, envelope: &Envelope) -> Result<(), PublishError> {
+        let payload =
+            serde_json::to_vec(envelope).map_err(|e| PublishError::Routing(e.to_string()))?;
+        if payload.len() > MAX_DEVICE_PAYLOAD {
+            return Err(PublishError::TooLarge(payload.len()));
+        }
+        let publish = publish_packet(dev_id, payload);
+        let from = MessageFrom::from_system(Id::new(
+            self.scx.node.id(),
+            0,
+            None,
+            None,
+            ClientId::from_static(SERVICE_USERNAME),
+            None,
+        ));
+        SessionState::forwards(&self.scx, from, publish, false, None)
+            .await
+            .map_err(|e| PublishError::Routing(e.to_string()))
+    }
+
+    /// Closes a device's live session, if any (its credentials were replaced).
+    pub async fn close_device(&self, dev_id: &str, why: &str) {
+        if let Some(id) = self.sessions.latest(dev_id) {
+            hooks::Hooks::close(&self.scx, id, why).await;
+        }
     }
 
     /// The bound address.
@@ -165,16 +226,7 @@ impl Broker {
                 return;
             }
         };
-        let packet = CodecPublish {
-            dup: false,
-            retain: false,
-            qos: QoS::AtLeastOnce,
-            topic: mqtt::in_topic(dev_id).into(),
-            packet_id: None,
-            payload: payload.into(),
-            properties: None,
-        };
-        let publish = Publish::new(Box::new(packet), None, None, Some(timestamp_millis()));
+        let publish = publish_packet(dev_id, payload);
         let acked = self.sessions.expect_ack(dev_id);
         {
             let shared = self.scx.extends.shared().await;
@@ -223,6 +275,20 @@ impl Broker {
             tracing::warn!(error = %e, "failed to mark devices offline at stop");
         }
     }
+}
+
+/// A QoS 1 publish of `payload` to a device's in-topic.
+fn publish_packet(dev_id: &str, payload: Vec<u8>) -> Publish {
+    let packet = CodecPublish {
+        dup: false,
+        retain: false,
+        qos: QoS::AtLeastOnce,
+        topic: mqtt::in_topic(dev_id).into(),
+        packet_id: None,
+        payload: payload.into(),
+        properties: None,
+    };
+    Publish::new(Box::new(packet), None, None, Some(timestamp_millis()))
 }
 
 /// Marks every device offline: at start (sessions do not survive the service) and at stop.

@@ -42,15 +42,26 @@ async fn a_wrong_key_is_signature_error() {
 }
 
 #[tokio::test]
-async fn an_unlicensed_uuid_is_device_unknown() {
-    let w = World::new(0).await;
+async fn an_unlicensed_uuid_is_refused_like_a_bad_signature() {
+    let w = World::new(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let stranger = crate::support::Device {
         uuid: "zzzzzzzzzzzzzzzzzzzz".into(),
         authkey: "k".repeat(32),
     };
     let (status, body) = w.service.activate(&stranger, &token, false).await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "device_unknown");
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "signature_error");
+    // A licensed uuid with a wrong key gets the very same answer.
+    let forger = crate::support::Device {
+        uuid: w.devices[0].uuid.clone(),
+        authkey: "k".repeat(32),
+    };
+    let (status, forged) = w.service.activate(&forger, &token, false).await;
+    assert_error(status, &forged, StatusCode::UNAUTHORIZED, "signature_error");
+    assert_eq!(
+        body, forged,
+        "an unknown uuid and a bad signature answer alike"
+    );
 }
 
 #[tokio::test]

@@ -1,23 +1,27 @@
 //! Pairing tokens: created by a user (`POST /v1/pairing-tokens`), followed with long-poll
-//! (`GET …/{token}?wait=N`), revoked (`DELETE`). Only a hash of `token ‖ secret` is
-//! stored; the public id (`region ‖ token`) names a token in URLs and logs.
+//! (`GET …/{token}?wait=N`), revoked (`DELETE`). Only a keyed hash of `token ‖ secret` is
+//! stored (`store.rs`); the public id (`region ‖ token`) names a token in URLs and logs.
+
+mod events;
+mod store;
+
+pub use events::{MAX_POLLS_PER_USER, TokenEvents};
+pub use store::{
+    GUESS_WINDOW, MAX_WRONG_SECRETS, TokenRow, find_presented, guess_limit, insert, load,
+};
 
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
-use subtle::ConstantTimeEq;
 use tether_proto::token_status::{
     CreateTokenRequest, CreateTokenResponse, TokenDevice, TokenFailure, TokenState, TokenStatus,
 };
 use tether_proto::{ErrorCode, PairingToken, Secret};
-use tokio::sync::watch;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -33,105 +37,6 @@ pub const MAX_DEVICES: u32 = 50;
 /// Longest long-poll.
 pub const MAX_WAIT_SECS: u64 = 60;
 
-/// Wakes long-polls when any token changes (activation, report, revocation). Waiters
-/// re-read their own token, so one counter serves them all.
-#[derive(Debug)]
-pub struct TokenEvents {
-    tx: watch::Sender<u64>,
-}
-
-impl Default for TokenEvents {
-    fn default() -> Self {
-        Self {
-            tx: watch::Sender::new(0),
-        }
-    }
-}
-
-impl TokenEvents {
-    /// Signals a change.
-    pub fn notify(&self) {
-        self.tx.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
-    }
-}
-
-/// A token row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TokenRow {
-    /// `region ‖ token`.
-    pub public_id: String,
-    /// SHA-256 of `token ‖ secret`.
-    pub secret_hash: Vec<u8>,
-    /// Creator.
-    pub owner_id: i64,
-    /// Device limit.
-    pub max_devices: i64,
-    /// Devices activated.
-    pub used: i64,
-    /// Expiry.
-    pub expires_at: i64,
-    /// Revoked by its owner.
-    pub revoked: bool,
-}
-
-impl TokenRow {
-    /// Where the token stands at `now`.
-    pub fn state(&self, now: u64) -> TokenState {
-        if self.revoked {
-            TokenState::Revoked
-        } else if self.used >= self.max_devices {
-            TokenState::Complete
-        } else if now >= crate::from_db_time(self.expires_at) {
-            TokenState::Expired
-        } else {
-            TokenState::Pending
-        }
-    }
-
-    /// Whether `token` carries this row's secret (constant time).
-    pub fn secret_matches(&self, token: &PairingToken) -> bool {
-        secret_hash(token)
-            .as_slice()
-            .ct_eq(&self.secret_hash)
-            .into()
-    }
-}
-
-fn secret_hash(token: &PairingToken) -> Vec<u8> {
-    Sha256::digest(token.token_and_secret().as_bytes()).to_vec()
-}
-
-/// Loads a token by public id.
-pub async fn load(db: &SqlitePool, public_id: &str) -> sqlx::Result<Option<TokenRow>> {
-    sqlx::query_as(
-        "SELECT public_id, secret_hash, owner_id, max_devices, used, expires_at, revoked
-         FROM pairing_tokens WHERE public_id = ?",
-    )
-    .bind(public_id)
-    .fetch_optional(db)
-    .await
-}
-
-/// Finds the token a device presents, checking its secret. Unknown tokens and wrong
-/// secrets are both `token_invalid`, so a guess learns nothing.
-pub async fn find_presented(
-    db: &SqlitePool,
-    presented: &Secret,
-) -> Result<(PairingToken, TokenRow), ApiError> {
-    let token = PairingToken::parse(presented.expose()).map_err(|e| ApiError::Pairing {
-        code: ErrorCode::TokenInvalid,
-        message: format!("the pairing token is malformed: {e}"),
-    })?;
-    match load(db, token.public_id()).await? {
-        Some(row) if row.secret_matches(&token) => Ok((token, row)),
-        _ => Err(ApiError::pairing(ErrorCode::TokenInvalid)),
-    }
-}
-
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -140,35 +45,6 @@ pub fn router() -> Router<AppState> {
             "/v1/pairing-tokens/{token}",
             get(get_token).delete(revoke_token),
         )
-}
-
-/// Stores a new token of `owner` for `region`; returns it with its expiry (Unix secs).
-/// The caller checks the limits.
-pub async fn insert(
-    db: &SqlitePool,
-    region: &str,
-    owner: i64,
-    max_devices: u32,
-    ttl_secs: u64,
-) -> anyhow::Result<(PairingToken, u64)> {
-    let token = PairingToken::generate(region).context("failed to generate a token")?;
-    let now = crate::unix_now();
-    let expires_at = now + ttl_secs;
-    sqlx::query(
-        "INSERT INTO pairing_tokens (public_id, secret_hash, owner_id, region, max_devices, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(token.public_id())
-    .bind(secret_hash(&token))
-    .bind(owner)
-    .bind(token.region())
-    .bind(max_devices)
-    .bind(crate::db_time(expires_at))
-    .bind(crate::db_time(now))
-    .execute(db)
-    .await
-    .context("failed to store the token")?;
-    Ok((token, expires_at))
 }
 
 async fn create_token(
@@ -193,6 +69,7 @@ async fn create_token(
     }
     let (token, expires_at) = insert(
         &state.db,
+        state.keys.token_hash_key(),
         &state.config.region,
         user.id,
         max_devices,
@@ -239,15 +116,18 @@ async fn get_token(
         )));
     }
     let public_id = public_id_of(&token)?;
+    if wait == 0 {
+        return Ok(Json(owned_status(&state.db, user.id, &public_id).await?));
+    }
     // Subscribe before the first read, so a change between the read and the wait is seen.
-    let mut changes = state.tokens.subscribe();
+    let mut poll = state.tokens.poll(user.id, &public_id)?;
     let first = owned_status(&state.db, user.id, &public_id).await?;
-    if wait == 0 || first.state != TokenState::Pending {
+    if first.state != TokenState::Pending {
         return Ok(Json(first));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
-        let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+        let changed = tokio::time::timeout_at(deadline, poll.changes.changed()).await;
         let now = owned_status(&state.db, user.id, &public_id).await?;
         let done = now != first || changed.is_err() || matches!(changed, Ok(Err(_)));
         if done {
@@ -271,7 +151,7 @@ async fn revoke_token(
     if updated.rows_affected() == 0 {
         return Err(ApiError::NotFound("pairing token"));
     }
-    state.tokens.notify();
+    state.tokens.notify(&public_id);
     tracing::info!(token = public_id, "pairing token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
