@@ -16,12 +16,12 @@ use crate::support::{World, assert_error, now};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// An activated device's MQTT login, from the activation response.
-struct Login {
-    dev_id: String,
-    password: String,
+pub struct Login {
+    pub dev_id: String,
+    pub password: String,
 }
 
-async fn activated(w: &World, index: usize) -> Login {
+pub async fn activated(w: &World, index: usize) -> Login {
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let (status, body) = w.service.activate(&w.devices[index], &token, false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -64,7 +64,7 @@ impl Mqtt {
         Mqtt { client, events }
     }
 
-    async fn recv(&mut self) -> Result<Event, ConnectionError> {
+    pub async fn recv(&mut self) -> Result<Event, ConnectionError> {
         tokio::time::timeout(WAIT, self.events.recv())
             .await
             .expect("the broker answers in time")
@@ -81,7 +81,7 @@ impl Mqtt {
     }
 
     /// Waits for a packet matching `want`.
-    async fn next<T>(&mut self, mut want: impl FnMut(&Packet) -> Option<T>) -> T {
+    pub async fn next<T>(&mut self, mut want: impl FnMut(&Packet) -> Option<T>) -> T {
         loop {
             if let Ok(Event::Incoming(packet)) = self.recv().await
                 && let Some(found) = want(&packet)
@@ -102,7 +102,7 @@ impl Mqtt {
 }
 
 /// An activated device, connected, subscribed to its in-topic, and seen online by the API.
-async fn online_device(w: &World, login: &Login) -> Mqtt {
+pub async fn online_device(w: &World, login: &Login) -> Mqtt {
     let mut device = mqtt_client(w, &login.dev_id, &login.dev_id, &login.password);
     device.connect().await.expect("accepted");
     let in_topic = format!("smart/device/in/{}", login.dev_id);
@@ -119,7 +119,7 @@ async fn online_device(w: &World, login: &Login) -> Mqtt {
 }
 
 /// The next JSON message the device receives.
-async fn next_json(device: &mut Mqtt) -> Value {
+pub async fn next_json(device: &mut Mqtt) -> Value {
     device
         .next(|p| match p {
             Packet::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
@@ -149,7 +149,7 @@ async fn unbind_and_expect_notice(
 }
 
 /// Polls the API until `check` holds for the device.
-async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (status, body) = w

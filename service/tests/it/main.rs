@@ -3,6 +3,7 @@
 
 mod activation;
 mod api_errors;
+mod attacks;
 mod auth;
 mod binary;
 mod broker;

@@ -1,0 +1,90 @@
+//! Someone with a copy of the data dir, a local account on the machine, or a request
+//! captured on the wire: what they hold must not be enough.
+
+use std::os::unix::fs::PermissionsExt;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tether_proto::signing::{AuthHeader, new_nonce};
+
+use crate::support::{Service, World, assert_error, now};
+
+#[tokio::test]
+async fn the_data_dir_and_database_are_the_owners_alone() {
+    let w = World::new(0).await;
+    let mode = |name: &str| {
+        std::fs::metadata(w.dir.path().join(name))
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("tether.db"), 0o600);
+    assert_eq!(mode(tether_service::keys::TOKEN_HASH_FILE), 0o600);
+    // A data dir left world-readable by an older version is narrowed at start.
+    std::fs::set_permissions(
+        w.dir.path().join("tether.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let second = Service::start(w.dir.path()).await;
+    assert_eq!(mode("tether.db"), 0o600);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_dumped_token_hash_is_keyed_and_not_the_plain_hash() {
+    let w = World::new(0).await;
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let pool = tether_service::db::open(w.dir.path()).await.expect("opens");
+    let (hash, scheme): (Vec<u8>, String) =
+        sqlx::query_as("SELECT secret_hash, hash_scheme FROM pairing_tokens WHERE public_id = ?")
+            .bind(&token[..10])
+            .fetch_one(&pool)
+            .await
+            .expect("stored");
+    pool.close().await;
+    assert_eq!(scheme, "hmac-sha256");
+    // The old scheme let a dump test guesses offline: SHA-256 of token ‖ secret.
+    assert_ne!(hash, Sha256::digest(token[2..].as_bytes()).to_vec());
+}
+
+#[tokio::test]
+async fn a_captured_activation_cannot_be_replayed_after_a_restart() {
+    let mut w = World::new(1).await;
+    let token = w
+        .service
+        .pairing_token(&w.ann, json!({"max_devices": 1}))
+        .await;
+    let device = w.devices[0].clone();
+    let body = serde_json::to_vec(&device.activation_body(&token, false)).expect("json");
+    let path = "/v1/devices/activate";
+    let header = AuthHeader::sign(
+        device.principal(),
+        device.authkey.as_bytes(),
+        now(),
+        new_nonce().expect("random"),
+        "POST",
+        path,
+        &body,
+    )
+    .to_string();
+    let (status, first, _) = w.service.send_signed(path, &header, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again, _) = w.service.send_signed(path, &header, body.clone()).await;
+    assert_error(status, &again, StatusCode::UNAUTHORIZED, "signature_error");
+
+    // The same captured request after a restart, within its timestamp window.
+    let old = std::mem::replace(&mut w.service, Service::start(w.dir.path()).await);
+    old.stop().await;
+    let (status, replayed, _) = w.service.send_signed(path, &header, body).await;
+    assert_error(
+        status,
+        &replayed,
+        StatusCode::UNAUTHORIZED,
+        "signature_error",
+    );
+    assert!(replayed.get("dev_secret").is_none());
+}
