@@ -48,7 +48,7 @@ async fn a_dumped_token_hash_is_keyed_and_not_the_plain_hash() {
     pool.close().await;
     assert_eq!(scheme, "hmac-sha256");
     // The old scheme let a dump test guesses offline: SHA-256 of token ‖ secret.
-    assert_ne!(hash, Sha256::digest(token[2..].as_bytes()).to_vec());
+    assert_ne!(hash, Sha256::digest(&token.as_bytes()[2..]).to_vec());
 }
 
 #[tokio::test]
