@@ -95,6 +95,8 @@ pub(crate) struct Home {
     trusted: Vec<VerifyingKey>,
     modules: PathBuf,
     slots: Slots,
+    /// Why `state.json` could not be read at boot: updates are refused while it is set.
+    state_error: Option<String>,
     probation: Option<Probation>,
     last_swap: Option<UpdateReport>,
 }
@@ -117,10 +119,16 @@ impl Home {
         };
         let trusted = config.update.keys()?;
         let modules = config.data_dir.join("modules");
-        let mut slots = Slots::load(&modules).unwrap_or_else(|e| {
-            tracing::error!(error = %format!("{e:#}"), "update state unreadable; running the built-in component");
-            Slots::default()
-        });
+        // An unreadable state must not lower the replay floor: updates stay refused
+        // (and the state file untouched) until someone repairs or removes it.
+        let (mut slots, state_error) = match Slots::load(&modules) {
+            Ok(slots) => (slots, None),
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(error = %why, "update state unreadable; running the built-in component and refusing updates");
+                (Slots::default(), Some(why))
+            }
+        };
         if let Some(interrupted) = slots.probation.take() {
             tracing::warn!(version = %interrupted.version, "the host restarted during probation; rolling back");
             slots.last_outcome = Some(outcome(
@@ -151,6 +159,7 @@ impl Home {
             trusted,
             modules,
             slots,
+            state_error,
             probation: None,
             last_swap: None,
         })
@@ -179,7 +188,11 @@ impl Home {
     /// Checks `bytes` as an update (signature, key, hash, world, versions, sequence).
     /// A refusal is recorded as the last outcome.
     pub fn check(&mut self, bytes: &[u8]) -> Result<(Bundle, Arc<Runtime>), Refusal> {
-        let checked = if self.probation.is_some() {
+        let checked = if let Some(why) = &self.state_error {
+            Err(Refusal::Storage(format!(
+                "the update state is unreadable: {why}"
+            )))
+        } else if self.probation.is_some() {
             Err(Refusal::Busy)
         } else {
             update::check(
@@ -207,6 +220,9 @@ impl Home {
             sha256: String::new(),
         };
         self.slots.last_outcome = Some(outcome(&about, "refused", Some(&refusal)));
+        if self.state_error.is_some() {
+            return refusal;
+        }
         if let Err(e) = self.slots.save(&self.modules) {
             tracing::error!(error = %e, "failed to record the refusal");
         }
@@ -272,6 +288,8 @@ impl Home {
         if self.probation.is_some() {
             return Err(Refusal::Busy);
         }
+        // Another update may have been swapped in while this one compiled.
+        update::check_order(bundle, &self.version, self.slots.last_sequence)?;
         // The new instance's host state reads the kv dir and the binding from disk: done
         // before the pause, as nothing in them changes while the old instance runs on.
         let state = self
@@ -441,3 +459,7 @@ fn outcome(about: &Installed, result: &str, refusal: Option<&Refusal>) -> Outcom
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[path = "home_tests.rs"]
+mod tests;

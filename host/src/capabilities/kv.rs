@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic_file;
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 128;
+/// Longest file name the file systems of boards take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+/// Longest key, in bytes: a key is stored as `kv-<hex>` and first written as
+/// `.kv-<hex>.tmp`, which must fit in [`NAME_MAX`].
+pub const MAX_KEY_BYTES: usize = (NAME_MAX - ".kv-.tmp".len()) / 2;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most keys the store holds.
@@ -199,5 +202,33 @@ mod tests {
         }
         assert!(matches!(kv.set("one-more", b""), Err(KvError::Full)));
         kv.set("k0", b"replacing is fine").expect("existing key");
+    }
+
+    #[test]
+    fn every_key_the_bound_allows_is_stored_and_longer_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut kv = Kv::open(dir.path()).expect("opens");
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        kv.set(&longest, b"fits")
+            .expect("the longest key is stored");
+        assert_eq!(
+            kv.get(&longest).expect("reads").as_deref(),
+            Some(&b"fits"[..])
+        );
+        for len in MAX_KEY_BYTES + 1..=MAX_KEY_BYTES + 8 {
+            assert!(matches!(
+                kv.set(&"k".repeat(len), b""),
+                Err(KvError::BadKey)
+            ));
+        }
+        // Multi-byte characters count in bytes.
+        let wide = "é".repeat(MAX_KEY_BYTES / 2);
+        kv.set(&wide, b"wide").expect("fits in bytes");
+        drop(kv);
+        let kv = Kv::open(dir.path()).expect("reopens");
+        assert_eq!(
+            kv.get(&longest).expect("reads").as_deref(),
+            Some(&b"fits"[..])
+        );
     }
 }

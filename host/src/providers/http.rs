@@ -1,5 +1,6 @@
-//! HTTP requests with a deadline and a response size limit. Without a station link they
-//! fail as unreachable, as on a real device.
+//! HTTP requests with a deadline and a response size limit, enforced while the body
+//! streams in, so a hostile server cannot run the board out of memory. Without a station
+//! link requests fail as unreachable, as on a real device.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -105,14 +106,50 @@ async fn send(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let mut body = response.bytes().await.map_err(classify)?.to_vec();
-    body.truncate(MAX_RESPONSE_BYTES);
+    let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
+        Ok(body) => body,
+        Err(BodyError::Http(e)) => return Err(classify(e)),
+        Err(e @ BodyError::TooLarge(_)) => {
+            return Err((ErrorCode::NetworkUnreachable, e.to_string()));
+        }
+    };
     Ok(Response {
         id,
         status,
         headers,
         body,
     })
+}
+
+/// Why a response body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// It is larger than allowed; reading stopped there.
+    #[error("the response is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The transfer failed.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
+/// Reads a response body of at most `max` bytes: refused from its `Content-Length` when
+/// that says more, and otherwise stopped as soon as more arrives. Memory stays within
+/// `max` plus one chunk, whatever the server sends.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(e: reqwest::Error) -> (ErrorCode, String) {
@@ -193,6 +230,72 @@ mod tests {
         .await
         .expect_err("handshake fails");
         assert_eq!(err.0, ErrorCode::NetworkUnreachable, "{}", err.1);
+    }
+
+    /// A server that answers every request with `head` and then `body_len` bytes of
+    /// body, sent in 8 KiB chunks; how many body bytes it wrote before the client left.
+    async fn flooding_server(head: String, body_len: usize) -> (u16, JoinHandle<usize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return 0;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return 0;
+            }
+            let chunk = vec![b'x'; 8192];
+            let mut sent = 0;
+            while sent < body_len {
+                if stream.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_oversized_response_is_refused_while_it_streams() {
+        let wifi = joined().await;
+        let client = reqwest::Client::new();
+        // No Content-Length, closed-delimited, 1 GiB: the client stops early.
+        let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_owned();
+        let (port, server) = flooding_server(head, 1 << 30).await;
+        let err = send(
+            &client,
+            &wifi,
+            4,
+            request(format!("http://127.0.0.1:{port}/")),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(err.0, ErrorCode::NetworkUnreachable);
+        assert!(err.1.contains("larger than"), "{}", err.1);
+        let sent = server.await.expect("server task");
+        assert!(
+            sent < 64 << 20,
+            "the client read {sent} bytes before giving up"
+        );
+        // A Content-Length over the limit is refused before the body.
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1 << 30);
+        let (port, _server) = flooding_server(head, 0).await;
+        let err = send(
+            &client,
+            &wifi,
+            5,
+            request(format!("http://127.0.0.1:{port}/")),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.1.contains("larger than"), "{}", err.1);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! run on tokio; the instance never waits for them.
 
 mod channel;
-mod http;
+pub(crate) mod http;
 mod mqtt;
 mod timers;
 

@@ -146,12 +146,28 @@ pub fn check(
     if m.world != WORLD {
         return Err(Refusal::WrongWorld(m.world.clone()));
     }
-    let parse = |v: &str| Version::parse(v).map_err(|e| BundleError::Malformed(e.to_string()));
-    let host = parse(HOST_VERSION)?;
-    if parse(&m.min_host_version)? > host {
+    let host = semver(HOST_VERSION)?;
+    if semver(&m.min_host_version)? > host {
         return Err(Refusal::HostTooOld(m.min_host_version.clone()));
     }
-    if parse(&m.version)? < parse(current_version)? {
+    check_order(&bundle, current_version, last_sequence)?;
+    Ok(bundle)
+}
+
+fn semver(v: &str) -> Result<Version, Refusal> {
+    Version::parse(v).map_err(|e| Refusal::Bundle(BundleError::Malformed(e.to_string())))
+}
+
+/// The part of [`check`] that depends on what the host ran and accepted before: no lower
+/// version, no sequence at or below the highest accepted. Checked again at swap time,
+/// since another update may have been accepted while this one was compiled.
+pub fn check_order(
+    bundle: &Bundle,
+    current_version: &str,
+    last_sequence: u64,
+) -> Result<(), Refusal> {
+    let m = &bundle.manifest;
+    if semver(&m.version)? < semver(current_version)? {
         return Err(Refusal::Downgrade {
             new: m.version.clone(),
             current: current_version.to_owned(),
@@ -163,7 +179,7 @@ pub fn check(
             last: last_sequence,
         });
     }
-    Ok(bundle)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -108,12 +108,8 @@ async fn download(
         .send()
         .await?
         .error_for_status()?;
-    let bytes = response.bytes().await?;
-    anyhow::ensure!(
-        bytes.len() <= tether_proto::bundle::MAX_COMPONENT + 8192,
-        "the bundle is too large"
-    );
-    Ok(bytes.to_vec())
+    let max = tether_proto::bundle::MAX_COMPONENT + 8192;
+    Ok(crate::providers::http::read_capped(response, max).await?)
 }
 
 /// Reports each new `last_outcome` of the update slots; retries every few seconds until
