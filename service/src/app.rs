@@ -50,7 +50,7 @@ pub struct AppState {
     /// Rate limits.
     pub limits: Arc<RateLimits>,
     /// Bounds concurrent password checks.
-    pub password_checks: Arc<users::PasswordChecks>,
+    pub password_checks: Arc<crate::passwords::PasswordChecks>,
     /// The embedded broker.
     pub broker: Arc<Broker>,
     /// The service's own MQTT client.

@@ -19,6 +19,7 @@ pub mod modules;
 pub mod openapi;
 pub mod ops;
 pub mod pairing_tokens;
+pub mod passwords;
 pub mod rate_limit;
 pub mod reports;
 pub mod server;

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -26,19 +26,6 @@ pub const ACCESS_TOKEN_SECS: u64 = 3600;
 pub const MIN_PASSWORD: usize = 8;
 /// Longest accepted password (bytes): Argon2 hashes all of it.
 pub const MAX_PASSWORD: usize = 1024;
-/// How long a login waits for an Argon2 permit before it is answered 429.
-const PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Bounds the password checks that run at once: each takes Argon2's 19 MiB.
-#[derive(Debug)]
-pub struct PasswordChecks(tokio::sync::Semaphore);
-
-impl Default for PasswordChecks {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Self(tokio::sync::Semaphore::new(cores.clamp(2, 8)))
-    }
-}
 
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,10 +164,6 @@ async fn issue_token(
     }
     state.limits.login_client.check(&client.to_string())?;
     state.limits.login_account.refuse_if_spent(&req.username)?;
-    let _permit = tokio::time::timeout(PERMIT_WAIT, state.password_checks.0.acquire())
-        .await
-        .map_err(|_| ApiError::RateLimited(1))?
-        .map_err(|_| ApiError::Internal(anyhow::anyhow!("password checks closed")))?;
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = ?")
             .bind(&req.username)
@@ -190,19 +173,11 @@ async fn issue_token(
         Some((_, hash, _)) => (hash.as_str(), true),
         None => (decoy_hash(), false),
     };
-    let password = req.password.clone();
-    let hash = hash.to_owned();
-    let verified = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.expose().as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .context("password check panicked")?;
+    let verified = state
+        .password_checks
+        .verify(req.password.clone(), hash.to_owned())
+        .await
+        .map_err(|_| ApiError::RateLimited(1))?;
     let Some((id, _, role)) = row.filter(|_| verified && found) else {
         // Only failures count against the account, and the window ends.
         let _ = state.limits.login_account.check(&req.username);

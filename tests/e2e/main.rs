@@ -3,4 +3,5 @@
 
 mod demo;
 mod fleet;
+mod flood;
 mod lifecycle;
