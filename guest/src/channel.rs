@@ -47,10 +47,19 @@ pub enum Output {
     Close(u32),
 }
 
+/// A connection's bytes not yet part of a complete line, and how far they have been
+/// searched for a line end (so a line sent a byte at a time is scanned once, not once
+/// per byte).
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    scanned: usize,
+}
+
 /// Line assembly for every open connection.
 #[derive(Debug, Default)]
 pub struct Channel {
-    buffers: BTreeMap<u32, Vec<u8>>,
+    buffers: BTreeMap<u32, Pending>,
 }
 
 impl Channel {
@@ -59,19 +68,24 @@ impl Channel {
         if self.buffers.len() >= MAX_CONNECTIONS {
             return refuse(conn, ErrorCode::Busy, "too many channel connections");
         }
-        self.buffers.insert(conn, Vec::new());
+        self.buffers.insert(conn, Pending::default());
         Vec::new()
     }
 
     /// Bytes arrived: complete lines become requests; a bad line ends the connection.
     pub fn data(&mut self, conn: u32, bytes: &[u8]) -> (Vec<Request>, Vec<Output>) {
-        let Some(buffer) = self.buffers.get_mut(&conn) else {
+        let Some(pending) = self.buffers.get_mut(&conn) else {
             return (Vec::new(), Vec::new());
         };
-        buffer.extend_from_slice(bytes);
+        pending.bytes.extend_from_slice(bytes);
         let mut requests = Vec::new();
-        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
+        while let Some(at) = pending.bytes[pending.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let end = pending.scanned + at;
+            let line: Vec<u8> = pending.bytes.drain(..=end).collect();
+            pending.scanned = 0;
             match parse(&line[..line.len() - 1]) {
                 Ok(Some(request)) => requests.push(request),
                 Ok(None) => {}
@@ -81,7 +95,8 @@ impl Channel {
                 }
             }
         }
-        if buffer.len() > MAX_LINE {
+        pending.scanned = pending.bytes.len();
+        if pending.bytes.len() > MAX_LINE {
             self.buffers.remove(&conn);
             return (
                 requests,
