@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// How long each pairing phase took, in milliseconds; every field is optional.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseTimings {
@@ -25,6 +26,7 @@ pub struct PhaseTimings {
 }
 
 /// What a device sends to activate, signed with its authkey.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
@@ -47,6 +49,7 @@ pub struct ActivateRequest {
 }
 
 /// A device's MQTT login.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MqttCredentials {
     /// Broker address, `host:port` or `mqtt(s)://host:port`.
@@ -62,6 +65,7 @@ pub struct MqttCredentials {
 }
 
 /// The device's own topics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topics {
     /// Cloud to device: `smart/device/in/<dev_id>`.
@@ -72,6 +76,7 @@ pub struct Topics {
 }
 
 /// The cloud's answer to a successful activation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivateResponse {
     /// The device id, kept across re-activations by the same owner.
@@ -88,11 +93,13 @@ pub struct ActivateResponse {
 
 /// Body of a credential refresh: empty today, strict so that a misspelt future field is
 /// noticed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsRequest {}
 
 /// The cloud's answer to a credential refresh.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialsResponse {
     /// Fresh MQTT login.

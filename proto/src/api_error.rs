@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ErrorCode;
 
 /// An error answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiErrorBody {
     /// The error.
@@ -12,6 +13,7 @@ pub struct ApiErrorBody {
 }
 
 /// Code and message of an error answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// Stable snake_case code. The API has codes beyond the pairing ones (such as

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The request a device sends.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlConfigRequest {
@@ -22,6 +23,7 @@ fn default_env() -> String {
 }
 
 /// One endpoint wanted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlConfigItem {
@@ -33,6 +35,7 @@ pub struct UrlConfigItem {
 }
 
 /// The endpoints IoT DNS knows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum EndpointKey {
@@ -47,6 +50,7 @@ pub enum EndpointKey {
 }
 
 /// One endpoint's address.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// URL or `host:port`.
@@ -54,6 +58,7 @@ pub struct Endpoint {
 }
 
 /// The cloud's answer. Keys not configured on the service are absent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UrlConfigResponse {
     /// Plain HTTP API base URL.

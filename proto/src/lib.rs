@@ -9,6 +9,8 @@ pub mod bundle;
 pub mod error_code;
 pub mod iot_dns;
 pub mod mqtt;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod random;
 pub mod reports;
 pub mod secret;

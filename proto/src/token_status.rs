@@ -8,18 +8,22 @@ use crate::reports::Phase;
 use crate::{ErrorCode, Secret};
 
 /// Body of a token request; the service applies its defaults to absent fields.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
-    /// Lifetime in seconds (default 600).
+    /// Lifetime in seconds, 30-86400 (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 30, maximum = 86400))]
     pub ttl_secs: Option<u32>,
-    /// How many devices the token may activate (default 1, at most 50).
+    /// How many devices the token may activate, 1-50 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
     pub max_devices: Option<u32>,
 }
 
 /// A new token. Only this answer carries the secret part.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTokenResponse {
     /// All 14 characters, for the device.
@@ -33,6 +37,7 @@ pub struct CreateTokenResponse {
 }
 
 /// Where a token stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenState {
@@ -47,6 +52,7 @@ pub enum TokenState {
 }
 
 /// A device a token activated.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenDevice {
     /// Device id.
@@ -58,6 +64,7 @@ pub struct TokenDevice {
 }
 
 /// A failure reported for a token.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenFailure {
     /// Licence uuid of the reporting device.
@@ -75,6 +82,7 @@ pub struct TokenFailure {
 }
 
 /// A token's status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenStatus {
     /// The public part of the token (region and token id, 10 characters).

@@ -3,7 +3,7 @@
 //! then the session is closed and the credentials stop working).
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,11 +13,11 @@ use tether_proto::mqtt::{Envelope, Protocol};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;
 
 /// A device as its owner sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeviceView {
     /// Device id.
     pub dev_id: String,
@@ -45,11 +45,20 @@ pub struct DeviceView {
 }
 
 /// Body of a command.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     /// Data points to set, by id.
     pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Answer to a command.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandAccepted {
+    /// The device.
+    pub dev_id: String,
+    /// Whether it was online, so got the command now.
+    pub online: bool,
 }
 
 const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome";
@@ -76,7 +85,10 @@ async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> ApiResult<DeviceVie
     .ok_or(ApiError::NotFound("device"))
 }
 
-async fn list_devices(
+/// The caller's devices.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, description = "the devices", body = Vec<DeviceView>), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn list_devices(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<Json<Vec<DeviceView>>> {
@@ -90,10 +102,13 @@ async fn list_devices(
 }
 
 /// One device, with the state of its newest component rollout (if any) as `rollout`.
-async fn get_device(
+#[utoipa::path(get, path = "/v1/devices/{dev_id}", tag = "devices", security(("bearer" = [])),
+    params(("dev_id" = String, Path, description = "device id")),
+    responses((status = 200, description = "the device, with `rollout`", body = DeviceView), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn get_device(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(dev_id): Path<String>,
+    ApiPath(dev_id): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let device = owned(&state.db, user.id, &dev_id).await?;
     let mut view = serde_json::to_value(device).map_err(anyhow::Error::from)?;
@@ -103,12 +118,17 @@ async fn get_device(
     Ok(Json(view))
 }
 
-async fn send_command(
+/// Send data points to the device (protocol 5).
+#[utoipa::path(post, path = "/v1/devices/{dev_id}/commands", tag = "devices", security(("bearer" = [])),
+    params(("dev_id" = String, Path, description = "device id")),
+    request_body = CommandRequest,
+    responses((status = 202, description = "routed to the device's session, if it is online", body = CommandAccepted), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the command is larger than a device takes", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn send_command(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(dev_id): Path<String>,
+    ApiPath(dev_id): ApiPath<String>,
     ApiJson(req): ApiJson<CommandRequest>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<CommandAccepted>)> {
     let device = owned(&state.db, user.id, &dev_id).await?;
     if req.data.is_empty() {
         return Err(ApiError::BadRequest(
@@ -123,23 +143,31 @@ async fn send_command(
     state.broker.publish(&device.dev_id, &envelope).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"dev_id": device.dev_id, "online": device.online})),
+        Json(CommandAccepted {
+            dev_id: device.dev_id,
+            online: device.online,
+        }),
     ))
 }
 
 /// Query of `DELETE /v1/devices/{dev_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct UnbindQuery {
+pub(crate) struct UnbindQuery {
     /// Also factory-reset the device (protocol 11 instead of 8).
     #[serde(default)]
     reset: bool,
 }
 
-async fn unbind_device(
+/// Unbind: revoke the credentials, tell the device (protocol 8, or 11 with `reset`), close its session.
+#[utoipa::path(delete, path = "/v1/devices/{dev_id}", tag = "devices", security(("bearer" = [])),
+    params(("dev_id" = String, Path, description = "device id"), UnbindQuery),
+    responses((status = 204, description = "unbound"), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn unbind_device(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(dev_id): Path<String>,
+    ApiPath(dev_id): ApiPath<String>,
     query: Result<Query<UnbindQuery>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;

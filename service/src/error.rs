@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A component bundle failed its checks.
     #[error("{0}")]
     Bundle(#[from] tether_proto::bundle::BundleError),
+    /// The service is not set up for this request (a missing setting, named).
+    #[error("{0}")]
+    NotConfigured(String),
     /// Too many requests; retry after this many seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -98,6 +101,8 @@ impl ApiError {
                 }
             }
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            // The request is valid, the service's state does not allow it: a conflict.
+            Self::NotConfigured(_) => (StatusCode::CONFLICT, "not_configured"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

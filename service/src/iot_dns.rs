@@ -28,7 +28,11 @@ pub fn endpoints(state: &AppState, region: &str) -> Option<RegionEndpoints> {
     state.config.extra_regions.get(region).cloned()
 }
 
-async fn url_config(
+/// IoT DNS: the endpoints of a region.
+#[utoipa::path(post, path = "/v2/url_config", tag = "devices", security(()),
+    request_body = UrlConfigRequest,
+    responses((status = 200, description = "the endpoints asked for", body = UrlConfigResponse), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "region_unknown", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn url_config(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<UrlConfigRequest>,
 ) -> ApiResult<Json<UrlConfigResponse>> {

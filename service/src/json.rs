@@ -2,8 +2,9 @@
 //! labelled body is a 4xx with a message that names the problem.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -11,7 +12,8 @@ use crate::error::ApiError;
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON body; rejections become [`ApiError`]s.
+/// A JSON body; rejections become [`ApiError`]s. Every body of this API is an object:
+/// an array (which serde would also map onto a struct's fields) is refused.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -19,9 +21,56 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => from_object(value).map(Self),
             Err(rejection) => Err(rejection_error(&rejection)),
+        }
+    }
+}
+
+fn from_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    integral_numbers(&mut value);
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Writes numbers such as `3.0` as the integers they are, so that an integer field takes
+/// every JSON number JSON Schema calls an integer.
+fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exact: every integer below 2^53 is a float without loss.
+                let i = f as i64;
+                *value = Value::from(i);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// A path parameter; a malformed one is a typed 400 (axum's own answer is plain text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }
 }
@@ -41,6 +90,28 @@ fn rejection_error(rejection: &JsonRejection) -> ApiError {
 /// Parses a JSON body that was already read (signed device requests read the bytes first
 /// to verify them).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    let value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    from_object(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        n: u32,
+    }
+
+    #[test]
+    fn integral_floats_fill_integer_fields_and_other_shapes_are_refused() {
+        let body: Body = from_object(serde_json::json!({"n": 392.0})).expect("392.0 is 392");
+        assert_eq!(body.n, 392);
+        assert!(from_object::<Body>(serde_json::json!({"n": 392.5})).is_err());
+        assert!(
+            from_object::<Body>(serde_json::json!([392])).is_err(),
+            "arrays are no objects"
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub const PRODUCT_KEY_LEN: usize = 16;
 pub const MAX_COUNT: u32 = 1000;
 
 /// One device identity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct License {
     /// 20 lower-case letters and digits.
     pub uuid: String,
@@ -34,12 +34,14 @@ pub struct License {
 }
 
 /// Body of `POST /v1/licenses`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     /// Product the devices belong to; created if new.
+    #[schema(pattern = "^[A-Za-z0-9]{16}$")]
     pub product_key: String,
     /// How many identities, 1-1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: u32,
 }
 
@@ -113,7 +115,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/licenses", post(issue_licenses))
 }
 
-async fn issue_licenses(
+/// Issue device identities (the authkeys are shown only here).
+#[utoipa::path(post, path = "/v1/licenses", tag = "admin", security(("bearer" = [])),
+    request_body = IssueRequest,
+    responses((status = 201, description = "issued", body = Vec<License>), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "needs the admin role", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn issue_licenses(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<IssueRequest>,

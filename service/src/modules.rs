@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::broker::{Broker, Subscribed};
 use crate::device_auth::SignedDevice;
 use crate::error::{ApiError, ApiResult};
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiPath};
 use crate::users::{AdminUser, AuthUser};
 
 /// Largest bundle accepted: the component limit plus its manifest and signature.
@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A stored module, as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ModuleView {
     /// Module id.
     pub id: i64,
@@ -60,7 +60,12 @@ pub struct ModuleView {
     pub created_at: i64,
 }
 
-async fn upload(
+/// Store a signed component bundle, checked against the module keys.
+#[utoipa::path(post, path = "/v1/modules", tag = "admin", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "a bundle from `tether module sign`, up to 16 MiB"),
+    responses((status = 201, description = "stored", body = ModuleView),
+        (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "needs the admin role, or the bundle's key is not trusted", body = tether_proto::api_error::ApiErrorBody), (status = 409, description = "a module with that sequence exists, or no module keys are configured", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn upload(
     State(state): State<AppState>,
     _admin: AdminUser,
     body: Bytes,
@@ -72,7 +77,7 @@ async fn upload(
         .map(|k| public_key_from_hex(k))
         .collect::<Result<Vec<_>, _>>()?;
     if trusted.is_empty() {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::NotConfigured(
             "no module keys are configured (serve --module-key)".into(),
         ));
     }
@@ -124,7 +129,13 @@ async fn module(db: &SqlitePool, id: i64) -> ApiResult<ModuleView> {
     .ok_or(ApiError::NotFound("module"))
 }
 
-async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<ModuleView>>> {
+/// The stored modules.
+#[utoipa::path(get, path = "/v1/modules", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "the modules", body = Vec<ModuleView>), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "needs the admin role", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<Vec<ModuleView>>> {
     user.require_admin()?;
     let modules = sqlx::query_as(
         "SELECT id, version, sequence, sha256, size, created_at FROM modules ORDER BY id",
@@ -135,31 +146,57 @@ async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<V
 }
 
 /// Body of `POST /v1/modules/{id}/rollouts`: a product or a list of devices.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum RolloutRequest {
     /// Every device of this product, including ones activated later.
-    pub product_key: Option<String>,
+    Product(ProductTarget),
     /// These devices.
-    pub devices: Option<Vec<String>>,
+    Devices(DeviceTargets),
 }
 
-async fn create_rollout(
+/// A rollout to a product.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductTarget {
+    /// The product.
+    pub product_key: String,
+}
+
+/// A rollout to listed devices.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTargets {
+    /// Their dev-ids.
+    #[schema(min_items = 1)]
+    pub devices: Vec<String>,
+}
+
+/// Roll a module out to a product's devices or to listed devices.
+#[utoipa::path(post, path = "/v1/modules/{id}/rollouts", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "module id")),
+    request_body = RolloutRequest,
+    responses((status = 201, description = "rolled out", body = RolloutCreated), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "needs the admin role", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn create_rollout(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RolloutRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RolloutCreated>)> {
     user.require_admin()?;
     let module = module(&state.db, id).await?;
-    let targets: Vec<String> = match (&req.product_key, &req.devices) {
-        (Some(product), None) => {
+    let product_key = match &req {
+        RolloutRequest::Product(target) => Some(target.product_key.clone()),
+        RolloutRequest::Devices(_) => None,
+    };
+    let targets: Vec<String> = match &req {
+        RolloutRequest::Product(target) => {
             sqlx::query_scalar("SELECT dev_id FROM devices WHERE product_key = ?")
-                .bind(product)
+                .bind(&target.product_key)
                 .fetch_all(&state.db)
                 .await?
         }
-        (None, Some(devices)) if !devices.is_empty() => {
+        RolloutRequest::Devices(DeviceTargets { devices }) if !devices.is_empty() => {
             for dev_id in devices {
                 let known: Option<i64> =
                     sqlx::query_scalar("SELECT 1 FROM devices WHERE dev_id = ?")
@@ -167,12 +204,12 @@ async fn create_rollout(
                         .fetch_optional(&state.db)
                         .await?;
                 if known.is_none() {
-                    return Err(ApiError::BadRequest(format!("no device {dev_id}")));
+                    return Err(ApiError::NotFound("device"));
                 }
             }
             devices.clone()
         }
-        _ => {
+        RolloutRequest::Devices(_) => {
             return Err(ApiError::BadRequest(
                 "give either product_key or a non-empty devices list".into(),
             ));
@@ -184,7 +221,7 @@ async fn create_rollout(
         "INSERT INTO rollouts (module_id, product_key, created_at) VALUES (?, ?, ?) RETURNING id",
     )
     .bind(id)
-    .bind(&req.product_key)
+    .bind(&product_key)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
@@ -217,14 +254,29 @@ async fn create_rollout(
     tracing::info!(rollout, module = id, version = %module.version, targeted = targets.len(), notified, "rollout created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "rollout_id": rollout,
-            "module_id": id,
-            "version": module.version,
-            "targeted": targets.len(),
-            "notified": notified,
-        })),
+        Json(RolloutCreated {
+            rollout_id: rollout,
+            module_id: id,
+            version: module.version,
+            targeted: targets.len(),
+            notified,
+        }),
     ))
+}
+
+/// Answer to `POST /v1/modules/{id}/rollouts`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RolloutCreated {
+    /// The rollout.
+    pub rollout_id: i64,
+    /// The module rolled out.
+    pub module_id: i64,
+    /// Its component version.
+    pub version: String,
+    /// Devices it targets now.
+    pub targeted: usize,
+    /// Devices notified at once (online ones).
+    pub notified: usize,
 }
 
 /// Sends `dev_id` the notice of its newest pending rollout (adding the device to the
@@ -312,9 +364,13 @@ fn signed_dev_id(device: &SignedDevice) -> ApiResult<&str> {
     }
 }
 
-async fn download(
+/// Download a bundle rolled out to the signing device.
+#[utoipa::path(get, path = "/v1/modules/{id}/bundle", tag = "devices", security(("tetherHmac" = [])),
+    params(("id" = i64, Path, description = "module id")),
+    responses((status = 200, description = "the bundle", body = Vec<u8>, content_type = "application/octet-stream"), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn download(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     device: SignedDevice,
 ) -> ApiResult<impl IntoResponse> {
     let dev_id = signed_dev_id(&device)?;
@@ -332,7 +388,7 @@ async fn download(
 }
 
 /// Body of `POST /v1/devices/{dev_id}/module-status`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleStatusReport {
     /// The component version the report is about.
@@ -347,9 +403,14 @@ pub struct ModuleStatusReport {
     pub running: String,
 }
 
-async fn report_status(
+/// Report an update outcome.
+#[utoipa::path(post, path = "/v1/devices/{dev_id}/module-status", tag = "devices", security(("tetherHmac" = [])),
+    params(("dev_id" = String, Path, description = "the signing device")),
+    request_body = ModuleStatusReport,
+    responses((status = 204, description = "stored"), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "another device's status", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn report_status(
     State(state): State<AppState>,
-    Path(path_dev_id): Path<String>,
+    ApiPath(path_dev_id): ApiPath<String>,
     device: SignedDevice,
 ) -> ApiResult<StatusCode> {
     let dev_id = signed_dev_id(&device)?;

@@ -25,7 +25,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/pairing-reports", post(store_report))
 }
 
-async fn store_report(
+/// Report how pairing with a token went.
+#[utoipa::path(post, path = "/v1/pairing-reports", tag = "devices", security(("tetherHmac" = [])),
+    request_body = PairingReport,
+    responses((status = 204, description = "stored"), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 409, description = "the token has its most reports", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many requests; see Retry-After", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn store_report(
     State(state): State<AppState>,
     signed: SignedDevice,
 ) -> ApiResult<StatusCode> {

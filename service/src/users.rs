@@ -24,7 +24,7 @@ use crate::keys::{API_AUDIENCE, UserClaims};
 pub const ACCESS_TOKEN_SECS: u64 = 3600;
 /// Shortest accepted password.
 pub const MIN_PASSWORD: usize = 8;
-/// Longest accepted password (bytes): Argon2 hashes all of it.
+/// Longest accepted password (characters): Argon2 hashes all of it.
 pub const MAX_PASSWORD: usize = 1024;
 
 /// A user's role.
@@ -46,17 +46,19 @@ impl Role {
 }
 
 /// Body of a login.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Account name.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub username: String,
     /// Password.
+    #[schema(value_type = String, max_length = 1024)]
     pub password: Secret,
 }
 
 /// Answer to a login.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// The JWT to send as `Authorization: Bearer …`.
     pub access_token: Secret,
@@ -73,7 +75,7 @@ pub enum UserError {
     #[error("a username has 1-64 letters, digits, '.', '_' or '-'")]
     BadName,
     /// The password is too short or too long.
-    #[error("a password has at least {MIN_PASSWORD} characters and at most {MAX_PASSWORD} bytes")]
+    #[error("a password has {MIN_PASSWORD}-{MAX_PASSWORD} characters")]
     WeakPassword,
     /// The name is taken.
     #[error("the username {0:?} is taken")]
@@ -102,7 +104,8 @@ pub async fn create(
     if !valid_name(name) {
         return Err(UserError::BadName);
     }
-    if password.expose().chars().count() < MIN_PASSWORD || password.expose().len() > MAX_PASSWORD {
+    let chars = password.expose().chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
         return Err(UserError::WeakPassword);
     }
     let hash = hash_password(password)?;
@@ -151,16 +154,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/auth/token", post(issue_token))
 }
 
-async fn issue_token(
+/// Log in: an access token for the account.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "users", security(()),
+    request_body = LoginRequest,
+    responses((status = 200, description = "logged in", body = LoginResponse), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "wrong username or password", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many requests; see Retry-After", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn issue_token(
     State(state): State<AppState>,
     client: crate::server::ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    if !valid_name(&req.username) || req.password.expose().len() > MAX_PASSWORD {
-        return Err(ApiError::BadRequest(
-            "a username has 1-64 letters, digits, '.', '_' or '-', and a password at most 1024 bytes"
-                .into(),
-        ));
+    if !valid_name(&req.username) || req.password.expose().chars().count() > MAX_PASSWORD {
+        return Err(ApiError::BadRequest(format!(
+            "a username has 1-64 letters, digits, '.', '_' or '-', and a password at most {MAX_PASSWORD} characters"
+        )));
     }
     state.limits.login_client.check(&client.to_string())?;
     state.limits.login_account.refuse_if_spent(&req.username)?;

@@ -7,7 +7,7 @@ mod writer;
 
 pub use writer::Binder;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use tether_proto::activation::{
@@ -21,6 +21,7 @@ use tether_proto::{ErrorCode, Secret, mqtt};
 use crate::app::AppState;
 use crate::device_auth::SignedDevice;
 use crate::error::{ApiError, ApiResult};
+use crate::json::ApiPath;
 use crate::keys::{Acl, DeviceClaims, MQTT_AUDIENCE};
 use crate::pairing_tokens;
 
@@ -37,7 +38,12 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn activate_device(
+/// Activate a device with a pairing token (signed with the authkey).
+#[utoipa::path(post, path = "/v1/devices/activate", tag = "devices", security(("tetherHmac" = [])),
+    request_body = ActivateRequest,
+    responses((status = 200, description = "activated", body = ActivateResponse),
+        (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 409, description = "token_used or dev_already_bound", body = tether_proto::api_error::ApiErrorBody), (status = 410, description = "token_expired", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many requests; see Retry-After", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn activate_device(
     State(state): State<AppState>,
     signed: SignedDevice,
 ) -> ApiResult<Json<ActivateResponse>> {
@@ -124,9 +130,14 @@ pub fn credentials(state: &AppState, dev_id: &str, generation: i64) -> ApiResult
     })
 }
 
-async fn refresh_credentials(
+/// Fresh MQTT credentials (signed with the dev-secret).
+#[utoipa::path(post, path = "/v1/devices/{dev_id}/mqtt-credentials", tag = "devices", security(("tetherHmac" = [])),
+    params(("dev_id" = String, Path, description = "the signing device")),
+    request_body(content = CredentialsRequest, description = "empty, or {}"),
+    responses((status = 200, description = "new credentials", body = CredentialsResponse), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn refresh_credentials(
     State(state): State<AppState>,
-    Path(dev_id): Path<String>,
+    ApiPath(dev_id): ApiPath<String>,
     signed: SignedDevice,
 ) -> ApiResult<Json<CredentialsResponse>> {
     if signed.principal != Principal::DevId(dev_id.clone()) {

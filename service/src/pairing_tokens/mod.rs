@@ -12,7 +12,7 @@ pub use store::{
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use tether_proto::{ErrorCode, PairingToken, Secret};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;
 
 /// Default lifetime of a token.
@@ -47,7 +47,11 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn create_token(
+/// Create a pairing token (its secret part is shown only here).
+#[utoipa::path(post, path = "/v1/pairing-tokens", tag = "pairing tokens", security(("bearer" = [])),
+    request_body = CreateTokenRequest,
+    responses((status = 201, description = "created", body = CreateTokenResponse), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many requests; see Retry-After", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<CreateTokenRequest>,
@@ -95,17 +99,23 @@ async fn create_token(
 }
 
 /// Query of `GET /v1/pairing-tokens/{token}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct WaitQuery {
+pub(crate) struct WaitQuery {
     /// Seconds to wait for a change (0-60).
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
 }
 
-async fn get_token(
+/// A token's state, devices and failures; `wait` long-polls for a change.
+#[utoipa::path(get, path = "/v1/pairing-tokens/{token}", tag = "pairing tokens", security(("bearer" = [])),
+    params(("token" = String, Path, description = "the public id (10 characters) or the whole token"), WaitQuery),
+    responses((status = 200, description = "the token", body = TokenStatus), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many long-polls at once", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn get_token(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<TokenStatus>> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -136,10 +146,14 @@ async fn get_token(
     }
 }
 
-async fn revoke_token(
+/// Revoke a token.
+#[utoipa::path(delete, path = "/v1/pairing-tokens/{token}", tag = "pairing tokens", security(("bearer" = [])),
+    params(("token" = String, Path, description = "the public id or the whole token")),
+    responses((status = 204, description = "revoked"), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody)))]
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let public_id = public_id_of(&token)?;
     let updated =
