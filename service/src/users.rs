@@ -75,7 +75,7 @@ pub enum UserError {
     #[error("a username has 1-64 letters, digits, '.', '_' or '-'")]
     BadName,
     /// The password is too short or too long.
-    #[error("a password has {MIN_PASSWORD}-{MAX_PASSWORD} characters")]
+    #[error("a password has at least {MIN_PASSWORD} characters (and at most {MAX_PASSWORD})")]
     WeakPassword,
     /// The name is taken.
     #[error("the username {0:?} is taken")]

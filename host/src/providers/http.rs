@@ -186,6 +186,11 @@ mod tests {
         wifi
     }
 
+    /// Sends a request to `url` through a fresh client on `wifi`.
+    async fn fetch(wifi: &SimWifi, id: u32, url: String) -> Result<Response, (ErrorCode, String)> {
+        send(&reqwest::Client::new(), wifi, id, request(url)).await
+    }
+
     fn request(url: String) -> Request {
         Request {
             method: Method::Post,
@@ -219,16 +224,10 @@ mod tests {
                 drop(stream);
             }
         });
-        let client = reqwest::Client::new();
         let wifi = joined().await;
-        let err = send(
-            &client,
-            &wifi,
-            2,
-            request(format!("https://127.0.0.1:{port}/")),
-        )
-        .await
-        .expect_err("handshake fails");
+        let err = fetch(&wifi, 2, format!("https://127.0.0.1:{port}/"))
+            .await
+            .expect_err("handshake fails");
         assert_eq!(err.0, ErrorCode::NetworkUnreachable, "{}", err.1);
     }
 
@@ -265,18 +264,12 @@ mod tests {
     #[tokio::test]
     async fn an_endless_or_oversized_response_is_refused_while_it_streams() {
         let wifi = joined().await;
-        let client = reqwest::Client::new();
         // No Content-Length, closed-delimited, 1 GiB: the client stops early.
         let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_owned();
         let (port, server) = flooding_server(head, 1 << 30).await;
-        let err = send(
-            &client,
-            &wifi,
-            4,
-            request(format!("http://127.0.0.1:{port}/")),
-        )
-        .await
-        .expect_err("refused");
+        let err = fetch(&wifi, 4, format!("http://127.0.0.1:{port}/"))
+            .await
+            .expect_err("refused");
         assert_eq!(err.0, ErrorCode::NetworkUnreachable);
         assert!(err.1.contains("larger than"), "{}", err.1);
         let sent = server.await.expect("server task");
@@ -287,14 +280,9 @@ mod tests {
         // A Content-Length over the limit is refused before the body.
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1 << 30);
         let (port, _server) = flooding_server(head, 0).await;
-        let err = send(
-            &client,
-            &wifi,
-            5,
-            request(format!("http://127.0.0.1:{port}/")),
-        )
-        .await
-        .expect_err("refused");
+        let err = fetch(&wifi, 5, format!("http://127.0.0.1:{port}/"))
+            .await
+            .expect_err("refused");
         assert!(err.1.contains("larger than"), "{}", err.1);
     }
 
@@ -312,16 +300,10 @@ mod tests {
                 let _ = stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\n{}").await;
             }
         });
-        let client = reqwest::Client::new();
         let wifi = joined().await;
-        let response = send(
-            &client,
-            &wifi,
-            3,
-            request(format!("http://127.0.0.1:{port}/")),
-        )
-        .await
-        .expect("answered");
+        let response = fetch(&wifi, 3, format!("http://127.0.0.1:{port}/"))
+            .await
+            .expect("answered");
         assert_eq!(
             (response.id, response.status, response.body.as_slice()),
             (3, 429, &b"{}"[..])
