@@ -126,6 +126,7 @@ impl Application {
     /// listeners.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let db = crate::db::open(&config.data_dir).await?;
+        crate::device_auth::sweep_nonces(db.clone());
         let keys = Keys::load_or_create(&config.data_dir)?;
         if let Some((name, password)) = &config.bootstrap_admin
             && !users::exists(&db, name).await?

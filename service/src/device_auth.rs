@@ -88,18 +88,23 @@ async fn record_durably(state: &AppState, nonce: &Nonce) -> Result<bool, ApiErro
     Ok(nonce.record(&mut conn).await?)
 }
 
+/// Forgets the nonces that expired before `now` (Unix seconds); how many.
+pub async fn forget_expired_nonces(db: &sqlx::SqlitePool, now: u64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
+        .bind(crate::db_time(now))
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Forgets nonces that can no longer pass the timestamp check, every minute, for as long
-/// as the database is open.
+/// as the database is open, so the table holds about ten minutes of signed requests.
 pub fn sweep_nonces(db: sqlx::SqlitePool) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         while !db.is_closed() {
             every.tick().await;
-            let now = crate::db_time(crate::unix_now());
-            if let Err(e) = sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
-                .bind(now)
-                .execute(&db)
-                .await
+            if let Err(e) = forget_expired_nonces(&db, crate::unix_now()).await
                 && !db.is_closed()
             {
                 tracing::warn!(error = %e, "failed to forget old nonces");

@@ -87,4 +87,15 @@ async fn a_captured_activation_cannot_be_replayed_after_a_restart() {
         "signature_error",
     );
     assert!(replayed.get("dev_secret").is_none());
+
+    // Kept only while a request could still pass the timestamp check (±300 s).
+    let pool = tether_service::db::open(w.dir.path()).await.expect("opens");
+    let forget = |at| tether_service::device_auth::forget_expired_nonces(&pool, at);
+    assert_eq!(
+        forget(now()).await.expect("sweeps"),
+        0,
+        "still in the window"
+    );
+    assert!(forget(now() + 601).await.expect("sweeps") >= 1);
+    pool.close().await;
 }
