@@ -72,17 +72,20 @@ impl User {
             .expect("tether starts")
     }
 
-    /// `tether provision` of the device whose channel is `channel` with `password`,
-    /// plus any extra arguments.
+    /// `tether provision` of the device whose channel is `channel` with `password`
+    /// (passed in a file, as a user should), plus any extra arguments.
     pub fn provision(&self, channel: &str, password: &str, extra: &[&str]) -> Output {
+        let file = self.home.path().join("wifi-password");
+        std::fs::write(&file, format!("{password}\n")).expect("password file written");
+        let file = file.to_str().expect("a UTF-8 path").to_owned();
         let mut args = vec![
             "provision",
             "--device",
             channel,
             "--ssid",
             crate::SSID,
-            "--password",
-            password,
+            "--password-file",
+            &file,
         ];
         args.extend_from_slice(extra);
         self.tether(&args)

@@ -204,6 +204,17 @@ async fn tokens_and_errors_have_their_commands_and_exit_codes() {
         "EUaaaaaaaaAAAA",
     ]);
     assert_eq!(code, 6, "a token the cloud does not know: {err}");
+    let (code, _, err) = w.tether(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--ssid",
+        "home",
+        "--password-file",
+        "/nonexistent/wifi-password",
+    ]);
+    assert_eq!(code, 10, "an unreadable password file: {err}");
+    assert!(err.contains("/nonexistent/wifi-password"), "{err}");
 
     let out = Command::new(BIN)
         .args(["devices"])

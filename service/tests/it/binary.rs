@@ -40,6 +40,9 @@ fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 /// Starts `serve` and returns the child, its log lines as they come, and the bound
 /// HTTP address.
 fn serve(data_dir: &str) -> (Child, mpsc::Receiver<String>, String) {
+    // The admin's password comes from a file, not the command line or the environment.
+    let admin_file = format!("{data_dir}/admin.secret");
+    std::fs::write(&admin_file, "root:r00t-passw0rd\n").expect("admin file written");
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -51,8 +54,9 @@ fn serve(data_dir: &str) -> (Child, mpsc::Receiver<String>, String) {
             data_dir,
             "--log-format",
             "json",
+            "--bootstrap-admin-file",
+            &admin_file,
         ])
-        .env("TETHER_BOOTSTRAP_ADMIN", "root:r00t-passw0rd")
         .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
         .spawn()
