@@ -33,7 +33,8 @@ pub enum Principal {
 }
 
 impl Principal {
-    fn field(&self) -> (&'static str, &str) {
+    /// The header field that names the signer (`uuid` or `dev_id`) and its value.
+    pub fn field(&self) -> (&'static str, &str) {
         match self {
             Principal::Uuid(v) => ("uuid", v),
             Principal::DevId(v) => ("dev_id", v),

@@ -162,7 +162,6 @@ impl Application {
             db.clone(),
             broker.clone(),
             own_endpoints.http_url.clone(),
-            broker.subscriptions(),
         );
         tracing::info!(http = %http_addr, public_http = %own_endpoints.http_url, "listening");
         let state = AppState {

@@ -41,7 +41,7 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or narrows an existing one to it.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

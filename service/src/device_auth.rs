@@ -147,6 +147,8 @@ impl FromRequest<AppState> for SignedDevice {
             .uri()
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+        // The route, whatever query the caller added: activation records its nonce itself.
+        let activation = req.uri().path() == ACTIVATION_PATH;
         let body = to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
@@ -170,16 +172,13 @@ impl FromRequest<AppState> for SignedDevice {
         if !state.nonces.first_use(&auth.principal, &auth.nonce, now) {
             return Err(replayed());
         }
-        let (field, who) = match &auth.principal {
-            Principal::Uuid(v) => ("uuid", v),
-            Principal::DevId(v) => ("dev_id", v),
-        };
+        let (field, who) = auth.principal.field();
         let nonce = Nonce {
             signer: format!("{field}:{who}"),
             nonce: auth.nonce.clone(),
             expires_at: crate::db_time(now + NONCE_KEEP_SECS),
         };
-        if path != ACTIVATION_PATH && !record_durably(state, &nonce).await? {
+        if !activation && !record_durably(state, &nonce).await? {
             return Err(replayed());
         }
         Ok(Self {

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
-use tether_proto::mqtt::{Envelope, Protocol};
+use tether_proto::mqtt::Protocol;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -135,12 +135,14 @@ pub(crate) async fn send_command(
             "data must name at least one data point".into(),
         ));
     }
-    let envelope = Envelope {
-        protocol: Protocol::DpCommand,
-        t: crate::unix_now(),
-        data: serde_json::Value::Object(req.data),
-    };
-    state.broker.publish(&device.dev_id, &envelope).await?;
+    state
+        .broker
+        .publish(
+            &device.dev_id,
+            Protocol::DpCommand,
+            serde_json::Value::Object(req.data),
+        )
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(CommandAccepted {
@@ -179,18 +181,14 @@ pub(crate) async fn unbind_device(
         .execute(&state.db)
         .await?;
     // ...then a live session hears why (protocol 8) and is closed.
-    let notice = Envelope {
-        protocol: if query.reset {
-            Protocol::Reset
-        } else {
-            Protocol::Unbind
-        },
-        t: crate::unix_now(),
-        data: serde_json::json!({}),
+    let notice = if query.reset {
+        Protocol::Reset
+    } else {
+        Protocol::Unbind
     };
     state
         .broker
-        .notify_and_close(&dev_id, &notice, "device unbound")
+        .notify_and_close(&dev_id, notice, "device unbound")
         .await;
     tracing::info!(dev_id, "device unbound");
     Ok(StatusCode::NO_CONTENT)

@@ -34,29 +34,23 @@ fn from_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, A
             "the body must be a JSON object".into(),
         ));
     }
-    integral_numbers(&mut value);
+    if let Some(fields) = value.as_object_mut() {
+        fields.values_mut().for_each(integral_number);
+    }
     serde_json::from_value(value)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// Writes numbers such as `3.0` as the integers they are, so that an integer field takes
-/// every JSON number JSON Schema calls an integer.
-fn integral_numbers(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::Number(n) => {
-            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
-                && f.fract() == 0.0
-                && f.abs() < 9.0e15
-            {
-                // Exact: every integer below 2^53 is a float without loss.
-                let i = f as i64;
-                *value = Value::from(i);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
-        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
-        _ => {}
+/// Writes a top-level number such as `3.0` as the integer it is, so that an integer field
+/// takes every JSON number JSON Schema calls an integer. Nested values (a command's data
+/// points) are passed on as sent.
+fn integral_number(value: &mut serde_json::Value) {
+    if let Some(f) = value.as_f64().filter(|_| value.is_f64())
+        && f.fract() == 0.0
+        && f.abs() < 9.0e15
+    {
+        // Exact: every integer below 2^53 is a float without loss.
+        *value = serde_json::Value::from(f as i64);
     }
 }
 
@@ -89,10 +83,17 @@ fn rejection_error(rejection: &JsonRejection) -> ApiError {
 
 /// Parses a JSON body that was already read (signed device requests read the bytes first
 /// to verify them).
+///
+/// Devices' bodies are parsed straight into their type (this is the activation path), after
+/// checking that they are objects.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    from_object(value)
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[cfg(test)]
@@ -113,5 +114,7 @@ mod tests {
             from_object::<Body>(serde_json::json!([392])).is_err(),
             "arrays are no objects"
         );
+        assert!(parse::<Body>(b" [392]").is_err(), "nor in signed bodies");
+        assert_eq!(parse::<Body>(b" {\"n\": 7}").expect("an object").n, 7);
     }
 }

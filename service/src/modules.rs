@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tether_proto::bundle::{Bundle, PAIRING_WORLD, public_key_from_hex};
-use tether_proto::mqtt::{Envelope, Protocol};
+use tether_proto::mqtt::Protocol;
 use tether_proto::signing::Principal;
 
 use crate::app::AppState;
-use crate::broker::{Broker, Subscribed};
+use crate::broker::Broker;
 use crate::device_auth::SignedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};
@@ -185,17 +185,14 @@ pub(crate) async fn create_rollout(
 ) -> ApiResult<(StatusCode, Json<RolloutCreated>)> {
     user.require_admin()?;
     let module = module(&state.db, id).await?;
-    let product_key = match &req {
-        RolloutRequest::Product(target) => Some(target.product_key.clone()),
-        RolloutRequest::Devices(_) => None,
-    };
-    let targets: Vec<String> = match &req {
-        RolloutRequest::Product(target) => {
+    let (product_key, targets): (Option<&str>, Vec<String>) = match &req {
+        RolloutRequest::Product(target) => (
+            Some(&target.product_key),
             sqlx::query_scalar("SELECT dev_id FROM devices WHERE product_key = ?")
                 .bind(&target.product_key)
                 .fetch_all(&state.db)
-                .await?
-        }
+                .await?,
+        ),
         RolloutRequest::Devices(DeviceTargets { devices }) if !devices.is_empty() => {
             for dev_id in devices {
                 let known: Option<i64> =
@@ -207,7 +204,7 @@ pub(crate) async fn create_rollout(
                     return Err(ApiError::NotFound("device"));
                 }
             }
-            devices.clone()
+            (None, devices.clone())
         }
         RolloutRequest::Devices(_) => {
             return Err(ApiError::BadRequest(
@@ -221,7 +218,7 @@ pub(crate) async fn create_rollout(
         "INSERT INTO rollouts (module_id, product_key, created_at) VALUES (?, ?, ?) RETURNING id",
     )
     .bind(id)
-    .bind(&product_key)
+    .bind(product_key)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
@@ -320,12 +317,9 @@ pub async fn deliver(
         "size": size,
         "url": format!("{api_url}/v1/modules/{module}/bundle"),
     });
-    let envelope = Envelope {
-        protocol: Protocol::ComponentUpdate,
-        t: crate::unix_now(),
-        data: notice,
-    };
-    broker.publish(dev_id, &envelope).await?;
+    broker
+        .publish(dev_id, Protocol::ComponentUpdate, notice)
+        .await?;
     sqlx::query(
         "UPDATE rollout_devices SET state = 'notified', updated_at = ? WHERE rollout_id = ? AND dev_id = ? AND state = 'pending'",
     )
@@ -339,15 +333,10 @@ pub async fn deliver(
 }
 
 /// Delivers waiting notices to devices as they subscribe, until the stream ends.
-pub fn deliver_on_subscribe(
-    db: SqlitePool,
-    broker: Arc<Broker>,
-    api_url: String,
-    subscribed: Arc<Subscribed>,
-) {
+pub fn deliver_on_subscribe(db: SqlitePool, broker: Arc<Broker>, api_url: String) {
+    let subscribed = broker.subscriptions();
     tokio::spawn(async move {
-        loop {
-            let dev_id = subscribed.next().await;
+        while let Some(dev_id) = subscribed.next().await {
             if let Err(e) = deliver(&db, &broker, &api_url, &dev_id).await {
                 tracing::warn!(dev_id, error = %format!("{e:#}"), "update notice not sent");
             }

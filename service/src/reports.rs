@@ -33,10 +33,7 @@ pub(crate) async fn store_report(
     State(state): State<AppState>,
     signed: SignedDevice,
 ) -> ApiResult<StatusCode> {
-    let signer = match &signed.principal {
-        Principal::Uuid(uuid) => uuid.as_str(),
-        Principal::DevId(dev_id) => dev_id.as_str(),
-    };
+    let (_, signer) = signed.principal.field();
     state.limits.reports.check(signer)?;
     let report: PairingReport = crate::json::parse(&signed.body)?;
     let uuid = match &signed.principal {

@@ -35,7 +35,7 @@ pub const SERVICE_USERNAME: &str = "tether-service";
 struct Live {
     count: u32,
     id: Id,
-    expiry: Option<tokio::task::AbortHandle>,
+    expiry: tokio::task::AbortHandle,
 }
 
 /// Live sessions by dev-id.
@@ -57,19 +57,27 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// Records a new session; `expiry` closes it when its credentials expire (the timer
     /// of a session it replaces is stopped). Whether the device just came online.
-    fn connected(&self, dev_id: &str, id: Id, expiry: Option<tokio::task::AbortHandle>) -> bool {
+    fn connected(&self, dev_id: &str, id: Id, expiry: tokio::task::AbortHandle) -> bool {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = live.entry(dev_id.to_owned()).or_insert(Live {
-            count: 0,
-            id: id.clone(),
-            expiry: None,
-        });
-        entry.count += 1;
-        entry.id = id;
-        if let Some(old) = std::mem::replace(&mut entry.expiry, expiry) {
-            old.abort();
+        match live.get_mut(dev_id) {
+            Some(entry) => {
+                entry.count += 1;
+                entry.id = id;
+                std::mem::replace(&mut entry.expiry, expiry).abort();
+                false
+            }
+            None => {
+                live.insert(
+                    dev_id.to_owned(),
+                    Live {
+                        count: 1,
+                        id,
+                        expiry,
+                    },
+                );
+                true
+            }
         }
-        entry.count == 1
     }
 
     /// Whether the device just went offline.
@@ -81,10 +89,8 @@ impl Sessions {
                 false
             }
             Some(_) => {
-                if let Some(entry) = live.remove(dev_id)
-                    && let Some(timer) = entry.expiry
-                {
-                    timer.abort();
+                if let Some(entry) = live.remove(dev_id) {
+                    entry.expiry.abort();
                 }
                 true
             }
@@ -226,8 +232,7 @@ impl Hooks {
         };
         let changed = if online {
             let expiry = self.expiry_timer(session);
-            self.sessions
-                .connected(&dev_id, session.id.clone(), Some(expiry))
+            self.sessions.connected(&dev_id, session.id.clone(), expiry)
         } else {
             self.sessions.disconnected(&dev_id)
         };
@@ -283,14 +288,11 @@ impl Hooks {
     }
 }
 
-/// What a device may ask for when it connects, beyond its credentials: a keep-alive (so
-/// a dead connection is noticed), and a last will only on its own out-topic and not
-/// retained. The broker publishes a will for the device after it is gone, past the
-/// publish ACL, so a will on another device's in-topic would command that device.
+/// What a device may ask for when it connects, beyond its credentials: a last will only
+/// on its own out-topic and not retained. The broker publishes a will for the device
+/// after it is gone, past the publish ACL, so a will on another device's in-topic would
+/// command that device. (Keep-alive 0 is refused by the listener itself.)
 fn device_connect_allowed(info: &ConnectInfo, dev_id: &str) -> Result<(), &'static str> {
-    if info.keep_alive() == 0 {
-        return Err("a keep-alive of 0 is not accepted");
-    }
     if let Some(will) = info.last_will() {
         if will.retain() {
             return Err("a retained last will is not accepted");
@@ -363,12 +365,6 @@ impl Handler for Hooks {
                 }
             }
             Parameter::ClientDisconnected(session, _) => self.presence(session, false).await,
-            Parameter::ClientKeepalive(session, _)
-                if session.auth_info.as_ref().is_some_and(AuthInfo::is_expired) =>
-            {
-                tracing::info!(client = %session.id.client_id, "closing a session whose credentials expired");
-                Self::close(&self.scx, session.id.clone(), "credentials expired").await;
-            }
             _ => {}
         }
         (true, acc)

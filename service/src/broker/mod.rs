@@ -21,7 +21,7 @@ use rmqtt::types::{ClientId, From as MessageFrom, Id, Publish};
 use rmqtt::utils::timestamp_millis;
 use sqlx::SqlitePool;
 use tether_proto::Secret;
-use tether_proto::mqtt::{self, Envelope};
+use tether_proto::mqtt::{self, Envelope, Protocol};
 use tether_proto::random::{self, ALPHANUMERIC};
 use tokio::task::JoinHandle;
 
@@ -114,7 +114,6 @@ impl Broker {
             Type::ClientConnected,
             Type::ClientDisconnected,
             Type::SessionSubscribed,
-            Type::ClientKeepalive,
             Type::MessageAcked,
         ] {
             register.add(typ, hooks()).await;
@@ -168,16 +167,16 @@ impl Broker {
         self.subscribed.clone()
     }
 
-    /// Routes `envelope` (QoS 1) to whoever subscribes to the device's in-topic, as a
-    /// publish from a client would be, and returns once it is queued to their sessions.
-    /// A device that is offline does not get it.
-    pub async fn publish(&self, dev_id: &str, envelope: &Envelope) -> Result<(), PublishError> {
-        let payload =
-            serde_json::to_vec(envelope).map_err(|e| PublishError::Routing(e.to_string()))?;
-        if payload.len() > MAX_DEVICE_PAYLOAD {
-            return Err(PublishError::TooLarge(payload.len()));
-        }
-        let publish = publish_packet(dev_id, payload);
+    /// Routes a message of `protocol` (QoS 1) to whoever subscribes to the device's
+    /// in-topic, as a publish from a client would be, and returns once it is queued to
+    /// their sessions. A device that is offline does not get it.
+    pub async fn publish(
+        &self,
+        dev_id: &str,
+        protocol: Protocol,
+        data: serde_json::Value,
+    ) -> Result<(), PublishError> {
+        let publish = publish_packet(dev_id, envelope(protocol, data)?);
         let from = MessageFrom::from_system(Id::new(
             self.scx.node.id(),
             0,
@@ -213,13 +212,13 @@ impl Broker {
         &self.service_password
     }
 
-    /// Delivers `envelope` (QoS 1) to a device's live session and closes the session once
+    /// Delivers a notice of `protocol` (QoS 1) to a device's live session and closes the session once
     /// the device acknowledged it, or after [`NOTICE_ACK_TIMEOUT`] if it does not.
-    pub async fn notify_and_close(&self, dev_id: &str, envelope: &Envelope, why: &str) {
+    pub async fn notify_and_close(&self, dev_id: &str, protocol: Protocol, why: &str) {
         let Some(id) = self.sessions.latest(dev_id) else {
             return;
         };
-        let payload = match serde_json::to_vec(envelope) {
+        let payload = match envelope(protocol, serde_json::json!({})) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "failed to encode a notice");
@@ -262,6 +261,7 @@ impl Broker {
 
     /// Closes every device session, stops accepting and waits until the listener is gone.
     pub async fn stop(&self) {
+        self.subscribed.close();
         for id in self.sessions.all() {
             hooks::Hooks::close(&self.scx, id, "service stopping").await;
         }
@@ -275,6 +275,21 @@ impl Broker {
             tracing::warn!(error = %e, "failed to mark devices offline at stop");
         }
     }
+}
+
+/// The encoded envelope of a message sent now, refused when a device could not take it.
+fn envelope(protocol: Protocol, data: serde_json::Value) -> Result<Vec<u8>, PublishError> {
+    let envelope = Envelope {
+        protocol,
+        t: crate::unix_now(),
+        data,
+    };
+    let payload =
+        serde_json::to_vec(&envelope).map_err(|e| PublishError::Routing(e.to_string()))?;
+    if payload.len() > MAX_DEVICE_PAYLOAD {
+        return Err(PublishError::TooLarge(payload.len()));
+    }
+    Ok(payload)
 }
 
 /// A QoS 1 publish of `payload` to a device's in-topic.

@@ -4,6 +4,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
@@ -12,6 +13,7 @@ use tokio::sync::Notify;
 pub struct Subscribed {
     queue: Mutex<(VecDeque<String>, HashSet<String>)>,
     wake: Notify,
+    closed: AtomicBool,
 }
 
 impl Subscribed {
@@ -25,15 +27,24 @@ impl Subscribed {
         }
     }
 
-    /// The next dev-id, waiting for one.
-    pub async fn next(&self) -> String {
+    /// The next dev-id, waiting for one; `None` once the broker stopped.
+    pub async fn next(&self) -> Option<String> {
         loop {
             let notified = self.wake.notified();
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
             if let Some(dev_id) = self.try_next() {
-                return dev_id;
+                return Some(dev_id);
             }
             notified.await;
         }
+    }
+
+    /// Ends every wait: the broker stopped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_waiters();
     }
 
     fn try_next(&self) -> Option<String> {
@@ -67,11 +78,20 @@ mod tests {
         }
         queue.push("d2".into());
         assert_eq!(queue.len(), 2);
-        assert_eq!(queue.next().await, "d1");
-        assert_eq!(queue.next().await, "d2");
+        assert_eq!(queue.next().await.as_deref(), Some("d1"));
+        assert_eq!(queue.next().await.as_deref(), Some("d2"));
         assert!(queue.is_empty());
         // Once taken, it may wait again.
         queue.push("d1".into());
-        assert_eq!(queue.next().await, "d1");
+        assert_eq!(queue.next().await.as_deref(), Some("d1"));
+        // Closing ends a wait.
+        let queue = std::sync::Arc::new(queue);
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.next().await }
+        });
+        tokio::task::yield_now().await;
+        queue.close();
+        assert_eq!(waiting.await.expect("ends"), None);
     }
 }
