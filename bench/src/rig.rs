@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use tether_host::config::{HostConfig, IdentityConfig, SimAp};
-use tether_host::daemon::{Device, StatusView};
+use tether_host::daemon::Device;
+use tether_proto::status::{DeviceStatus, NetState};
 use tether_service::licenses::License;
 
 /// The simulated router.
@@ -30,15 +31,15 @@ pub async fn wait_online(
     device: &Device,
     every: Duration,
     within: Duration,
-) -> anyhow::Result<StatusView> {
+) -> anyhow::Result<DeviceStatus> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = device.status().await {
-            if status.state == "online" {
+            if status.state == NetState::Online {
                 return Ok(status);
             }
             if let Some(error) = &status.last_error
-                && status.state == "awaiting-credentials"
+                && status.state == NetState::AwaitingCredentials
             {
                 bail!("pairing failed: {error}");
             }

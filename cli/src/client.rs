@@ -1,18 +1,30 @@
-//! The cloud API as the provisioner uses it, with its errors turned into [`Failure`]s.
+//! The cloud API as the provisioner and the demo use it: one typed method per call, over
+//! the bodies in `tether_proto`, with the API's errors turned into [`Failure`]s.
 
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tether_proto::api::{
+    CommandAccepted, CommandRequest, DeviceView, LoginRequest, LoginResponse, ModuleView,
+    RolloutCreated, RolloutRequest,
+};
+use tether_proto::api_error::ApiErrorBody;
+use tether_proto::token_status::{CreateTokenRequest, CreateTokenResponse, TokenStatus};
+use tether_proto::{PublicId, Secret};
 
 use crate::failure::Failure;
+
+/// How long an ordinary request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client for one server, with or without an access token.
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 impl Api {
@@ -30,47 +42,130 @@ impl Api {
     }
 
     /// Uses `token` for later requests.
-    pub fn with_token(mut self, token: String) -> Self {
+    pub fn with_token(mut self, token: Secret) -> Self {
         self.token = Some(token);
         self
     }
 
-    /// Posts raw bytes (`application/octet-stream`) and returns the JSON answer.
-    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<Value, Failure> {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
+    /// Logs in and returns the access token.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Secret, Failure> {
+        let body = LoginRequest {
+            username: user.to_owned(),
+            password: Secret::new(password),
+        };
+        let answer: LoginResponse = self
+            .send(Method::POST, "/v1/auth/token", Some(&body), TIMEOUT)
+            .await?;
+        Ok(answer.access_token)
+    }
+
+    /// Creates a pairing token.
+    pub async fn create_token(
+        &self,
+        request: &CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, Failure> {
+        self.send(Method::POST, "/v1/pairing-tokens", Some(request), TIMEOUT)
+            .await
+    }
+
+    /// A token's status; with `wait`, the server holds the answer up to that many seconds
+    /// until something changes.
+    pub async fn token_status(
+        &self,
+        token: &PublicId,
+        wait: Option<u64>,
+    ) -> Result<TokenStatus, Failure> {
+        let query = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
+        let timeout = TIMEOUT + Duration::from_secs(wait.unwrap_or(0));
+        let path = format!("/v1/pairing-tokens/{token}{query}");
+        self.send(Method::GET, &path, None::<&()>, timeout).await
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&self, token: &PublicId) -> Result<(), Failure> {
+        let path = format!("/v1/pairing-tokens/{token}");
+        self.send(Method::DELETE, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// The caller's devices.
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, Failure> {
+        self.send(Method::GET, "/v1/devices", None::<&()>, TIMEOUT)
+            .await
+    }
+
+    /// One device, with its newest rollout.
+    pub async fn device(&self, dev_id: &str) -> Result<DeviceView, Failure> {
+        let path = format!("/v1/devices/{dev_id}");
+        self.send(Method::GET, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// Sends data points to a device.
+    pub async fn send_command(
+        &self,
+        dev_id: &str,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<CommandAccepted, Failure> {
+        let path = format!("/v1/devices/{dev_id}/commands");
+        let body = CommandRequest { data };
+        self.send(Method::POST, &path, Some(&body), TIMEOUT).await
+    }
+
+    /// Unbinds a device, and with `reset` factory-resets it too.
+    pub async fn unbind(&self, dev_id: &str, reset: bool) -> Result<(), Failure> {
+        let query = if reset { "?reset=true" } else { "" };
+        let path = format!("/v1/devices/{dev_id}{query}");
+        self.send(Method::DELETE, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// Uploads a signed component bundle (admins only).
+    pub async fn upload_module(&self, bundle: Vec<u8>) -> Result<ModuleView, Failure> {
+        let req = self
+            .authorized(self.http.post(format!("{}/v1/modules", self.base)))
             .header("content-type", "application/octet-stream")
             .timeout(Duration::from_secs(120))
-            .body(bytes);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
+            .body(bundle);
         self.answer(req).await
     }
 
-    /// Sends a request and returns the JSON answer (null for an empty one).
-    pub async fn call(
+    /// Rolls a module out (admins only).
+    pub async fn roll_out(
+        &self,
+        module_id: i64,
+        targets: &RolloutRequest,
+    ) -> Result<RolloutCreated, Failure> {
+        let path = format!("/v1/modules/{module_id}/rollouts");
+        self.send(Method::POST, &path, Some(targets), TIMEOUT).await
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&impl Serialize>,
         timeout: Duration,
-    ) -> Result<Value, Failure> {
+    ) -> Result<T, Failure> {
         let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
+            .authorized(self.http.request(method, format!("{}{path}", self.base)))
             .timeout(timeout);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
         if let Some(body) = body {
-            req = req.json(&body);
+            req = req.json(body);
         }
         self.answer(req).await
     }
 
-    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => req.bearer_auth(token.expose()),
+            None => req,
+        }
+    }
+
+    /// The answer as `T` (an empty answer reads as `null`, which `()` takes), or the
+    /// API's error.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 Failure::Timeout(format!(
@@ -86,34 +181,25 @@ impl Api {
             .text()
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
-        let value: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
         if (200..300).contains(&status) {
-            return Ok(value);
+            let text = if text.is_empty() { "null" } else { &text };
+            return serde_json::from_str(text).map_err(|e| {
+                Failure::Other(format!(
+                    "the server's answer is not what this CLI expects ({e}): {text}"
+                ))
+            });
         }
-        let code = value["error"]["code"].as_str().unwrap_or("internal");
-        let message = value["error"]["message"]
-            .as_str()
-            .unwrap_or("the server refused the request");
-        Err(Failure::from_api(status, code, message))
-    }
-
-    /// Logs in and returns the access token.
-    pub async fn login(&self, user: &str, password: &str) -> Result<String, Failure> {
-        let answer = self
-            .call(
-                Method::POST,
-                "/v1/auth/token",
-                Some(json!({"username": user, "password": password})),
-                Duration::from_secs(30),
-            )
-            .await?;
-        answer["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| Failure::Other("the login answer has no token".into()))
+        match serde_json::from_str::<ApiErrorBody>(&text) {
+            Ok(body) => Err(Failure::from_api(
+                status,
+                &body.error.code,
+                &body.error.message,
+            )),
+            Err(_) => Err(Failure::from_api(
+                status,
+                "internal",
+                "the server refused the request",
+            )),
+        }
     }
 }

@@ -15,8 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use reqwest::Method;
 use serde_json::{Value, json};
+use tether_proto::token_status::CreateTokenRequest;
+use tether_proto::{PairingToken, PublicId, Secret};
 
 use client::Api;
 use failure::{EXIT_CODES, Failure};
@@ -187,33 +188,13 @@ fn main() -> ExitCode {
     }
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
-
 async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Demo {
             keep_running,
             update,
-        } => {
-            init_logs();
-            demo::run(demo::Options {
-                keep_running: *keep_running,
-                update: *update,
-                json: cli.json,
-            })
-            .await?;
-        }
-        Command::Module(ModuleCommand::Keygen { out }) => {
-            let made = module::keygen(out)?;
-            print(cli, &made, || {
-                format!(
-                    "wrote {} (secret, keep it safe) and {}\npublic key {}",
-                    made["secret_key"].as_str().unwrap_or("?"),
-                    made["public_key"].as_str().unwrap_or("?"),
-                    made["public"].as_str().unwrap_or("?")
-                )
-            });
-        }
+        } => demo(cli, *keep_running, *update).await,
+        Command::Module(ModuleCommand::Keygen { out }) => module_keygen(cli, out),
         Command::Module(ModuleCommand::Sign {
             key,
             version,
@@ -221,27 +202,17 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             min_host_version,
             component,
             out,
-        }) => {
-            let signed = module::sign(&module::SignRequest {
+        }) => module_sign(
+            cli,
+            &module::SignRequest {
                 key,
                 version,
                 sequence: *sequence,
                 min_host_version,
                 component,
                 out,
-            })?;
-            print(cli, &signed, || {
-                let m = &signed["manifest"];
-                format!(
-                    "wrote {}: version {}, sequence {}, {} bytes, sha256 {}",
-                    out.display(),
-                    m["version"].as_str().unwrap_or("?"),
-                    m["sequence"],
-                    m["size"],
-                    m["sha256"].as_str().unwrap_or("?")
-                )
-            });
-        }
+            },
+        ),
         Command::Login => {
             login(cli).await?;
             print(
@@ -249,67 +220,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 &json!({"server": cli.server, "logged_in": true}),
                 || format!("logged in to {}", cli.server),
             );
+            Ok(())
         }
         Command::Token(TokenCommand::Create { ttl, max_devices }) => {
-            let api = authed(cli).await?;
-            let body = json!({"ttl_secs": ttl, "max_devices": max_devices});
-            let body = Value::Object(
-                body.as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            );
-            let token = api
-                .call(Method::POST, "/v1/pairing-tokens", Some(body), TIMEOUT)
-                .await?;
-            print(cli, &token, || {
-                format!(
-                    "{}  (expires at {}, up to {} devices)",
-                    token["token"].as_str().unwrap_or("?"),
-                    token["expires_at"],
-                    token["max_devices"]
-                )
-            });
+            token_create(cli, *ttl, *max_devices).await
         }
         Command::Token(TokenCommand::Status { token, wait }) => {
-            let api = authed(cli).await?;
-            let public = &token[..token.len().min(10)];
-            let query = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
-            let timeout = TIMEOUT + Duration::from_secs(wait.unwrap_or(0));
-            let status = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/pairing-tokens/{public}{query}"),
-                    None,
-                    timeout,
-                )
-                .await?;
-            print(cli, &status, || {
-                let devices = status["devices"].as_array().map_or(0, Vec::len);
-                let failures = status["failures"].as_array().map_or(0, Vec::len);
-                format!(
-                    "{}  {}  {devices} device(s), {failures} failure(s)",
-                    status["token"].as_str().unwrap_or("?"),
-                    status["state"].as_str().unwrap_or("?")
-                )
-            });
+            token_status(cli, token, *wait).await
         }
-        Command::Token(TokenCommand::Revoke { token }) => {
-            let api = authed(cli).await?;
-            let public = &token[..token.len().min(10)];
-            api.call(
-                Method::DELETE,
-                &format!("/v1/pairing-tokens/{public}"),
-                None,
-                TIMEOUT,
-            )
-            .await?;
-            print(cli, &json!({"revoked": public}), || {
-                format!("revoked {public}")
-            });
-        }
+        Command::Token(TokenCommand::Revoke { token }) => token_revoke(cli, token).await,
         Command::Provision {
             device,
             ssid,
@@ -322,122 +241,206 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 Some(path) => read_secret_line(path)?,
                 None => password.clone(),
             };
-            let password = &password;
-            let api = authed(cli).await?;
-            let token = match token {
-                Some(t) => t.clone(),
-                None => {
-                    let created = api
-                        .call(Method::POST, "/v1/pairing-tokens", Some(json!({})), TIMEOUT)
-                        .await?;
-                    created["token"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| Failure::Other("no token in the answer".into()))?
-                }
-            };
-            let progress = progress::Progress::new(progress::Style::detect(cli.json));
-            let done = provision::provision(
-                &api,
+            let target = ProvisionTarget {
                 device,
                 ssid,
-                password,
-                &token,
-                Duration::from_secs(*timeout),
-                |phase| progress.phase(phase),
-            )
-            .await?;
-            progress.finish();
-            let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings});
-            print(cli, &out, || {
-                let t = &done.timings;
-                let ms = |v: &Value| {
-                    v.as_u64()
-                        .map_or_else(|| "-".to_owned(), |n| format!("{n} ms"))
-                };
-                format!(
-                    "online as {}\ntimings: wifi {}, dns {}, activate {}, mqtt {}",
-                    done.dev_id,
-                    ms(&t["wifi_ms"]),
-                    ms(&t["dns_ms"]),
-                    ms(&t["activate_ms"]),
-                    ms(&t["mqtt_ms"])
-                )
-            });
+                password: &password,
+                token: token.as_deref(),
+                timeout: Duration::from_secs(*timeout),
+            };
+            provision(cli, &target).await
         }
-        Command::Devices => {
-            let api = authed(cli).await?;
-            let devices = api.call(Method::GET, "/v1/devices", None, TIMEOUT).await?;
-            print(cli, &devices, || {
-                devices
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        format!(
-                            "{}  {}  {}",
-                            d["dev_id"].as_str().unwrap_or("?"),
-                            if d["online"] == true {
-                                "online "
-                            } else {
-                                "offline"
-                            },
-                            d["last_report"]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        Command::Devices => devices(cli).await,
         Command::Device { id } => {
-            let api = authed(cli).await?;
-            let device = api
-                .call(Method::GET, &format!("/v1/devices/{id}"), None, TIMEOUT)
-                .await?;
+            let device = authed(cli).await?.device(id).await?;
             print(cli, &device, || {
                 serde_json::to_string_pretty(&device).unwrap_or_default()
             });
+            Ok(())
         }
-        Command::Send { id, data } => {
-            let data: Value = serde_json::from_str(data)
-                .map_err(|e| Failure::Invalid(format!("data must be a JSON object: {e}")))?;
-            if !data.is_object() {
-                return Err(Failure::Invalid(
-                    "data must be a JSON object such as '{\"1\":true}'".into(),
-                ));
-            }
-            let api = authed(cli).await?;
-            let sent = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/devices/{id}/commands"),
-                    Some(json!({"data": data})),
-                    TIMEOUT,
-                )
-                .await?;
-            print(cli, &sent, || format!("sent to {id}"));
-        }
+        Command::Send { id, data } => send(cli, id, data).await,
         Command::Unbind { id, reset } => {
-            let api = authed(cli).await?;
-            let query = if *reset { "?reset=true" } else { "" };
-            api.call(
-                Method::DELETE,
-                &format!("/v1/devices/{id}{query}"),
-                None,
-                TIMEOUT,
-            )
-            .await?;
+            authed(cli).await?.unbind(id, *reset).await?;
             print(cli, &json!({"unbound": id, "reset": reset}), || {
                 format!("unbound {id}")
             });
+            Ok(())
         }
     }
+}
+
+async fn demo(cli: &Cli, keep_running: bool, update: bool) -> Result<(), Failure> {
+    init_logs();
+    demo::run(demo::Options {
+        keep_running,
+        update,
+        json: cli.json,
+    })
+    .await
+}
+
+fn module_keygen(cli: &Cli, out: &std::path::Path) -> Result<(), Failure> {
+    let made = module::keygen(out)?;
+    print(cli, &made, || {
+        format!(
+            "wrote {} (secret, keep it safe) and {}\npublic key {}",
+            made["secret_key"].as_str().unwrap_or("?"),
+            made["public_key"].as_str().unwrap_or("?"),
+            made["public"].as_str().unwrap_or("?")
+        )
+    });
     Ok(())
 }
 
-fn print(cli: &Cli, value: &Value, human: impl FnOnce() -> String) {
+fn module_sign(cli: &Cli, request: &module::SignRequest<'_>) -> Result<(), Failure> {
+    let signed = module::sign(request)?;
+    print(cli, &signed, || {
+        let m = &signed["manifest"];
+        format!(
+            "wrote {}: version {}, sequence {}, {} bytes, sha256 {}",
+            request.out.display(),
+            m["version"].as_str().unwrap_or("?"),
+            m["sequence"],
+            m["size"],
+            m["sha256"].as_str().unwrap_or("?")
+        )
+    });
+    Ok(())
+}
+
+async fn token_create(
+    cli: &Cli,
+    ttl_secs: Option<u32>,
+    max_devices: Option<u32>,
+) -> Result<(), Failure> {
+    let request = CreateTokenRequest {
+        ttl_secs,
+        max_devices,
+    };
+    let token = authed(cli).await?.create_token(&request).await?;
+    print(cli, &token, || {
+        format!(
+            "{}  (expires at {}, up to {} devices)",
+            token.token.expose(),
+            token.expires_at,
+            token.max_devices
+        )
+    });
+    Ok(())
+}
+
+async fn token_status(cli: &Cli, token: &str, wait: Option<u64>) -> Result<(), Failure> {
+    let public = public_id(token)?;
+    let status = authed(cli).await?.token_status(&public, wait).await?;
+    print(cli, &status, || {
+        format!(
+            "{}  {}  {} device(s), {} failure(s)",
+            status.token,
+            status.state.name(),
+            status.devices.len(),
+            status.failures.len()
+        )
+    });
+    Ok(())
+}
+
+async fn token_revoke(cli: &Cli, token: &str) -> Result<(), Failure> {
+    let public = public_id(token)?;
+    authed(cli).await?.revoke_token(&public).await?;
+    print(cli, &json!({"revoked": public}), || {
+        format!("revoked {public}")
+    });
+    Ok(())
+}
+
+/// The public id of a token given whole (14 characters) or by its first ten.
+fn public_id(token: &str) -> Result<PublicId, Failure> {
+    let parsed = match PairingToken::parse(token) {
+        Ok(whole) => Ok(whole.public()),
+        Err(_) => PublicId::parse(token),
+    };
+    parsed.map_err(|e| Failure::Invalid(format!("not a pairing token: {e}")))
+}
+
+/// What `tether provision` was asked to do.
+struct ProvisionTarget<'a> {
+    device: &'a str,
+    ssid: &'a str,
+    password: &'a str,
+    token: Option<&'a str>,
+    timeout: Duration,
+}
+
+async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failure> {
+    let api = authed(cli).await?;
+    let token = match target.token {
+        Some(t) => Secret::new(t),
+        None => {
+            api.create_token(&CreateTokenRequest::default())
+                .await?
+                .token
+        }
+    };
+    let progress = progress::Progress::new(progress::Style::detect(cli.json));
+    let done = provision::provision(
+        &api,
+        target.device,
+        target.ssid,
+        target.password,
+        token.expose(),
+        target.timeout,
+        |phase| progress.phase(phase),
+    )
+    .await?;
+    progress.finish();
+    let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings});
+    print(cli, &out, || {
+        let t = done.timings.unwrap_or_default();
+        let ms = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| format!("{n} ms"));
+        format!(
+            "online as {}\ntimings: wifi {}, dns {}, activate {}, mqtt {}",
+            done.dev_id,
+            ms(t.wifi_ms),
+            ms(t.dns_ms),
+            ms(t.activate_ms),
+            ms(t.mqtt_ms)
+        )
+    });
+    Ok(())
+}
+
+async fn devices(cli: &Cli) -> Result<(), Failure> {
+    let devices = authed(cli).await?.devices().await?;
+    print(cli, &devices, || {
+        devices
+            .iter()
+            .map(|d| {
+                let report = d.last_report.clone().unwrap_or_default();
+                let online = if d.online { "online " } else { "offline" };
+                format!("{}  {online}  {report}", d.dev_id)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn send(cli: &Cli, id: &str, data: &str) -> Result<(), Failure> {
+    let data: Value = serde_json::from_str(data)
+        .map_err(|e| Failure::Invalid(format!("data must be a JSON object: {e}")))?;
+    let Value::Object(data) = data else {
+        return Err(Failure::Invalid(
+            "data must be a JSON object such as '{\"1\":true}'".into(),
+        ));
+    };
+    let sent = authed(cli).await?.send_command(id, data).await?;
+    print(cli, &sent, || format!("sent to {id}"));
+    Ok(())
+}
+
+fn print(cli: &Cli, value: &impl serde::Serialize, human: impl FnOnce() -> String) {
     if cli.json {
-        println!("{value}");
+        println!("{}", serde_json::to_string(value).unwrap_or_default());
     } else {
         println!("{}", human());
     }
@@ -476,7 +479,7 @@ async fn login(cli: &Cli) -> Result<Api, Failure> {
     };
     let api = Api::new(&cli.server)?;
     let token = api.login(user, &password).await?;
-    session::store(&cli.server, &token)
+    session::store(&cli.server, token.expose())
         .map_err(|e| Failure::Other(format!("cannot store the session: {e:#}")))?;
     Ok(api.with_token(token))
 }
@@ -489,7 +492,7 @@ async fn authed(cli: &Cli) -> Result<Api, Failure> {
         .map_or(0, |d| d.as_secs());
     match session::load(&cli.server) {
         Some(token) if !session::expires_soon(&token, now) => {
-            Ok(Api::new(&cli.server)?.with_token(token))
+            Ok(Api::new(&cli.server)?.with_token(Secret::new(token)))
         }
         _ if cli.user.is_some() => login(cli).await,
         Some(_) => Err(Failure::Auth(format!(

@@ -5,9 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
-use serde_json::{Value, json};
-use tether_proto::ErrorCode;
+use tether_proto::activation::PhaseTimings;
+use tether_proto::channel::{ChannelReply, ChannelRequest};
+use tether_proto::status::NetState;
+use tether_proto::token_status::TokenState;
+use tether_proto::{ErrorCode, PairingToken, PublicId, ReplyCode, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -23,8 +25,9 @@ const POLL: Duration = Duration::from_millis(150);
 pub struct Provisioned {
     /// The device id.
     pub dev_id: String,
-    /// The device's per-phase timings.
-    pub timings: Value,
+    /// The device's per-phase timings (none when the device was followed through the
+    /// cloud).
+    pub timings: Option<PhaseTimings>,
     /// The public part of the token used.
     pub token: String,
 }
@@ -52,24 +55,29 @@ impl Channel {
         })
     }
 
-    /// Sends one request line and reads the answer line.
-    pub async fn ask(&mut self, request: &Value) -> Result<Value, Failure> {
+    /// Sends one request line and parses the answer line.
+    pub async fn ask(&mut self, request: &ChannelRequest) -> Result<ChannelReply, Failure> {
+        let line = self.ask_raw(request).await?;
+        serde_json::from_str(&line).map_err(|e| {
+            Failure::Other(format!(
+                "the device answered something this CLI does not understand ({e}): {line}"
+            ))
+        })
+    }
+
+    /// Sends one request line and returns the answer line as sent.
+    pub async fn ask_raw(&mut self, request: &ChannelRequest) -> Result<String, Failure> {
         let lost =
             |e: std::io::Error| Failure::Unreachable(format!("the device's channel failed: {e}"));
         self.writer
-            .write_all(format!("{request}\n").as_bytes())
+            .write_all(&request.to_line())
             .await
             .map_err(lost)?;
-        let line = tokio::time::timeout(Duration::from_secs(5), self.lines.next_line())
+        tokio::time::timeout(Duration::from_secs(5), self.lines.next_line())
             .await
             .map_err(|_| Failure::Timeout("the device did not answer on its channel".into()))?
             .map_err(lost)?
-            .ok_or_else(|| Failure::Unreachable("the device closed its channel".into()))?;
-        serde_json::from_str(&line).map_err(|_| {
-            Failure::Other(format!(
-                "the device answered something that is not JSON: {line}"
-            ))
-        })
+            .ok_or_else(|| Failure::Unreachable("the device closed its channel".into()))
     }
 }
 
@@ -86,20 +94,31 @@ pub async fn provision(
 ) -> Result<Provisioned, Failure> {
     let started = Instant::now();
     let mut channel = Channel::open(device).await?;
-    let ack = channel
-        .ask(&json!({"type": "config", "ssid": ssid, "passwd": password, "token": token}))
-        .await?;
-    match ack["code"].as_str() {
-        Some("ok") => progress("credentials accepted by the device"),
-        Some(code) => return Err(refusal(code, "the device refused the credentials")),
-        None => {
-            return Err(Failure::Other(format!(
-                "unexpected answer from the device: {ack}"
-            )));
+    let config = ChannelRequest::Config {
+        ssid: ssid.to_owned(),
+        passwd: Secret::new(password),
+        token: Secret::new(token),
+    };
+    match channel.ask(&config).await? {
+        ChannelReply::Ack {
+            code: ReplyCode::Ok,
+        } => progress("credentials accepted by the device"),
+        ChannelReply::Ack { code } => {
+            return Err(refusal(code, "the device refused the credentials"));
         }
+        ChannelReply::Error { code, .. } => {
+            return Err(refusal(
+                ReplyCode::Error(code),
+                "the device refused the credentials",
+            ));
+        }
+        other => return Err(unexpected(&other)),
     }
-    let public = &token[..token.len().min(10)];
-    let mut last_state = String::new();
+    // The device took it, so it is well formed.
+    let public = PairingToken::parse(token)
+        .map_err(|e| Failure::Invalid(format!("the pairing token is malformed: {e}")))?
+        .public();
+    let mut last_state = None;
     loop {
         if started.elapsed() > deadline {
             return Err(Failure::Timeout(format!(
@@ -107,13 +126,14 @@ pub async fn provision(
                 deadline.as_secs()
             )));
         }
-        let status = match channel.ask(&json!({"type": "status"})).await {
-            Ok(status) => status,
+        let status = match channel.ask(&ChannelRequest::Status {}).await {
+            Ok(ChannelReply::Status(status)) => status,
+            Ok(other) => return Err(unexpected(&other)),
             // The device may leave its soft AP once it joins the router: follow the token.
             Err(Failure::Unreachable(_)) => {
                 return follow_token(
                     api,
-                    public,
+                    &public,
                     deadline.saturating_sub(started.elapsed()),
                     &mut progress,
                 )
@@ -121,54 +141,44 @@ pub async fn provision(
             }
             Err(e) => return Err(e),
         };
-        let state = status["state"].as_str().unwrap_or("unknown").to_owned();
-        if state != last_state {
-            progress(&state);
-            last_state.clone_from(&state);
+        let state = status.state;
+        if last_state != Some(state) {
+            progress(state.name());
+            last_state = Some(state);
         }
         // A device that was online before keeps its previous network when the new
         // settings fail, and says why.
-        if state == "online"
-            && let Some(code) = status["last_error"].as_str()
+        if state == NetState::Online
+            && let Some(code) = status.last_error
         {
             return Err(refusal(
-                code,
+                ReplyCode::Error(code),
                 "the device could not use these settings and went back to its previous network",
             ));
         }
-        if state == "online"
-            && let Some(dev_id) = status["dev_id"].as_str()
+        if state == NetState::Online
+            && let Some(dev_id) = status.dev_id
         {
-            confirm(api, public, dev_id).await?;
+            confirm(api, &public, &dev_id).await?;
             return Ok(Provisioned {
-                dev_id: dev_id.to_owned(),
-                timings: status["timings"].clone(),
-                token: public.to_owned(),
+                dev_id,
+                timings: Some(status.timings),
+                token: public.to_string(),
             });
         }
-        if state == "awaiting-credentials"
-            && let Some(code) = status["last_error"].as_str()
+        if state == NetState::AwaitingCredentials
+            && let Some(code) = status.last_error
         {
-            return Err(refusal(code, "pairing failed"));
+            return Err(refusal(ReplyCode::Error(code), "pairing failed"));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// The cloud agrees: the token lists the device.
-async fn confirm(api: &Api, public: &str, dev_id: &str) -> Result<(), Failure> {
-    let status = api
-        .call(
-            Method::GET,
-            &format!("/v1/pairing-tokens/{public}"),
-            None,
-            Duration::from_secs(30),
-        )
-        .await?;
-    let listed = status["devices"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|x| x["dev_id"] == dev_id));
-    if listed {
+async fn confirm(api: &Api, public: &PublicId, dev_id: &str) -> Result<(), Failure> {
+    let status = api.token_status(public, None).await?;
+    if status.devices.iter().any(|d| d.dev_id == dev_id) {
         Ok(())
     } else {
         Err(Failure::Other(format!(
@@ -179,7 +189,7 @@ async fn confirm(api: &Api, public: &str, dev_id: &str) -> Result<(), Failure> {
 
 async fn follow_token(
     api: &Api,
-    public: &str,
+    public: &PublicId,
     left: Duration,
     progress: &mut impl FnMut(&str),
 ) -> Result<Provisioned, Failure> {
@@ -190,42 +200,34 @@ async fn follow_token(
             .saturating_duration_since(Instant::now())
             .as_secs()
             .clamp(1, 30);
-        let status = api
-            .call(
-                Method::GET,
-                &format!("/v1/pairing-tokens/{public}?wait={wait}"),
-                None,
-                Duration::from_secs(wait + 10),
-            )
-            .await?;
-        if let Some(device) = status["devices"].as_array().and_then(|d| d.last()) {
-            let dev_id = device["dev_id"].as_str().unwrap_or_default().to_owned();
+        let status = api.token_status(public, Some(wait)).await?;
+        if let Some(device) = status.devices.last() {
             return Ok(Provisioned {
-                dev_id,
-                timings: Value::Null,
-                token: public.to_owned(),
+                dev_id: device.dev_id.clone(),
+                timings: None,
+                token: public.to_string(),
             });
         }
-        if let Some(failure) = status["failures"].as_array().and_then(|f| f.last()) {
+        if let Some(failure) = status.failures.last() {
             return Err(refusal(
-                failure["code"].as_str().unwrap_or("internal"),
+                ReplyCode::Error(failure.code),
                 "the device reported a failure",
             ));
         }
-        match status["state"].as_str() {
-            Some("expired") => {
+        match status.state {
+            TokenState::Expired => {
                 return Err(Failure::Pairing {
                     code: ErrorCode::TokenExpired,
                     message: "the pairing token expired".into(),
                 });
             }
-            Some("revoked") => {
+            TokenState::Revoked => {
                 return Err(Failure::Pairing {
                     code: ErrorCode::TokenInvalid,
                     message: "the pairing token was revoked".into(),
                 });
             }
-            _ => {}
+            TokenState::Pending | TokenState::Complete => {}
         }
     }
     Err(Failure::Timeout(
@@ -233,12 +235,16 @@ async fn follow_token(
     ))
 }
 
-fn refusal(code: &str, context: &str) -> Failure {
-    match ErrorCode::from_name(code) {
-        Some(code) => Failure::Pairing {
+fn refusal(code: ReplyCode, context: &str) -> Failure {
+    match code {
+        ReplyCode::Error(code) => Failure::Pairing {
             code,
             message: format!("{context}: {}", code.description()),
         },
-        None => Failure::Other(format!("{context}: {code}")),
+        other => Failure::Other(format!("{context}: {other}")),
     }
+}
+
+fn unexpected(reply: &ChannelReply) -> Failure {
+    Failure::Other(format!("unexpected answer from the device: {reply:?}"))
 }

@@ -5,10 +5,12 @@
 
 use std::cell::RefCell;
 
-use serde_json::{Value, json};
 use tether_proto::ErrorCode;
+use tether_proto::channel::{
+    AccessPoint, ChannelReply, ChannelRequest, DeviceInfo, PROTOCOL_VERSION,
+};
 
-use crate::channel::{self, Channel, Output, Request};
+use crate::channel::{self, Channel, Output};
 use crate::machine::{self, Action, Clock, Event as MachineEvent, Machine, Stored, keys};
 
 wit_bindgen::generate!({ path: "../wit", world: "pairing" });
@@ -132,7 +134,7 @@ impl Guest for Component {
             },
             dev_id: s.dev_id,
             ssid: s.ssid,
-            version: crate::VERSION.to_owned(),
+            version: s.version,
         }
     }
 
@@ -253,6 +255,10 @@ fn perform_one(action: Action) -> Option<MachineEvent> {
             });
             warn_on(device::set_binding(binding.as_ref()), "storing the binding")
         }
+        Action::SetEndpoints { http_url, mqtt_url } => warn_on(
+            device::set_endpoints(&device::CloudEndpoints { http_url, mqtt_url }),
+            "storing the endpoints",
+        ),
         Action::Log(level, line) => {
             let level = match level {
                 machine::Level::Info => log::Level::Info,
@@ -334,53 +340,55 @@ fn channel_data(conn: u32, bytes: &[u8]) {
     outputs(out);
 }
 
-fn answer(conn: u32, request: Request) {
+fn answer(conn: u32, request: ChannelRequest) {
     let reply = match request {
-        Request::Config {
+        ChannelRequest::Config {
             ssid,
             passwd,
             token,
-        } => channel::ack(Component::user_cfg(ssid, passwd, token).map_err(ErrorCode::from)),
-        Request::Status {} => channel::line(&status_json()),
-        Request::Info {} => {
+        } => channel::ack(
+            Component::user_cfg(ssid, passwd.expose().to_owned(), token.expose().to_owned())
+                .map_err(ErrorCode::from),
+        ),
+        ChannelRequest::Status {} => {
+            channel::line(&ChannelReply::Status(with(|s| s.machine.status())))
+        }
+        ChannelRequest::Info {} => {
             let id = identity();
-            channel::line(&json!({
-                "type": "info", "uuid": id.uuid, "product_key": id.product_key, "sw_ver": id.sw_ver,
-                "module_version": crate::VERSION, "protocol": channel::PROTOCOL_VERSION,
+            channel::line(&ChannelReply::Info(DeviceInfo {
+                uuid: id.uuid,
+                product_key: id.product_key,
+                sw_ver: id.sw_ver,
+                module_version: crate::VERSION.to_owned(),
+                protocol: PROTOCOL_VERSION,
             }))
         }
-        Request::Scan {} => match wifi::scan() {
+        ChannelRequest::Scan {} => match wifi::scan() {
             Ok(()) => {
                 with(|s| s.scan_waiters.push(conn));
                 return;
             }
-            Err(code) => channel::line(
-                &json!({"type": "error", "code": ErrorCode::from(code).name(), "message": "scan failed"}),
-            ),
+            Err(code) => channel::line(&ChannelReply::Error {
+                code: code.into(),
+                message: "scan failed".into(),
+            }),
         },
     };
     channel_send(conn, &reply);
 }
 
-fn status_json() -> Value {
-    let s = with(|s| s.machine.status());
-    json!({
-        "type": "status",
-        "state": s.state,
-        "last_error": s.last_error,
-        "timings": {"wifi_ms": s.timings.wifi_ms, "dns_ms": s.timings.dns_ms, "activate_ms": s.timings.activate_ms, "mqtt_ms": s.timings.mqtt_ms},
-        "dev_id": s.dev_id,
-        "ssid": s.ssid,
-        "version": crate::VERSION,
-    })
-}
-
 fn scan_done(aps: &[wifi::AccessPoint]) {
-    let list: Vec<Value> = aps
+    let aps = aps
         .iter()
-        .map(|ap| json!({"ssid": ap.ssid, "bssid": ap.bssid, "rssi": ap.rssi, "channel": ap.channel, "security": format!("{:?}", ap.security).to_lowercase()}))
+        .map(|ap| AccessPoint {
+            ssid: ap.ssid.clone(),
+            bssid: ap.bssid.clone(),
+            rssi: ap.rssi,
+            channel: ap.channel,
+            security: format!("{:?}", ap.security).to_lowercase(),
+        })
         .collect();
-    let reply = channel::line(&json!({"type": "scan", "aps": list}));
+    let reply = channel::line(&ChannelReply::Scan { aps });
     for conn in with(|s| std::mem::take(&mut s.scan_waiters)) {
         channel_send(conn, &reply);
     }

@@ -1,42 +1,17 @@
-//! The custom data channel, protocol v1: JSON lines over the host's channel connections.
-//! Requests: `{"type":"config","ssid","passwd","token"}` → `{"type":"ack","code"}`,
-//! `{"type":"status"}`, `{"type":"scan"}`, `{"type":"info"}`. Anything malformed gets
-//! `{"type":"error","code","message"}` and the connection is closed. This module only
-//! frames and parses; the bindings answer the requests.
+//! The custom data channel's framing: JSON lines over the host's channel connections,
+//! each parsed into a [`ChannelRequest`] (the messages live in `tether_proto::channel`).
+//! Anything malformed gets an `error` reply and the connection is closed. This module
+//! only frames and parses; the bindings answer the requests.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
 use tether_proto::ErrorCode;
+use tether_proto::channel::{ChannelReply, ChannelRequest};
 
 /// Longest line accepted, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 4;
-/// Protocol version, reported by `info`.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// A parsed request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Request {
-    /// Router credentials and a pairing token: the seed API.
-    Config {
-        /// Network name.
-        ssid: String,
-        /// Password.
-        passwd: String,
-        /// Pairing token.
-        token: String,
-    },
-    /// Current progress.
-    Status {},
-    /// Scan for access points.
-    Scan {},
-    /// Identity and versions.
-    Info {},
-}
 
 /// What the channel asks the host to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +48,7 @@ impl Channel {
     }
 
     /// Bytes arrived: complete lines become requests; a bad line ends the connection.
-    pub fn data(&mut self, conn: u32, bytes: &[u8]) -> (Vec<Request>, Vec<Output>) {
+    pub fn data(&mut self, conn: u32, bytes: &[u8]) -> (Vec<ChannelRequest>, Vec<Output>) {
         let Some(pending) = self.buffers.get_mut(&conn) else {
             return (Vec::new(), Vec::new());
         };
@@ -121,7 +96,7 @@ impl Channel {
     }
 }
 
-fn parse(line: &[u8]) -> Result<Option<Request>, String> {
+fn parse(line: &[u8]) -> Result<Option<ChannelRequest>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "a line must be UTF-8".to_owned())?;
     let text = text.trim_end_matches('\r');
     if text.trim().is_empty() {
@@ -132,39 +107,43 @@ fn parse(line: &[u8]) -> Result<Option<Request>, String> {
         .map_err(|e| format!("not a valid request: {e}"))
 }
 
-/// One JSON line.
-pub fn line(value: &Value) -> Vec<u8> {
+/// A reply as one line. The `next` build (the demonstration update) also adds its
+/// version to every reply, so the swap is visible on the wire.
+pub fn line(reply: &ChannelReply) -> Vec<u8> {
     #[cfg(feature = "next")]
-    let value = &{
-        let mut v = value.clone();
-        if let Some(fields) = v.as_object_mut() {
+    {
+        let mut value = serde_json::to_value(reply).expect("channel replies always serialise");
+        if let Some(fields) = value.as_object_mut() {
             fields.insert("version".into(), crate::VERSION.into());
         }
-        v
-    };
-    let mut bytes = serde_json::to_vec(value).expect("JSON values always serialise");
-    bytes.push(b'\n');
-    bytes
+        let mut bytes = value.to_string().into_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+    #[cfg(not(feature = "next"))]
+    reply.to_line()
 }
 
 /// The answer to `config`.
 pub fn ack(result: Result<(), ErrorCode>) -> Vec<u8> {
-    let code = result.err().map_or("ok", ErrorCode::name);
-    line(&json!({"type": "ack", "code": code}))
+    line(&ChannelReply::Ack {
+        code: result.into(),
+    })
 }
 
 fn refuse(conn: u32, code: ErrorCode, message: &str) -> Vec<Output> {
-    vec![
-        Output::Send(
-            conn,
-            line(&json!({"type": "error", "code": code.name(), "message": message})),
-        ),
-        Output::Close(conn),
-    ]
+    let reply = ChannelReply::Error {
+        code,
+        message: message.to_owned(),
+    };
+    vec![Output::Send(conn, line(&reply)), Output::Close(conn)]
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+    use tether_proto::Secret;
+
     use super::*;
 
     fn error_of(outputs: &[Output]) -> Value {
@@ -193,13 +172,13 @@ mod tests {
         assert_eq!(
             reqs,
             vec![
-                Request::Config {
+                ChannelRequest::Config {
                     ssid: "home".into(),
-                    passwd: "correct horse".into(),
-                    token: "EUab12CD34wxYZ".into()
+                    passwd: Secret::new("correct horse"),
+                    token: Secret::new("EUab12CD34wxYZ")
                 },
-                Request::Status {},
-                Request::Info {},
+                ChannelRequest::Status {},
+                ChannelRequest::Info {},
             ]
         );
     }
@@ -251,7 +230,7 @@ mod tests {
     fn acks_carry_ok_or_the_error_name() {
         assert_eq!(
             ack(Ok(())),
-            b"{\"code\":\"ok\",\"type\":\"ack\"}\n".to_vec()
+            b"{\"type\":\"ack\",\"code\":\"ok\"}\n".to_vec()
         );
         let v: Value = serde_json::from_slice(&ack(Err(ErrorCode::TokenInvalid))).expect("json");
         assert_eq!(v["code"], "token_invalid");

@@ -3,11 +3,12 @@
 //! the limit, and finds the same requests as when the stream arrives whole.
 
 use proptest::prelude::*;
-use tether_guest::channel::{Channel, MAX_LINE, Output, Request};
+use tether_guest::channel::{Channel, MAX_LINE, Output};
+use tether_proto::channel::ChannelRequest;
 
 /// Feeds `stream` to a fresh connection in pieces cut at `cuts`; the requests seen and
 /// whether the connection was closed.
-fn feed(stream: &[u8], cuts: &[usize]) -> (Vec<Request>, bool) {
+fn feed(stream: &[u8], cuts: &[usize]) -> (Vec<ChannelRequest>, bool) {
     let mut channel = Channel::default();
     assert!(channel.opened(1).is_empty());
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();

@@ -1,54 +1,24 @@
-//! The local control socket: JSON lines over a unix socket, used by `tether-host ctl` and
-//! the C API. Requests: `{"cmd":"user-cfg","ssid","passwd","token"}` →
-//! `{"code":"ok","oprt":0}` or the error's code and OPRT number; `{"cmd":"status"}` →
-//! the status; `{"cmd":"reset"}` → `{"code":"ok","oprt":0}`; `{"cmd":"module-load",
-//! "path"}` applies a bundle file; `{"cmd":"module-status"}` → the installed component and
-//! the update slots.
+//! The local control socket (mode 0600): its server, which turns each request line into
+//! a call on the [`DeviceHandle`], and [`CtlClient`], which `tether-host ctl` uses. The
+//! messages are `tether_proto::ctl`'s; the C API speaks the same lines.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tether_proto::ErrorCode;
+use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest, MAX_LINE};
+use tether_proto::module::ModuleStatus;
+use tether_proto::status::DeviceStatus;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::daemon::{self, Inputs};
-
-/// Longest request line.
-const MAX_LINE: usize = 4096;
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
-enum Request {
-    UserCfg {
-        ssid: String,
-        passwd: String,
-        token: String,
-    },
-    Status {},
-    Reset {},
-    /// Apply the bundle file at `path` (read by the host).
-    ModuleLoad {
-        path: std::path::PathBuf,
-    },
-    ModuleStatus {},
-}
-
-/// The answer for a result code.
-pub fn code_reply(result: Result<(), ErrorCode>) -> Value {
-    match result {
-        Ok(()) => json!({"code": "ok", "oprt": 0}),
-        Err(code) => {
-            json!({"code": code.name(), "oprt": code.oprt(), "message": code.description()})
-        }
-    }
-}
+use crate::handle::DeviceHandle;
 
 /// Listens on `path` (mode 0600; a stale socket file is replaced).
-pub(crate) fn serve(path: &Path, inputs: Inputs) -> anyhow::Result<()> {
+pub(crate) fn serve(path: &Path, device: DeviceHandle) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
@@ -64,87 +34,133 @@ pub(crate) fn serve(path: &Path, inputs: Inputs) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(session(stream, inputs.clone()));
+            tokio::spawn(session(stream, device.clone()));
         }
     });
     Ok(())
 }
 
-async fn session(stream: UnixStream, inputs: Inputs) {
+async fn session(stream: UnixStream, device: DeviceHandle) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader.take(MAX_LINE as u64 * 64)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = if line.len() > MAX_LINE {
-            code_reply(Err(ErrorCode::InvalidParm))
+            encode(&CtlReply::of(Err(ErrorCode::InvalidParm)))
         } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(Request::UserCfg {
-                    ssid,
-                    passwd,
-                    token,
-                }) => code_reply(daemon::user_cfg(&inputs, &ssid, &passwd, &token).await),
-                Ok(Request::Status {}) => match daemon::status(&inputs).await {
-                    Some(status) => serde_json::to_value(status).unwrap_or(Value::Null),
-                    None => code_reply(Err(ErrorCode::Internal)),
-                },
-                Ok(Request::Reset {}) => code_reply(if daemon::reset(&inputs).await {
-                    Ok(())
-                } else {
-                    Err(ErrorCode::Internal)
-                }),
-                Ok(Request::ModuleLoad { path }) => module_load(&inputs, &path).await,
-                Ok(Request::ModuleStatus {}) => daemon::module_status(&inputs)
-                    .await
-                    .unwrap_or_else(|| code_reply(Err(ErrorCode::Internal))),
-                Err(e) => {
-                    json!({"code": "invalid_parm", "oprt": ErrorCode::InvalidParm.oprt(), "message": e.to_string()})
-                }
+            match serde_json::from_str::<CtlRequest>(&line) {
+                Ok(request) => answer(&device, request).await,
+                Err(e) => encode(&CtlReply::error(ErrorCode::InvalidParm, e.to_string())),
             }
         };
-        let mut bytes = reply.to_string().into_bytes();
-        bytes.push(b'\n');
-        if writer.write_all(&bytes).await.is_err() {
+        if writer.write_all(&reply).await.is_err() {
             return;
         }
     }
 }
 
-/// `module-load`: `{"code":"ok", "report":{…}}`, or `{"code":"update_refused",
-/// "reason", "message"}`.
-async fn module_load(inputs: &Inputs, path: &Path) -> Value {
-    let bytes = match tokio::fs::read(path).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return json!({"code": "invalid_parm", "oprt": ErrorCode::InvalidParm.oprt(),
-                "message": format!("cannot read {}: {e}", path.display())});
+/// The reply line to one request.
+async fn answer(device: &DeviceHandle, request: CtlRequest) -> Vec<u8> {
+    let internal = || CtlReply::of(Err(ErrorCode::Internal));
+    match request {
+        CtlRequest::UserCfg {
+            ssid,
+            passwd,
+            token,
+        } => {
+            let result = device
+                .user_cfg(&ssid, passwd.expose(), token.expose())
+                .await;
+            encode(&CtlReply::of(result))
         }
-    };
-    match daemon::update(inputs, bytes).await {
-        Ok(report) => json!({"code": "ok", "oprt": 0, "report": report}),
-        Err(refusal) => json!({"code": "update_refused", "oprt": ErrorCode::Internal.oprt(),
-            "reason": refusal.name(), "message": refusal.to_string()}),
+        CtlRequest::Status {} => match device.status().await {
+            Some(status) => encode(&status),
+            None => encode(&internal()),
+        },
+        CtlRequest::Reset {} => encode(&if device.reset().await {
+            CtlReply::of(Ok(()))
+        } else {
+            internal()
+        }),
+        CtlRequest::ModuleLoad { path } => encode(&module_load(device, &path).await),
+        CtlRequest::ModuleStatus {} => match device.module_status().await {
+            Some(status) => encode(&status),
+            None => encode(&internal()),
+        },
     }
 }
 
-/// Sends one request to a running host and returns its answer.
-pub async fn request(path: &Path, request: &Value) -> anyhow::Result<Value> {
-    let stream = UnixStream::connect(path).await.with_context(|| {
-        format!(
-            "cannot reach a running tether-host at {} (is `tether-host run` up?)",
-            path.display()
-        )
-    })?;
-    let (reader, mut writer) = stream.into_split();
-    let mut line = request.to_string().into_bytes();
-    line.push(b'\n');
-    writer
-        .write_all(&line)
-        .await
-        .context("failed to send the request")?;
-    let mut answer = String::new();
-    BufReader::new(reader)
-        .read_line(&mut answer)
-        .await
-        .context("failed to read the answer")?;
-    serde_json::from_str(&answer).context("the host answered something that is not JSON")
+/// `module-load`: the bundle file is read by the host, then applied.
+async fn module_load(device: &DeviceHandle, path: &Path) -> CtlReply {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return CtlReply::error(
+                ErrorCode::InvalidParm,
+                format!("cannot read {}: {e}", path.display()),
+            );
+        }
+    };
+    match device.update(bytes).await {
+        Ok(report) => CtlReply::applied(report),
+        Err(refusal) => CtlReply::update_refused(refusal.name(), refusal.to_string()),
+    }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).expect("control replies always serialise");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A client of a running host's control socket: one connection per request.
+#[derive(Debug, Clone)]
+pub struct CtlClient {
+    socket: PathBuf,
+}
+
+impl CtlClient {
+    /// A client for the socket at `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+        }
+    }
+
+    /// Sends `request` and parses the answer line as `T`.
+    pub async fn ask<T: DeserializeOwned>(&self, request: &CtlRequest) -> anyhow::Result<T> {
+        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
+            format!(
+                "cannot reach a running tether-host at {} (is `tether-host run` up?)",
+                self.socket.display()
+            )
+        })?;
+        let (reader, mut writer) = stream.into_split();
+        writer
+            .write_all(&request.to_line())
+            .await
+            .context("failed to send the request")?;
+        let mut answer = String::new();
+        BufReader::new(reader)
+            .take(MAX_LINE as u64 * 64)
+            .read_line(&mut answer)
+            .await
+            .context("failed to read the answer")?;
+        serde_json::from_str(&answer)
+            .with_context(|| format!("the host answered something unexpected: {answer}"))
+    }
+
+    /// The device's status, or why the host could not give it.
+    pub async fn status(&self) -> anyhow::Result<CtlAnswer<DeviceStatus>> {
+        self.ask(&CtlRequest::Status {}).await
+    }
+
+    /// The component in use and the update slots, or why the host could not give them.
+    pub async fn module_status(&self) -> anyhow::Result<CtlAnswer<ModuleStatus>> {
+        self.ask(&CtlRequest::ModuleStatus {}).await
+    }
+
+    /// Any request answered with a [`CtlReply`] (`user-cfg`, `reset`, `module-load`).
+    pub async fn command(&self, request: &CtlRequest) -> anyhow::Result<CtlReply> {
+        self.ask(request).await
+    }
 }

@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
-use serde::Serialize;
-use serde_json::{Value, json};
 use tether_proto::bundle::Bundle;
+use tether_proto::module::{ModuleStatus, UpdateReport, UpdateResult};
 
 use crate::capabilities::{Kv, Signer};
 use crate::component::DEFAULT_COMPONENT_VERSION;
 use crate::config::HostConfig;
-use crate::update::slots::{Installed, Outcome, Slots};
+use crate::update::slots::{Installed, Outcome, Slots, SlotsFile};
 use crate::update::{self, Refusal};
 use crate::{Instance, LoadedComponent, Runtime, RuntimeConfig};
 
@@ -69,23 +68,6 @@ struct Probation {
     previous_version: String,
 }
 
-/// What a successful swap measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct UpdateReport {
-    /// The new version.
-    pub version: String,
-    /// Its sequence.
-    pub sequence: u64,
-    /// Verify and compile (or load from the cache).
-    pub prepare_ms: u64,
-    /// Snapshot, restore, health and switch: the time events wait in the queue.
-    pub pause_us: u64,
-    /// From receiving the bundle to running the new component.
-    pub total_ms: u64,
-    /// How long it stays on probation.
-    pub probation_secs: u64,
-}
-
 /// The component source of one device.
 pub(crate) struct Home {
     config: HostConfig,
@@ -133,7 +115,7 @@ impl Home {
             tracing::warn!(version = %interrupted.version, "the host restarted during probation; rolling back");
             slots.last_outcome = Some(outcome(
                 &interrupted,
-                "rolled_back",
+                UpdateResult::RolledBack,
                 Some(&Refusal::HostRestarted),
             ));
             slots
@@ -181,7 +163,9 @@ impl Home {
             Kv::open(&self.config.data_dir.join("kv")).context("failed to open the kv store")?;
         let binding: PathBuf = self.config.data_dir.join("binding.json");
         let signer = Signer::new(Some(self.config.device_identity()), Some(binding))
-            .context("failed to read the binding")?;
+            .context("failed to read the binding")?
+            .with_endpoints_file(self.config.data_dir.join("endpoints.json"))
+            .context("failed to read the endpoints")?;
         Ok(self.runtime.host_state(kv, signer))
     }
 
@@ -219,7 +203,7 @@ impl Home {
             sequence,
             sha256: String::new(),
         };
-        self.slots.last_outcome = Some(outcome(&about, "refused", Some(&refusal)));
+        self.slots.last_outcome = Some(outcome(&about, UpdateResult::Refused, Some(&refusal)));
         if self.state_error.is_some() {
             return refusal;
         }
@@ -259,7 +243,7 @@ impl Home {
                 }
                 self.slots.probation = Some(installed.clone());
                 self.slots.last_sequence = m.sequence;
-                self.slots.last_outcome = Some(outcome(&installed, "probation", None));
+                self.slots.last_outcome = Some(outcome(&installed, UpdateResult::Probation, None));
                 if let Err(e) = self.slots.save(&self.modules) {
                     tracing::error!(error = %e, "failed to record the probation");
                 }
@@ -345,7 +329,7 @@ impl Home {
         };
         self.probation = None;
         self.slots.previous = self.slots.active.replace(done.clone());
-        self.slots.last_outcome = Some(outcome(&done, "applied", None));
+        self.slots.last_outcome = Some(outcome(&done, UpdateResult::Applied, None));
         match self.slots.save(&self.modules) {
             Ok(()) => tracing::info!(version = %done.version, "update committed after probation"),
             Err(e) => tracing::error!(error = %e, "failed to commit the update"),
@@ -364,7 +348,8 @@ impl Home {
         self.component = probation.previous;
         self.version = probation.previous_version;
         if let Some(failed) = self.slots.probation.take() {
-            self.slots.last_outcome = Some(outcome(&failed, "rolled_back", Some(&refusal)));
+            self.slots.last_outcome =
+                Some(outcome(&failed, UpdateResult::RolledBack, Some(&refusal)));
         }
         self.slots
             .save(&self.modules)
@@ -384,15 +369,19 @@ impl Home {
 
     /// The version in use, the slots, the last outcome and the last swap's measures, for
     /// `ctl module status`.
-    pub fn module_status(&self) -> Value {
-        json!({
-            "version": self.version,
-            "on_probation": self.probation.is_some(),
-            "slots": self.slots,
-            "last_swap": self.last_swap,
-            // Compiling, or loading from the compile cache, the component in use.
-            "load_ms": millis(self.component.compile_time),
-        })
+    pub fn module_status(&self) -> ModuleStatus {
+        ModuleStatus {
+            version: self.version.clone(),
+            on_probation: self.probation.is_some(),
+            slots: self.slots.clone(),
+            last_swap: self.last_swap.clone(),
+            load_ms: millis(self.component.compile_time),
+        }
+    }
+
+    /// The last update outcome recorded.
+    pub fn last_outcome(&self) -> Option<Outcome> {
+        self.slots.last_outcome.clone()
     }
 }
 
@@ -444,11 +433,11 @@ fn load_installed(
     Ok(runtime.load(&bundle.component)?)
 }
 
-fn outcome(about: &Installed, result: &str, refusal: Option<&Refusal>) -> Outcome {
+fn outcome(about: &Installed, result: UpdateResult, refusal: Option<&Refusal>) -> Outcome {
     Outcome {
         version: about.version.clone(),
         sequence: about.sequence,
-        result: result.to_owned(),
+        result,
         reason: refusal.map(|r| format!("{}: {r}", r.name())),
         at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

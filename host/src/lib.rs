@@ -8,11 +8,14 @@ pub mod component;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+mod handle;
 mod home;
 pub mod providers;
 pub mod runtime;
 pub mod update;
 pub mod wifi;
 
-pub use home::{RuntimeSource, SharedRuntime, UpdateReport};
+pub use handle::DeviceHandle;
+pub use home::{RuntimeSource, SharedRuntime};
 pub use runtime::{Instance, LoadedComponent, Runtime, RuntimeConfig, RuntimeError};
+pub use tether_proto::module::UpdateReport;

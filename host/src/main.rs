@@ -10,9 +10,13 @@ use clap::{Parser, Subcommand};
 use tether_host::capabilities::{Kv, Signer};
 use tether_host::component::DEFAULT_COMPONENT_VERSION;
 use tether_host::config::HostConfig;
+use tether_host::ctl::CtlClient;
 use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
 use tether_host::{LoadedComponent, Runtime, RuntimeConfig};
+use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest};
+use tether_proto::status::{DeviceStatus, NetState};
+use tether_proto::{ErrorCode, ReplyCode, Secret};
 
 /// How many instantiations `check-component` times.
 const INSTANTIATIONS: usize = 200;
@@ -41,7 +45,7 @@ enum Command {
         #[arg(long, env = "TETHER_HOST_CONFIG")]
         config: PathBuf,
         #[command(subcommand)]
-        request: CtlRequest,
+        request: CtlCommand,
     },
     /// Load a pairing component (the built-in one unless PATH is given), check it against
     /// the `tether:pairing/pairing` world, instantiate it and print its world, size,
@@ -77,7 +81,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum CtlRequest {
+enum CtlCommand {
     /// The seed API: hand the device router credentials and a pairing token.
     UserCfg {
         /// Router network name.
@@ -100,11 +104,11 @@ enum CtlRequest {
     Reset,
     /// Hot update of the pairing component.
     #[command(subcommand)]
-    Module(ModuleRequest),
+    Module(ModuleCommand),
 }
 
 #[derive(Debug, Subcommand)]
-enum ModuleRequest {
+enum ModuleCommand {
     /// Apply a signed bundle (`tether module sign`): verify, swap, probation.
     Load {
         /// The bundle file.
@@ -182,77 +186,58 @@ async fn shutdown_signal() {
     }
 }
 
-fn ctl(config: &std::path::Path, request: CtlRequest) -> ExitCode {
+fn ctl(config: &std::path::Path, request: CtlCommand) -> ExitCode {
     let outcome = (|| -> anyhow::Result<ExitCode> {
         let config = HostConfig::load(config)?;
-        let (body, json) = match &request {
-            CtlRequest::UserCfg {
+        let client = CtlClient::new(&config.ctl.socket);
+        let runtime = tokio_runtime()?;
+        let request = match request {
+            CtlCommand::Status { json } => {
+                return Ok(match runtime.block_on(client.status())? {
+                    CtlAnswer::Value(status) if json => print_json(&status),
+                    CtlAnswer::Value(status) => {
+                        print_status(&status);
+                        ExitCode::SUCCESS
+                    }
+                    CtlAnswer::Refused(reply) => refused(&reply),
+                });
+            }
+            CtlCommand::Module(ModuleCommand::Status) => {
+                return Ok(match runtime.block_on(client.module_status())? {
+                    CtlAnswer::Value(status) => print_json(&status),
+                    CtlAnswer::Refused(reply) => refused(&reply),
+                });
+            }
+            CtlCommand::UserCfg {
                 ssid,
                 passwd,
                 token,
-            } => (
-                serde_json::json!({"cmd": "user-cfg", "ssid": ssid, "passwd": passwd, "token": token}),
-                false,
-            ),
-            CtlRequest::Status { json } => (serde_json::json!({"cmd": "status"}), *json),
-            CtlRequest::Reset => (serde_json::json!({"cmd": "reset"}), false),
-            CtlRequest::Module(ModuleRequest::Load { bundle }) => {
-                let path = std::path::absolute(bundle)
-                    .with_context(|| format!("bad path {}", bundle.display()))?;
-                (
-                    serde_json::json!({"cmd": "module-load", "path": path}),
-                    false,
-                )
-            }
-            CtlRequest::Module(ModuleRequest::Status) => {
-                (serde_json::json!({"cmd": "module-status"}), true)
-            }
+            } => CtlRequest::UserCfg {
+                ssid,
+                passwd: Secret::new(passwd),
+                token: Secret::new(token),
+            },
+            CtlCommand::Reset => CtlRequest::Reset {},
+            CtlCommand::Module(ModuleCommand::Load { bundle }) => CtlRequest::ModuleLoad {
+                path: std::path::absolute(&bundle)
+                    .with_context(|| format!("bad path {}", bundle.display()))?,
+            },
         };
-        let answer =
-            tokio_runtime()?.block_on(tether_host::ctl::request(&config.ctl.socket, &body))?;
-        if let CtlRequest::Module(ModuleRequest::Status) = request {
-            println!("{answer}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let CtlRequest::Status { .. } = request {
-            if json {
-                println!("{answer}");
-            } else {
-                print_status(&answer);
+        let reply = runtime.block_on(client.command(&request))?;
+        Ok(match (reply.code, &reply.report) {
+            (ReplyCode::Ok, Some(r)) => {
+                println!(
+                    "running {} (sequence {}): prepared in {} ms, swap pause {} µs, total {} ms; on probation for {} s",
+                    r.version, r.sequence, r.prepare_ms, r.pause_us, r.total_ms, r.probation_secs
+                );
+                ExitCode::SUCCESS
             }
-            return Ok(ExitCode::SUCCESS);
-        }
-        let code = answer["code"].as_str().unwrap_or("internal");
-        if code == "ok" && answer["report"].is_object() {
-            let r = &answer["report"];
-            println!(
-                "running {} (sequence {}): prepared in {} ms, swap pause {} µs, total {} ms; on probation for {} s",
-                r["version"].as_str().unwrap_or("?"),
-                r["sequence"],
-                r["prepare_ms"],
-                r["pause_us"],
-                r["total_ms"],
-                r["probation_secs"]
-            );
-            Ok(ExitCode::SUCCESS)
-        } else if code == "update_refused" {
-            eprintln!(
-                "error: update refused ({}): {}",
-                answer["reason"].as_str().unwrap_or("?"),
-                answer["message"].as_str().unwrap_or("")
-            );
-            Ok(ExitCode::from(1))
-        } else if code == "ok" {
-            println!("ok");
-            Ok(ExitCode::SUCCESS)
-        } else {
-            eprintln!(
-                "error: {code} (OPRT {}): {}",
-                answer["oprt"],
-                answer["message"].as_str().unwrap_or("")
-            );
-            Ok(ExitCode::from(1))
-        }
+            (ReplyCode::Ok, None) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            _ => refused(&reply),
+        })
     })();
     outcome.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -260,23 +245,49 @@ fn ctl(config: &std::path::Path, request: CtlRequest) -> ExitCode {
     })
 }
 
-fn print_status(status: &serde_json::Value) {
-    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
-    println!("state       {}", text(&status["state"]));
-    println!("last error  {}", text(&status["last_error"]));
-    println!("dev id      {}", text(&status["dev_id"]));
-    println!("network     {}", text(&status["ssid"]));
-    let t = &status["timings"];
-    let ms = |v: &serde_json::Value| {
-        v.as_u64()
-            .map_or_else(|| "-".to_owned(), |n| format!("{n} ms"))
-    };
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints why the host refused and gives exit code 1.
+fn refused(reply: &CtlReply) -> ExitCode {
+    let message = reply.message.as_deref().unwrap_or("");
+    match (reply.code, &reply.reason) {
+        (ReplyCode::UpdateRefused, reason) => eprintln!(
+            "error: update refused ({}): {message}",
+            reason.as_deref().unwrap_or("?")
+        ),
+        (code, _) => eprintln!("error: {code} (OPRT {}): {message}", reply.oprt),
+    }
+    ExitCode::from(1)
+}
+
+fn print_status(status: &DeviceStatus) {
+    let text = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    println!("state       {}", status.state.name());
+    println!(
+        "last error  {}",
+        text(status.last_error.map(ErrorCode::name))
+    );
+    println!("dev id      {}", text(status.dev_id.as_deref()));
+    println!("network     {}", text(status.ssid.as_deref()));
+    let t = &status.timings;
+    let ms = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| format!("{n} ms"));
     println!(
         "timings     wifi {}, dns {}, activate {}, mqtt {}",
-        ms(&t["wifi_ms"]),
-        ms(&t["dns_ms"]),
-        ms(&t["activate_ms"]),
-        ms(&t["mqtt_ms"])
+        ms(t.wifi_ms),
+        ms(t.dns_ms),
+        ms(t.activate_ms),
+        ms(t.mqtt_ms)
     );
 }
 
@@ -326,7 +337,7 @@ fn check_component(path: Option<PathBuf>, config: RuntimeConfig) -> anyhow::Resu
     let status = instance.status()?;
     println!(
         "status       {}, component version {}",
-        status.state.name(),
+        NetState::from(status.state).name(),
         status.version
     );
     match instance.health()? {

@@ -1,27 +1,35 @@
 //! Wire types shared by every part of Tether: the pairing token, error codes, request
-//! signing and the JSON bodies of the cloud API and MQTT. Nothing here does IO, so the
+//! signing, the JSON bodies of the cloud API and MQTT, and the messages of the device's data
+//! channel and control socket. Nothing here does IO, so the
 //! crate builds for the native targets and for `wasm32-wasip2` alike.
 
 pub mod activation;
+pub mod api;
 pub mod api_error;
 #[cfg(feature = "bundle")]
 pub mod bundle;
+pub mod channel;
+pub mod ctl;
 pub mod error_code;
 pub mod iot_dns;
+pub mod module;
 pub mod mqtt;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod random;
+pub mod reply_code;
 pub mod reports;
 pub mod secret;
 pub mod signing;
+pub mod status;
 pub mod token;
 pub mod token_status;
 pub mod version;
 
 pub use error_code::ErrorCode;
+pub use reply_code::ReplyCode;
 pub use secret::Secret;
-pub use token::{PairingToken, TokenError};
+pub use token::{PairingToken, PublicId, TokenError};
 
 #[cfg(test)]
 mod test_support;

@@ -93,6 +93,11 @@ impl PairingToken {
         &self.text[..REGION_LEN + ID_LEN]
     }
 
+    /// The public part as a value of its own, for URLs and displays.
+    pub fn public(&self) -> PublicId {
+        PublicId(self.public_id().to_owned())
+    }
+
     /// The `token ‖ secret` part that the cloud stores only as a hash.
     pub fn token_and_secret(&self) -> &str {
         &self.text[REGION_LEN..]
@@ -132,6 +137,60 @@ impl<'de> Deserialize<'de> for PairingToken {
     }
 }
 
+/// The public part of a pairing token, `region ‖ token` (10 characters): what URLs,
+/// logs and displays name a token by. It cannot activate anything on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PublicId(String);
+
+impl PublicId {
+    /// Length in characters.
+    pub const LEN: usize = REGION_LEN + ID_LEN;
+
+    /// Parses a public id: a region and the token part.
+    pub fn parse(text: &str) -> Result<Self, TokenError> {
+        if text.len() != Self::LEN || text.chars().count() != Self::LEN {
+            return Err(TokenError::Length(text.chars().count()));
+        }
+        let bytes = text.as_bytes();
+        if !is_region(&bytes[..REGION_LEN]) {
+            return Err(TokenError::Region);
+        }
+        if let Some(pos) = bytes[REGION_LEN..]
+            .iter()
+            .position(|b| !b.is_ascii_alphanumeric())
+        {
+            return Err(TokenError::TokenPart(REGION_LEN + pos + 1));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The ten characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PublicId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for PublicId {
+    type Error = TokenError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<PublicId> for String {
+    fn from(id: PublicId) -> Self {
+        id.0
+    }
+}
+
 fn is_region(bytes: &[u8]) -> bool {
     bytes.len() == REGION_LEN && bytes.iter().all(u8::is_ascii_uppercase)
 }
@@ -147,6 +206,22 @@ mod tests {
         assert_eq!(token.public_id(), "EUab12CD34");
         assert_eq!(token.token_and_secret(), "ab12CD34wxYZ");
         assert_eq!(token.expose(), "EUab12CD34wxYZ");
+        assert_eq!(token.public().as_str(), "EUab12CD34");
+    }
+
+    #[test]
+    fn a_public_id_is_checked_like_the_token_it_names() {
+        assert_eq!(
+            PublicId::parse("EUab12CD34").map(|p| p.to_string()),
+            Ok("EUab12CD34".to_owned())
+        );
+        assert_eq!(
+            PublicId::parse("EUab12CD34wxYZ"),
+            Err(TokenError::Length(14))
+        );
+        assert_eq!(PublicId::parse("euab12CD34"), Err(TokenError::Region));
+        assert_eq!(PublicId::parse("EUab/2CD34"), Err(TokenError::TokenPart(5)));
+        assert!(serde_json::from_str::<PublicId>("\"EU\"").is_err());
     }
 
     #[test]

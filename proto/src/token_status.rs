@@ -51,6 +51,18 @@ pub enum TokenState {
     Revoked,
 }
 
+impl TokenState {
+    /// The wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TokenState::Pending => "pending",
+            TokenState::Complete => "complete",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
 /// A device a token activated.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +142,17 @@ mod tests {
         let json = r#"{"token":"EUab12CD34","state":"pending","expires_at":1700000600,"devices":[{"dev_id":"d-1","uuid":"u1","activated_at":1700000100}],"failures":[{"uuid":"u2","code":"passwd_error","phase":"wifi","at":1700000200}],"owner":"ann"}"#;
         let status: TokenStatus = serde_json::from_str(json).expect("parses");
         assert_eq!(status.state, TokenState::Pending);
+        for state in [
+            TokenState::Pending,
+            TokenState::Complete,
+            TokenState::Expired,
+            TokenState::Revoked,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).expect("serialises"),
+                state.name()
+            );
+        }
         assert_eq!(status.failures[0].code, ErrorCode::PasswdError);
         assert_round_trip(&status);
         assert_missing_field::<TokenStatus>(r#"{"token":"EUab12CD34","expires_at":1}"#, "state");

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::SqlitePool;
 use tether_proto::mqtt::Protocol;
 
@@ -16,50 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;
 
-/// A device as its owner sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct DeviceView {
-    /// Device id.
-    pub dev_id: String,
-    /// Licence uuid.
-    pub uuid: String,
-    /// Product.
-    pub product_key: String,
-    /// Whether an MQTT session is up.
-    pub online: bool,
-    /// Last connect, disconnect or report, Unix seconds.
-    pub last_seen: Option<i64>,
-    /// The data points of the last report (protocol 4).
-    #[sqlx(json(nullable))]
-    pub last_report: Option<serde_json::Value>,
-    /// Firmware version at activation.
-    pub sw_ver: String,
-    /// Pairing component version: at activation, then as the device reports updates.
-    pub module_version: String,
-    /// When it was activated, Unix seconds.
-    pub activated_at: i64,
-    /// The last update outcome the device reported: version, sequence, result
-    /// (`probation`, `applied`, `refused`, `rolled_back`) and reason.
-    #[sqlx(json(nullable))]
-    pub module_outcome: Option<serde_json::Value>,
-}
-
-/// Body of a command.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CommandRequest {
-    /// Data points to set, by id.
-    pub data: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Answer to a command.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CommandAccepted {
-    /// The device.
-    pub dev_id: String,
-    /// Whether it was online, so got the command now.
-    pub online: bool,
-}
+pub use tether_proto::api::{CommandAccepted, CommandRequest, DeviceView};
 
 const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome";
 
@@ -109,13 +66,10 @@ pub(crate) async fn get_device(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(dev_id): ApiPath<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let device = owned(&state.db, user.id, &dev_id).await?;
-    let mut view = serde_json::to_value(device).map_err(anyhow::Error::from)?;
-    view["rollout"] = crate::modules::rollout_of(&state.db, &dev_id)
-        .await?
-        .unwrap_or(serde_json::Value::Null);
-    Ok(Json(view))
+) -> ApiResult<Json<DeviceView>> {
+    let mut device = owned(&state.db, user.id, &dev_id).await?;
+    device.rollout = crate::modules::rollout_of(&state.db, &dev_id).await?;
+    Ok(Json(device))
 }
 
 /// Send data points to the device (protocol 5).

@@ -12,8 +12,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tether_proto::bundle::{Bundle, PAIRING_WORLD, public_key_from_hex};
 use tether_proto::mqtt::Protocol;
@@ -43,22 +41,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/devices/{dev_id}/module-status", post(report_status))
 }
 
-/// A stored module, as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct ModuleView {
-    /// Module id.
-    pub id: i64,
-    /// Component version.
-    pub version: String,
-    /// Bundle sequence.
-    pub sequence: i64,
-    /// Hex SHA-256 of the component.
-    pub sha256: String,
-    /// Component size in bytes.
-    pub size: i64,
-    /// Unix seconds.
-    pub created_at: i64,
-}
+pub use tether_proto::api::{
+    DeviceTargets, ModuleView, ProductTarget, RolloutCreated, RolloutRequest,
+};
+pub use tether_proto::module::{ModuleStatusReport, RolloutView, UpdateNotice, UpdateOutcome};
 
 /// Store a signed component bundle, checked against the module keys.
 #[utoipa::path(post, path = "/v1/modules", tag = "admin", security(("bearer" = [])),
@@ -143,33 +129,6 @@ pub(crate) async fn list(
     .fetch_all(&state.db)
     .await?;
     Ok(Json(modules))
-}
-
-/// Body of `POST /v1/modules/{id}/rollouts`: a product or a list of devices.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum RolloutRequest {
-    /// Every device of this product, including ones activated later.
-    Product(ProductTarget),
-    /// These devices.
-    Devices(DeviceTargets),
-}
-
-/// A rollout to a product.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProductTarget {
-    /// The product.
-    pub product_key: String,
-}
-
-/// A rollout to listed devices.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceTargets {
-    /// Their dev-ids.
-    #[schema(min_items = 1)]
-    pub devices: Vec<String>,
 }
 
 /// Roll a module out to a product's devices or to listed devices.
@@ -261,21 +220,6 @@ pub(crate) async fn create_rollout(
     ))
 }
 
-/// Answer to `POST /v1/modules/{id}/rollouts`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RolloutCreated {
-    /// The rollout.
-    pub rollout_id: i64,
-    /// The module rolled out.
-    pub module_id: i64,
-    /// Its component version.
-    pub version: String,
-    /// Devices it targets now.
-    pub targeted: usize,
-    /// Devices notified at once (online ones).
-    pub notified: usize,
-}
-
 /// Sends `dev_id` the notice of its newest pending rollout (adding the device to the
 /// rollouts of its product it is not in yet, such as ones made before it was activated).
 /// True when a notice went out.
@@ -309,16 +253,20 @@ pub async fn deliver(
     let Some((rollout, module, version, sequence, sha256, size)) = pending else {
         return Ok(false);
     };
-    let notice = json!({
-        "module_id": module,
-        "version": version,
-        "sequence": sequence,
-        "sha256": sha256,
-        "size": size,
-        "url": format!("{api_url}/v1/modules/{module}/bundle"),
-    });
+    let notice = UpdateNotice {
+        module_id: module,
+        version: version.clone(),
+        sequence: u64::try_from(sequence).unwrap_or_default(),
+        sha256,
+        size: u64::try_from(size).unwrap_or_default(),
+        url: format!("{api_url}/v1/modules/{module}/bundle"),
+    };
     broker
-        .publish(dev_id, Protocol::ComponentUpdate, notice)
+        .publish(
+            dev_id,
+            Protocol::ComponentUpdate,
+            serde_json::to_value(&notice).context("failed to encode the notice")?,
+        )
         .await?;
     sqlx::query(
         "UPDATE rollout_devices SET state = 'notified', updated_at = ? WHERE rollout_id = ? AND dev_id = ? AND state = 'pending'",
@@ -376,22 +324,6 @@ pub(crate) async fn download(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bundle))
 }
 
-/// Body of `POST /v1/devices/{dev_id}/module-status`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModuleStatusReport {
-    /// The component version the report is about.
-    pub version: String,
-    /// Its bundle sequence.
-    pub sequence: u64,
-    /// `probation`, `applied`, `refused` or `rolled_back`.
-    pub result: String,
-    /// Why, when refused or rolled back.
-    pub reason: Option<String>,
-    /// The version the device runs now.
-    pub running: String,
-}
-
 /// Report an update outcome.
 #[utoipa::path(post, path = "/v1/devices/{dev_id}/module-status", tag = "devices", security(("tetherHmac" = [])),
     params(("dev_id" = String, Path, description = "the signing device")),
@@ -408,23 +340,18 @@ pub(crate) async fn report_status(
     }
     let report: ModuleStatusReport = serde_json::from_slice(&device.body)
         .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
-    if !["probation", "applied", "refused", "rolled_back"].contains(&report.result.as_str()) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown result {:?}",
-            report.result
-        )));
-    }
-    let now = crate::db_time(crate::unix_now());
-    let outcome = json!({
-        "version": report.version,
-        "sequence": report.sequence,
-        "result": report.result,
-        "reason": report.reason,
-        "at": now,
-    });
+    let at = crate::unix_now();
+    let now = crate::db_time(at);
+    let outcome = UpdateOutcome {
+        version: report.version.clone(),
+        sequence: report.sequence,
+        result: report.result,
+        reason: report.reason.clone(),
+        at,
+    };
     sqlx::query("UPDATE devices SET module_version = ?, module_outcome = ? WHERE dev_id = ?")
         .bind(&report.running)
-        .bind(outcome.to_string())
+        .bind(sqlx::types::Json(&outcome))
         .bind(dev_id)
         .execute(&state.db)
         .await?;
@@ -433,19 +360,19 @@ pub(crate) async fn report_status(
          WHERE dev_id = ? AND rollout_id IN (
            SELECT r.id FROM rollouts r JOIN modules m ON m.id = r.module_id WHERE m.sequence = ?)",
     )
-    .bind(&report.result)
+    .bind(report.result.name())
     .bind(&report.reason)
     .bind(now)
     .bind(dev_id)
     .bind(i64::try_from(report.sequence).unwrap_or(i64::MAX))
     .execute(&state.db)
     .await?;
-    tracing::info!(dev_id, version = %report.version, result = %report.result, running = %report.running, "module status reported");
+    tracing::info!(dev_id, version = %report.version, result = report.result.name(), running = %report.running, "module status reported");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The newest rollout of a device, for `GET /v1/devices/{id}`.
-pub async fn rollout_of(db: &SqlitePool, dev_id: &str) -> ApiResult<Option<Value>> {
+pub async fn rollout_of(db: &SqlitePool, dev_id: &str) -> ApiResult<Option<RolloutView>> {
     let row: Option<(i64, String, i64, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT m.id, m.version, m.sequence, rd.state, rd.reason, rd.updated_at
          FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
@@ -454,16 +381,14 @@ pub async fn rollout_of(db: &SqlitePool, dev_id: &str) -> ApiResult<Option<Value
     .bind(dev_id)
     .fetch_optional(db)
     .await?;
-    Ok(
-        row.map(|(module, version, sequence, state, reason, updated_at)| {
-            json!({
-                "module_id": module,
-                "version": version,
-                "sequence": sequence,
-                "state": state,
-                "reason": reason,
-                "updated_at": updated_at,
-            })
-        }),
-    )
+    Ok(row.map(
+        |(module_id, version, sequence, state, reason, updated_at)| RolloutView {
+            module_id,
+            version,
+            sequence,
+            state,
+            reason,
+            updated_at,
+        },
+    ))
 }

@@ -11,7 +11,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 use tether_proto::Secret;
 
@@ -45,28 +44,7 @@ impl Role {
     }
 }
 
-/// Body of a login.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    /// Account name.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    pub username: String,
-    /// Password.
-    #[schema(value_type = String, max_length = 1024)]
-    pub password: Secret,
-}
-
-/// Answer to a login.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LoginResponse {
-    /// The JWT to send as `Authorization: Bearer …`.
-    pub access_token: Secret,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until it expires.
-    pub expires_in: u64,
-}
+pub use tether_proto::api::{LoginRequest, LoginResponse};
 
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]

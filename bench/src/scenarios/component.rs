@@ -206,11 +206,7 @@ async fn device_updates(
             .map_err(|e| anyhow::anyhow!("update {i} refused: {e}"))?;
         reports.push(report);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while device
-            .module_status()
-            .await
-            .is_some_and(|s| s["on_probation"] == true)
-        {
+        while device.module_status().await.is_some_and(|s| s.on_probation) {
             anyhow::ensure!(Instant::now() < deadline, "update {i} stayed on probation");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

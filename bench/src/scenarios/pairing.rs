@@ -103,7 +103,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 async fn pair_once(
     device: &Arc<Device>,
     token: &str,
-) -> anyhow::Result<(Duration, tether_host::daemon::StatusView)> {
+) -> anyhow::Result<(Duration, tether_proto::status::DeviceStatus)> {
     let started = Instant::now();
     device
         .user_cfg(rig::SSID, rig::WIFI_PASSWORD, token)
@@ -115,7 +115,7 @@ async fn pair_once(
         let deadline = started + Duration::from_secs(10);
         loop {
             let status = handle.block_on(device.status());
-            if let Some(s) = status.filter(|s| s.state == "online") {
+            if let Some(s) = status.filter(|s| s.state == tether_proto::status::NetState::Online) {
                 return Ok((started.elapsed(), s));
             }
             anyhow::ensure!(

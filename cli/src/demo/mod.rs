@@ -7,12 +7,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::{Value, json};
-use tether_host::RuntimeConfig;
 use tether_host::config::{HostConfig, IdentityConfig, SimAp, UpdateConfig};
 use tether_host::daemon::Device;
-use tether_proto::Secret;
+use tether_host::{RuntimeConfig, UpdateReport};
+use tether_proto::activation::PhaseTimings;
+use tether_proto::api::DeviceView;
+use tether_proto::token_status::CreateTokenRequest;
+use tether_proto::{PairingToken, Secret};
 use tether_service::users::Role;
 use tether_service::{Application, ServeConfig};
 use tokio::sync::oneshot;
@@ -228,12 +230,12 @@ fn device_config(
 struct Summary {
     api: Api,
     dev_id: String,
-    timings: Value,
-    report: Value,
+    timings: PhaseTimings,
+    report: Option<Value>,
     round_trip: Duration,
     online_in_cloud: bool,
     phases_shown: bool,
-    update: Option<Value>,
+    update: Option<UpdateReport>,
 }
 
 /// The user's part: log in, create a token, provision over the channel, send a command
@@ -247,27 +249,16 @@ async fn pair_and_command(
     let api = Api::new(api_url)?;
     let access = api.login(USER, password).await?;
     let api = api.with_token(access);
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/pairing-tokens",
-            Some(json!({})),
-            Duration::from_secs(10),
-        )
-        .await?;
-    let token = created["token"]
-        .as_str()
-        .ok_or_else(|| Failure::Other("no token in the answer".into()))?;
+    let created = api.create_token(&CreateTokenRequest::default()).await?;
+    let token = PairingToken::parse(created.token.expose())
+        .map_err(|e| Failure::Other(format!("the cloud made a malformed token: {e}")))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let ttl = created["expires_at"]
-        .as_u64()
-        .unwrap_or(now)
-        .saturating_sub(now);
+    let ttl = created.expires_at.saturating_sub(now);
     steps.say(format_args!(
         "logged in as {USER}; pairing token {}… created (one device, valid for {} min)",
-        &token[..token.len().min(10)],
+        token.public(),
         ttl.div_ceil(60)
     ));
 
@@ -279,28 +270,23 @@ async fn pair_and_command(
         channel,
         SSID,
         WIFI_PASSWORD,
-        token,
+        token.expose(),
         Duration::from_secs(60),
         |phase| steps.detail(format_args!("· {phase}")),
     )
     .await?;
     steps.say(format_args!("device {} is online", done.dev_id));
 
-    let data: Value = serde_json::from_str(COMMAND)
+    let data: serde_json::Map<String, Value> = serde_json::from_str(COMMAND)
         .map_err(|e| Failure::Other(format!("bad demo command: {e}")))?;
     let sent_at = Instant::now();
-    api.call(
-        Method::POST,
-        &format!("/v1/devices/{}/commands", done.dev_id),
-        Some(json!({"data": data})),
-        Duration::from_secs(10),
-    )
-    .await?;
+    api.send_command(&done.dev_id, data.clone()).await?;
+    let data = Value::Object(data);
     steps.say(format_args!("sent {COMMAND} to the device over MQTT"));
     let (device, round_trip) = wait_for_report(&api, &done.dev_id, &data, sent_at).await?;
     steps.say(format_args!(
         "report received: {} (command to report in {} ms)",
-        device["last_report"],
+        device.last_report.clone().unwrap_or_default(),
         round_trip.as_millis()
     ));
     Ok(Summary {
@@ -308,10 +294,10 @@ async fn pair_and_command(
         phases_shown: false,
         update: None,
         dev_id: done.dev_id,
-        timings: done.timings,
-        report: device["last_report"].clone(),
+        timings: done.timings.unwrap_or_default(),
+        report: device.last_report,
         round_trip,
-        online_in_cloud: device["online"] == true,
+        online_in_cloud: device.online,
     })
 }
 
@@ -320,14 +306,15 @@ async fn wait_for_report(
     dev_id: &str,
     data: &Value,
     sent_at: Instant,
-) -> Result<(Value, Duration), Failure> {
+) -> Result<(DeviceView, Duration), Failure> {
     let within = Duration::from_secs(15);
     let every = Duration::from_millis(20);
-    match watch_device(api, dev_id, within, every, |d| d["last_report"] == *data).await? {
+    let reported = |d: &DeviceView| d.last_report.as_ref() == Some(data);
+    match watch_device(api, dev_id, within, every, reported).await? {
         Ok(device) => Ok((device, sent_at.elapsed())),
         Err(last) => Err(Failure::Timeout(format!(
             "the device did not report {COMMAND} back within 15 s (last report {})",
-            last["last_report"]
+            last.last_report.unwrap_or_default()
         ))),
     }
 }
@@ -339,18 +326,11 @@ async fn watch_device(
     dev_id: &str,
     within: Duration,
     every: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Result<Result<Value, Value>, Failure> {
+    done: impl Fn(&DeviceView) -> bool,
+) -> Result<Result<DeviceView, DeviceView>, Failure> {
     let deadline = Instant::now() + within;
     loop {
-        let view = api
-            .call(
-                Method::GET,
-                &format!("/v1/devices/{dev_id}"),
-                None,
-                Duration::from_secs(10),
-            )
-            .await?;
+        let view = api.device(dev_id).await?;
         if done(&view) {
             return Ok(Ok(view));
         }
@@ -389,9 +369,15 @@ fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
         ),
         ("mqtt", "MQTT session up with the device's JWT"),
     ];
+    let ms = |name: &str| match name {
+        "wifi" => t.wifi_ms,
+        "dns" => t.dns_ms,
+        "activate" => t.activate_ms,
+        _ => t.mqtt_ms,
+    };
     let total: u64 = phases
         .iter()
-        .filter_map(|(name, _)| t[format!("{name}_ms")].as_u64())
+        .filter_map(|(name, _)| ms(name).map(u64::from))
         .sum();
     if s.phases_shown {
         return total;
@@ -399,9 +385,7 @@ fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
     s.phases_shown = true;
     steps.say("what happened on the device, phase by phase:");
     for (name, what) in phases {
-        let ms = t[format!("{name}_ms")]
-            .as_u64()
-            .map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let ms = ms(name).map_or_else(|| "-".to_owned(), |v| v.to_string());
         steps.detail(format_args!("{name:<9}{ms:>5} ms  {what}"));
     }
     steps.detail(format_args!(

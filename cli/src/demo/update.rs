@@ -7,13 +7,14 @@
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use reqwest::Method;
-use serde_json::{Value, json};
 use tether_host::component::NEXT_COMPONENT;
 use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
 use tether_host::update::HOST_VERSION;
+use tether_proto::api::{DeviceTargets, DeviceView, RolloutRequest};
 use tether_proto::bundle::Bundle;
+use tether_proto::channel::{ChannelReply, ChannelRequest};
+use tether_proto::module::{UpdateReport, UpdateResult};
 
 use super::Steps;
 use crate::client::Api;
@@ -35,7 +36,7 @@ pub(super) struct Target<'a> {
 }
 
 /// Runs the update and returns its measures.
-pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<Value, Failure> {
+pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<UpdateReport, Failure> {
     let before = info(t.channel).await?;
     steps.say(format_args!(
         "before the update, the channel's info reply: {before}"
@@ -46,32 +47,26 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<Value, 
     let api = Api::new(t.api_url)?;
     let access = api.login(t.admin.0, t.admin.1).await?;
     let admin = api.with_token(access);
-    let module = admin.upload("/v1/modules", bundle).await?;
-    let id = module["id"]
-        .as_i64()
-        .ok_or_else(|| Failure::Other(format!("unexpected upload answer: {module}")))?;
+    let module = admin.upload_module(bundle).await?;
+    let id = module.id;
     steps.say(format_args!(
         "component {NEXT_VERSION} signed ({} bytes) and uploaded by an admin as module {id}",
-        module["size"]
+        module.size
     ));
 
     let started = Instant::now();
-    let rollout = admin
-        .call(
-            Method::POST,
-            &format!("/v1/modules/{id}/rollouts"),
-            Some(json!({"devices": [t.dev_id]})),
-            Duration::from_secs(10),
-        )
-        .await?;
+    let targets = RolloutRequest::Devices(DeviceTargets {
+        devices: vec![t.dev_id.to_owned()],
+    });
+    let rollout = admin.roll_out(id, &targets).await?;
     steps.say(format_args!(
         "rolled out: {} device notified over MQTT (protocol 15)",
-        rollout["notified"]
+        rollout.notified
     ));
     let swap = wait_for_swap(t.device).await?;
     steps.say(format_args!(
         "the device runs {NEXT_VERSION}: swap pause {} µs (events queued meanwhile), verify and compile {} ms, {} ms from the notice",
-        swap["pause_us"], swap["prepare_ms"], swap["total_ms"]
+        swap.pause_us, swap.prepare_ms, swap.total_ms
     ));
     let status = t
         .device
@@ -80,7 +75,7 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<Value, 
         .ok_or_else(|| Failure::Other("the device gave no status".into()))?;
     steps.detail(format_args!(
         "still {} as {}; rollout to running in {} ms",
-        status.state,
+        status.state.name(),
         status.dev_id.as_deref().unwrap_or("?"),
         started.elapsed().as_millis()
     ));
@@ -93,49 +88,59 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<Value, 
     steps.say(format_args!(
         "probation passed: the cloud shows {} running {} (rollout {})",
         t.dev_id,
-        view["module_version"].as_str().unwrap_or("?"),
-        view["rollout"]["state"].as_str().unwrap_or("?")
+        view.module_version,
+        view.rollout.as_ref().map_or("?", |r| r.state.as_str())
     ));
     Ok(swap)
 }
 
-async fn info(channel: &str) -> Result<Value, Failure> {
-    Channel::open(channel)
+/// The channel's `info` reply, as the line the device sent.
+async fn info(channel: &str) -> Result<String, Failure> {
+    let reply = Channel::open(channel)
         .await?
-        .ask(&json!({"type": "info"}))
-        .await
+        .ask_raw(&ChannelRequest::Info {})
+        .await?;
+    match serde_json::from_str::<ChannelReply>(&reply) {
+        Ok(ChannelReply::Info(_)) => Ok(reply),
+        _ => Err(Failure::Other(format!(
+            "unexpected answer to info: {reply}"
+        ))),
+    }
 }
 
-async fn wait_for_swap(device: &Device) -> Result<Value, Failure> {
+async fn wait_for_swap(device: &Device) -> Result<UpdateReport, Failure> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(status) = device.module_status().await
-            && status["version"] == NEXT_VERSION
+        let status = device.module_status().await;
+        if let Some(swap) = status
+            .as_ref()
+            .filter(|s| s.version == NEXT_VERSION)
+            .and_then(|s| s.last_swap.clone())
         {
-            return Ok(status["last_swap"].clone());
+            return Ok(swap);
         }
         if Instant::now() > deadline {
-            let why = device.module_status().await.unwrap_or_default();
+            let why = status.and_then(|s| s.slots.last_outcome);
             return Err(Failure::Timeout(format!(
-                "the device did not take the update within 30 s: {}",
-                why["slots"]["last_outcome"]
+                "the device did not take the update within 30 s: {why:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-async fn wait_for_commit(user: &Api, dev_id: &str) -> Result<Value, Failure> {
+async fn wait_for_commit(user: &Api, dev_id: &str) -> Result<DeviceView, Failure> {
     let within = Duration::from_secs(30);
     let every = Duration::from_millis(100);
+    let applied = UpdateResult::Applied.name();
     super::watch_device(user, dev_id, within, every, |d| {
-        d["rollout"]["state"] == "applied"
+        d.rollout.as_ref().is_some_and(|r| r.state == applied)
     })
     .await?
     .map_err(|last| {
         Failure::Timeout(format!(
-            "the update was not committed within 30 s: {}",
-            last["rollout"]
+            "the update was not committed within 30 s: {:?}",
+            last.rollout
         ))
     })
 }

@@ -281,7 +281,10 @@ impl Machine {
             mqtt_url,
             fresh_until: clock.unix + u64::from(ttl),
         };
-        let mut actions = vec![Action::KvSet(keys::ENDPOINTS, to_json(&endpoints))];
+        let mut actions = vec![
+            Action::KvSet(keys::ENDPOINTS, to_json(&endpoints)),
+            endpoints.for_host(),
+        ];
         self.endpoints = Some(endpoints);
         if self.pending.is_some() {
             self.timings.dns_ms = Some(self.elapsed_ms(clock));

@@ -42,7 +42,7 @@ pub struct Machine {
     version: u32,
     state: NetState,
     last_error: Option<ErrorCode>,
-    timings: Timings,
+    timings: PhaseTimings,
     /// When the current phase began (monotonic ms).
     phase_started_ms: u64,
     identity: Identity,
@@ -73,7 +73,7 @@ impl Machine {
             version: SNAPSHOT_VERSION,
             state: NetState::AwaitingCredentials,
             last_error: None,
-            timings: Timings::default(),
+            timings: PhaseTimings::default(),
             phase_started_ms: 0,
             identity,
             pending: None,
@@ -106,7 +106,8 @@ impl Machine {
         m.endpoints = stored.endpoints;
         m.data_points = stored.data_points;
         m.reset = stored.reset;
-        let mut actions = Vec::new();
+        // The host may not have them yet (it kept none before it asked for them).
+        let mut actions: Vec<Action> = m.endpoints.iter().map(Endpoints::for_host).collect();
         if let Some(pending) = stored.pending {
             // A pairing was under way when the device stopped: it did not finish.
             m.last_error = Some(pending.last_error.unwrap_or(ErrorCode::Internal));
@@ -175,7 +176,7 @@ impl Machine {
         };
         self.pending = Some(creds);
         self.last_error = None;
-        self.timings = Timings::default();
+        self.timings = PhaseTimings::default();
         self.wifi_attempts = 0;
         self.cloud_backoff.reset();
         self.pairing_since = clock.unix;
@@ -249,8 +250,8 @@ impl Machine {
     }
 
     /// Current progress.
-    pub fn status(&self) -> Status {
-        Status {
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus {
             state: self.state,
             last_error: self.last_error,
             timings: self.timings,
@@ -260,6 +261,7 @@ impl Machine {
                 .as_ref()
                 .or(self.network.as_ref())
                 .map(|n| n.ssid.clone()),
+            version: crate::VERSION.to_owned(),
         }
     }
 

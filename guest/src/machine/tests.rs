@@ -165,6 +165,13 @@ fn the_happy_path_goes_from_credentials_to_online_with_every_timing() {
 
     d.wait(20);
     let a = d.answer(200, dns_ok());
+    assert!(
+        a.contains(&Action::SetEndpoints {
+            http_url: "http://api:8080".into(),
+            mqtt_url: "broker:1883".into()
+        }),
+        "the host is told the endpoints: {a:?}"
+    );
     let activate = http(&a);
     assert_eq!(activate.url, "http://api:8080/v1/devices/activate");
     assert_eq!(activate.sign, Some(SignWith::Authkey));
@@ -210,7 +217,7 @@ fn the_happy_path_goes_from_credentials_to_online_with_every_timing() {
     assert_eq!(s.dev_id.as_deref(), Some("d-1"));
     assert_eq!(
         s.timings,
-        Timings {
+        PhaseTimings {
             wifi_ms: Some(800),
             dns_ms: Some(20),
             activate_ms: Some(40),
@@ -520,6 +527,12 @@ fn an_activated_device_boots_into_wifi_then_mqtt_without_activation() {
     assert!(
         a.iter()
             .any(|x| matches!(x, Action::WifiConnect(n) if n.ssid == "home"))
+    );
+    assert!(
+        a.iter().any(
+            |x| matches!(x, Action::SetEndpoints { http_url, .. } if http_url == "http://api:8080")
+        ),
+        "a host that kept no endpoints learns them at boot"
     );
     let a = m.handle(
         clock,

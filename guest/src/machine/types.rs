@@ -4,55 +4,8 @@
 use serde::{Deserialize, Serialize};
 use tether_proto::{ErrorCode, Secret};
 
-/// The network-config state, after TuyaOS's `GW_WIFI_NW_STAT_E`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetState {
-    /// Waiting for credentials.
-    AwaitingCredentials,
-    /// Joining the router.
-    Connecting,
-    /// Joined the router.
-    StaConnected,
-    /// Asking IoT DNS for the endpoints.
-    EndpointLookup,
-    /// Activating with the token.
-    Activating,
-    /// Connecting to MQTT.
-    MqttConnecting,
-    /// Online.
-    Online,
-    /// Activated, not online; reconnecting.
-    Offline,
-}
-
-/// Per-phase durations in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Timings {
-    /// Joining the router.
-    pub wifi_ms: Option<u32>,
-    /// IoT DNS lookup.
-    pub dns_ms: Option<u32>,
-    /// Activation.
-    pub activate_ms: Option<u32>,
-    /// MQTT connect.
-    pub mqtt_ms: Option<u32>,
-}
-
-/// What `status` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// Current state.
-    pub state: NetState,
-    /// Last failure, cleared by success.
-    pub last_error: Option<ErrorCode>,
-    /// Per-phase durations.
-    pub timings: Timings,
-    /// Device id once activated.
-    pub dev_id: Option<String>,
-    /// Router network in use or being joined.
-    pub ssid: Option<String>,
-}
+pub use tether_proto::activation::PhaseTimings;
+pub use tether_proto::status::{DeviceStatus, NetState};
 
 /// The device's identity as the host tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -166,6 +119,16 @@ pub struct Endpoints {
     pub fresh_until: u64,
 }
 
+impl Endpoints {
+    /// The action that hands them to the host.
+    pub fn for_host(&self) -> Action {
+        Action::SetEndpoints {
+            http_url: self.http_url.clone(),
+            mqtt_url: self.mqtt_url.clone(),
+        }
+    }
+}
+
 /// A router network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
@@ -250,6 +213,13 @@ pub enum Action {
     KvDelete(&'static str),
     /// Hand the host the dev-secret (or, with `None`, make it forget it).
     SetBinding(Option<(String, Secret)>),
+    /// Hand the host the cloud endpoints, for its own cloud requests.
+    SetEndpoints {
+        /// API base URL.
+        http_url: String,
+        /// Broker address.
+        mqtt_url: String,
+    },
     /// Write a log line (never with secrets).
     Log(Level, String),
 }

@@ -1,7 +1,10 @@
-//! The device's factory identity and the signing of cloud requests. The authkey and the
-//! dev-secret live only here: the component asks for signatures and never sees them.
+//! The device's factory identity, the signing of cloud requests and the cloud endpoints
+//! the component found. The authkey lives only here: the component asks for signatures
+//! and never sees it. The dev-secret comes from the component (`set-binding`, after
+//! activation) and is kept here; the endpoints too (`set-endpoints`), so the host's own
+//! cloud requests depend on the WIT contract and nothing else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,15 @@ struct Binding {
     dev_secret: Secret,
 }
 
+/// The cloud endpoints the component got from IoT DNS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudEndpoints {
+    /// API base URL.
+    pub http_url: String,
+    /// Broker address.
+    pub mqtt_url: String,
+}
+
 /// Which secret signs a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
@@ -46,6 +58,9 @@ pub struct Signer {
     binding: Option<Binding>,
     /// Where the binding is kept; `None` keeps it in memory only.
     binding_path: Option<PathBuf>,
+    endpoints: Option<CloudEndpoints>,
+    /// Where the endpoints are kept; `None` keeps them in memory only.
+    endpoints_path: Option<PathBuf>,
 }
 
 impl Signer {
@@ -55,19 +70,36 @@ impl Signer {
         identity: Option<DeviceIdentity>,
         binding_path: Option<PathBuf>,
     ) -> std::io::Result<Self> {
-        let binding = match &binding_path {
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => serde_json::from_slice(&bytes).ok(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e),
-            },
-            None => None,
-        };
         Ok(Self {
             identity,
-            binding,
+            binding: read_record(binding_path.as_deref())?,
             binding_path,
+            endpoints: None,
+            endpoints_path: None,
         })
+    }
+
+    /// Keeps the endpoints in the file at `path` (and reads them from it now).
+    pub fn with_endpoints_file(mut self, path: PathBuf) -> std::io::Result<Self> {
+        self.endpoints = read_record(Some(&path))?;
+        self.endpoints_path = Some(path);
+        Ok(self)
+    }
+
+    /// The endpoints the component stored, if any.
+    pub fn endpoints(&self) -> Option<&CloudEndpoints> {
+        self.endpoints.as_ref()
+    }
+
+    /// Stores the endpoints, durably when a path is configured.
+    pub fn set_endpoints(&mut self, endpoints: CloudEndpoints) -> Result<(), ErrorCode> {
+        write_record(
+            self.endpoints_path.as_deref(),
+            Some(&endpoints),
+            "endpoints",
+        )?;
+        self.endpoints = Some(endpoints);
+        Ok(())
     }
 
     /// The identity, if the device has one.
@@ -83,22 +115,7 @@ impl Signer {
     /// Stores or forgets the binding, durably when a path is configured.
     pub fn set_binding(&mut self, binding: Option<(String, Secret)>) -> Result<(), ErrorCode> {
         let binding = binding.map(|(dev_id, dev_secret)| Binding { dev_id, dev_secret });
-        if let Some(path) = &self.binding_path {
-            let written = match &binding {
-                Some(b) => {
-                    let bytes = serde_json::to_vec(b).map_err(|_| ErrorCode::Internal)?;
-                    atomic_file::write(path, &bytes, 0o600)
-                }
-                None => match std::fs::remove_file(path) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    other => other,
-                },
-            };
-            if let Err(e) = written {
-                tracing::error!(error = %e, "failed to store the device binding");
-                return Err(ErrorCode::Internal);
-            }
-        }
+        write_record(self.binding_path.as_deref(), binding.as_ref(), "binding")?;
         self.binding = binding;
         Ok(())
     }
@@ -134,6 +151,41 @@ impl Signer {
         );
         Ok(header.to_string())
     }
+}
+
+/// A JSON record from `path`; a missing file, no path or an unreadable record is none.
+fn read_record<T: serde::de::DeserializeOwned>(path: Option<&Path>) -> std::io::Result<Option<T>> {
+    match path.map(std::fs::read) {
+        Some(Ok(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// Replaces (or, with none, removes) the record at `path` atomically, mode 0600.
+fn write_record<T: Serialize>(
+    path: Option<&Path>,
+    record: Option<&T>,
+    what: &str,
+) -> Result<(), ErrorCode> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let written = match record {
+        Some(r) => {
+            let bytes = serde_json::to_vec(r).map_err(|_| ErrorCode::Internal)?;
+            atomic_file::write(path, &bytes, 0o600)
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        },
+    };
+    written.map_err(|e| {
+        tracing::error!(error = %e, "failed to store the device {what}");
+        ErrorCode::Internal
+    })
 }
 
 /// Wall-clock time in Unix seconds (0 if the clock is before 1970).
@@ -218,5 +270,24 @@ mod tests {
         reopened.set_binding(None).expect("forgotten");
         assert!(!path.exists());
         assert_eq!(reopened.dev_id(), None);
+    }
+
+    #[test]
+    fn endpoints_persist_in_their_own_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("endpoints.json");
+        let mut signer = Signer::new(None, None)
+            .and_then(|s| s.with_endpoints_file(path.clone()))
+            .expect("opens");
+        assert_eq!(signer.endpoints(), None);
+        let endpoints = CloudEndpoints {
+            http_url: "http://api:8080".into(),
+            mqtt_url: "broker:1883".into(),
+        };
+        signer.set_endpoints(endpoints.clone()).expect("stored");
+        let reopened = Signer::new(None, None)
+            .and_then(|s| s.with_endpoints_file(path.clone()))
+            .expect("reopens");
+        assert_eq!(reopened.endpoints(), Some(&endpoints));
     }
 }

@@ -253,4 +253,14 @@ impl device::Host for HostState {
     fn dev_id(&mut self) -> Option<String> {
         self.device.dev_id().map(str::to_owned)
     }
+
+    fn set_endpoints(&mut self, endpoints: device::CloudEndpoints) -> WitResult<()> {
+        let endpoints = crate::capabilities::CloudEndpoints {
+            http_url: endpoints.http_url,
+            mqtt_url: endpoints.mqtt_url,
+        };
+        self.device
+            .set_endpoints(endpoints)
+            .map_err(WitErrorCode::from)
+    }
 }

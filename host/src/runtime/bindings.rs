@@ -11,18 +11,36 @@ pub use tether::pairing::{channel, device, http, kv, log, mqtt, timer, types, wi
 
 tether_proto::wit_error_code_conversions!(WitErrorCode);
 
-impl export::NetState {
-    /// The state's WIT (kebab-case) name, as `status --json` and logs show it.
-    pub fn name(self) -> &'static str {
-        match self {
-            export::NetState::AwaitingCredentials => "awaiting-credentials",
-            export::NetState::Connecting => "connecting",
-            export::NetState::StaConnected => "sta-connected",
-            export::NetState::EndpointLookup => "endpoint-lookup",
-            export::NetState::Activating => "activating",
-            export::NetState::MqttConnecting => "mqtt-connecting",
-            export::NetState::Online => "online",
-            export::NetState::Offline => "offline",
+impl From<export::NetState> for tether_proto::status::NetState {
+    fn from(state: export::NetState) -> Self {
+        use tether_proto::status::NetState as N;
+        match state {
+            export::NetState::AwaitingCredentials => N::AwaitingCredentials,
+            export::NetState::Connecting => N::Connecting,
+            export::NetState::StaConnected => N::StaConnected,
+            export::NetState::EndpointLookup => N::EndpointLookup,
+            export::NetState::Activating => N::Activating,
+            export::NetState::MqttConnecting => N::MqttConnecting,
+            export::NetState::Online => N::Online,
+            export::NetState::Offline => N::Offline,
+        }
+    }
+}
+
+impl From<export::PairingStatus> for tether_proto::status::DeviceStatus {
+    fn from(s: export::PairingStatus) -> Self {
+        Self {
+            state: s.state.into(),
+            last_error: s.last_error.map(tether_proto::ErrorCode::from),
+            timings: tether_proto::activation::PhaseTimings {
+                wifi_ms: s.timings.wifi_ms,
+                dns_ms: s.timings.dns_ms,
+                activate_ms: s.timings.activate_ms,
+                mqtt_ms: s.timings.mqtt_ms,
+            },
+            dev_id: s.dev_id,
+            ssid: s.ssid,
+            version: s.version,
         }
     }
 }

@@ -1,29 +1,21 @@
 //! Updates from the cloud: a protocol 15 notice names a bundle, which is downloaded with
 //! a request signed by the device's dev-secret and applied like any other; and every
 //! new update outcome (probation, applied, refused, rolled back) is reported back to
-//! `POST /v1/devices/{dev_id}/module-status`, signed the same way.
+//! `POST /v1/devices/{dev_id}/module-status`, signed the same way, at the API URL the
+//! component handed over with `set-endpoints`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use tether_proto::module::{ModuleStatusReport, UpdateNotice, UpdateOutcome};
 use tether_proto::mqtt::{Envelope, Protocol};
 use tokio::sync::mpsc;
 
-use crate::capabilities::{DeviceIdentity, Key, Kv, Signer};
-use crate::daemon::{self, Inputs};
+use crate::capabilities::{DeviceIdentity, Key, Signer};
+use crate::handle::DeviceHandle;
 
 /// What a protocol 15 notice carries.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Notice {
-    /// Component version.
-    pub version: String,
-    /// Bundle sequence.
-    pub sequence: u64,
-    /// Where to download the bundle.
-    pub url: String,
-}
+pub(crate) type Notice = UpdateNotice;
 
 /// The notice in an MQTT payload, if it is one.
 pub(crate) fn notice(payload: &[u8]) -> Option<Notice> {
@@ -34,45 +26,37 @@ pub(crate) fn notice(payload: &[u8]) -> Option<Notice> {
     serde_json::from_value(envelope.data).ok()
 }
 
-/// Where the device's secrets and stored endpoints are.
+/// Where the device's secrets and the endpoints the component stored are.
 #[derive(Debug, Clone)]
 pub(crate) struct Cloud {
     pub identity: DeviceIdentity,
     pub binding: PathBuf,
-    pub kv_dir: PathBuf,
+    pub endpoints: PathBuf,
 }
 
 impl Cloud {
     fn signer(&self) -> anyhow::Result<Signer> {
-        Ok(Signer::new(
-            Some(self.identity.clone()),
-            Some(self.binding.clone()),
-        )?)
-    }
-
-    /// The API base URL the component got from IoT DNS (its stored `endpoints`).
-    fn api_url(&self) -> Option<String> {
-        let kv = Kv::open(&self.kv_dir).ok()?;
-        let bytes = kv.get("endpoints").ok()??;
-        let endpoints: Value = serde_json::from_slice(&bytes).ok()?;
-        endpoints["http_url"].as_str().map(str::to_owned)
+        Ok(
+            Signer::new(Some(self.identity.clone()), Some(self.binding.clone()))?
+                .with_endpoints_file(self.endpoints.clone())?,
+        )
     }
 }
 
 /// Starts the downloader and the outcome reporter; returns where notices go.
-pub(crate) fn start(cloud: Cloud, inputs: Inputs) -> mpsc::UnboundedSender<Notice> {
+pub(crate) fn start(cloud: Cloud, device: DeviceHandle) -> mpsc::UnboundedSender<Notice> {
     let (notices, mut rx) = mpsc::unbounded_channel::<Notice>();
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap_or_default();
-    let (c, i, h) = (cloud.clone(), inputs.clone(), http.clone());
+    let (c, d, h) = (cloud.clone(), device.clone(), http.clone());
     tokio::spawn(async move {
         while let Some(notice) = rx.recv().await {
             tracing::info!(version = %notice.version, sequence = notice.sequence, "update notice received");
             match download(&c, &h, &notice).await {
-                Ok(bytes) => match daemon::update(&i, bytes).await {
+                Ok(bytes) => match d.update(bytes).await {
                     Ok(report) => {
                         tracing::info!(version = %report.version, pause_us = report.pause_us, "update from the cloud applied")
                     }
@@ -84,7 +68,7 @@ pub(crate) fn start(cloud: Cloud, inputs: Inputs) -> mpsc::UnboundedSender<Notic
             }
         }
     });
-    tokio::spawn(report_outcomes(cloud, http, inputs));
+    tokio::spawn(report_outcomes(cloud, http, device));
     notices
 }
 
@@ -112,23 +96,30 @@ async fn download(
     Ok(crate::providers::http::read_capped(response, max).await?)
 }
 
-/// Reports each new `last_outcome` of the update slots; retries every few seconds until
-/// the cloud has it.
-async fn report_outcomes(cloud: Cloud, http: reqwest::Client, inputs: Inputs) {
-    let mut reported: Option<Value> = None;
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+/// Reports each new update outcome as the instance thread records it; retries every few
+/// seconds until the cloud has it.
+async fn report_outcomes(cloud: Cloud, http: reqwest::Client, device: DeviceHandle) {
+    let mut outcomes = device.outcomes();
+    let mut reported: Option<UpdateOutcome> = None;
     loop {
-        every.tick().await;
-        let Some(status) = daemon::module_status(&inputs).await else {
-            return;
-        };
-        let outcome = status["slots"]["last_outcome"].clone();
-        if outcome.is_null() || reported.as_ref() == Some(&outcome) {
-            continue;
+        let pending = outcomes.borrow_and_update().clone();
+        if let Some(outcome) = pending.filter(|o| reported.as_ref() != Some(o)) {
+            let running = device.module_status().await.map(|s| s.version);
+            let Some(running) = running else { return };
+            match report(&cloud, &http, &outcome, running).await {
+                Ok(()) => reported = Some(outcome),
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "update outcome not reported yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        changed = outcomes.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                }
+            }
         }
-        match report(&cloud, &http, &outcome, &status["version"]).await {
-            Ok(()) => reported = Some(outcome),
-            Err(e) => tracing::debug!(error = %format!("{e:#}"), "update outcome not reported yet"),
+        if outcomes.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -136,25 +127,26 @@ async fn report_outcomes(cloud: Cloud, http: reqwest::Client, inputs: Inputs) {
 async fn report(
     cloud: &Cloud,
     http: &reqwest::Client,
-    outcome: &Value,
-    running: &Value,
+    outcome: &UpdateOutcome,
+    running: String,
 ) -> anyhow::Result<()> {
     let signer = cloud.signer()?;
     let dev_id = signer
         .dev_id()
         .ok_or_else(|| anyhow::anyhow!("the device is not activated"))?
         .to_owned();
-    let base = cloud
-        .api_url()
+    let base = signer
+        .endpoints()
+        .map(|e| e.http_url.clone())
         .ok_or_else(|| anyhow::anyhow!("no cloud endpoints stored yet"))?;
     let path = format!("/v1/devices/{dev_id}/module-status");
-    let body = serde_json::to_vec(&json!({
-        "version": outcome["version"],
-        "sequence": outcome["sequence"],
-        "result": outcome["result"],
-        "reason": outcome["reason"],
-        "running": running,
-    }))?;
+    let body = serde_json::to_vec(&ModuleStatusReport {
+        version: outcome.version.clone(),
+        sequence: outcome.sequence,
+        result: outcome.result,
+        reason: outcome.reason.clone(),
+        running,
+    })?;
     let auth = signer
         .sign_request("POST", &path, &body, Key::DevSecret)
         .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
@@ -165,6 +157,6 @@ async fn report(
         .send()
         .await?
         .error_for_status()?;
-    tracing::info!(result = %outcome["result"], version = %outcome["version"], "update outcome reported");
+    tracing::info!(result = outcome.result.name(), version = %outcome.version, "update outcome reported");
     Ok(())
 }

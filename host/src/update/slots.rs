@@ -5,54 +5,31 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::atomic_file;
 
-/// One installed bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Installed {
-    /// Component version.
-    pub version: String,
-    /// The manifest's sequence.
-    pub sequence: u64,
-    /// Hex SHA-256 of the component (names the bundle file).
-    pub sha256: String,
-}
+/// The slots' types are wire types too (`ctl module-status` shows them), so they live in
+/// `tether_proto::module`; this module keeps them on disk.
+pub use tether_proto::module::{
+    InstalledModule as Installed, UpdateOutcome as Outcome, UpdateSlots as Slots,
+};
 
-/// How the last update ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The version it was about.
-    pub version: String,
-    /// Its sequence.
-    pub sequence: u64,
-    /// `probation`, `applied`, `refused` or `rolled_back`.
-    pub result: String,
-    /// Why, for `refused` and `rolled_back`.
-    pub reason: Option<String>,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-/// `state.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slots {
-    /// The committed component; `None` is the built-in one.
-    pub active: Option<Installed>,
-    /// What was active before it.
-    pub previous: Option<Installed>,
-    /// A component running on probation, not yet committed.
-    pub probation: Option<Installed>,
-    /// The highest sequence ever accepted; lower or equal ones are replays.
-    pub last_sequence: u64,
-    /// The last outcome.
-    pub last_outcome: Option<Outcome>,
-}
-
-impl Slots {
+/// `state.json` and the bundle files of the update slots.
+pub trait SlotsFile: Sized {
     /// Reads the state in `dir` (empty when there is none yet).
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    fn load(dir: &Path) -> anyhow::Result<Self>;
+    /// Writes the state into `dir` atomically.
+    fn save(&self, dir: &Path) -> std::io::Result<()>;
+    /// Where the bundle with component hash `sha256` is kept.
+    fn bundle_path(dir: &Path, sha256: &str) -> PathBuf;
+    /// Keeps a bundle's bytes in `dir` atomically.
+    fn store_bundle(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// Removes bundle files no slot names.
+    fn prune(&self, dir: &Path);
+}
+
+impl SlotsFile for Slots {
+    /// Reads the state in `dir` (empty when there is none yet).
+    fn load(dir: &Path) -> anyhow::Result<Self> {
         match std::fs::read(dir.join("state.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}/state.json is not readable: {e}", dir.display())),
@@ -65,25 +42,25 @@ impl Slots {
     }
 
     /// Writes the state into `dir` atomically.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+    fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         atomic_file::write(&dir.join("state.json"), &bytes, 0o600)
     }
 
     /// Where the bundle with component hash `sha256` is kept.
-    pub fn bundle_path(dir: &Path, sha256: &str) -> PathBuf {
+    fn bundle_path(dir: &Path, sha256: &str) -> PathBuf {
         dir.join(format!("{sha256}.bundle"))
     }
 
     /// Keeps a bundle's bytes in `dir` atomically.
-    pub fn store_bundle(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+    fn store_bundle(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         atomic_file::write(&Self::bundle_path(dir, sha256), bytes, 0o600)
     }
 
     /// Removes bundle files that no slot names any more.
-    pub fn prune(&self, dir: &Path) {
+    fn prune(&self, dir: &Path) {
         let keep: Vec<&str> = [&self.active, &self.previous, &self.probation]
             .into_iter()
             .flatten()

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::daemon::{self, Inputs};
+use crate::handle::DeviceHandle;
 
 /// Starts watching `dir` (created if missing).
-pub(crate) fn start(dir: PathBuf, inputs: Inputs) {
+pub(crate) fn start(dir: PathBuf, device: DeviceHandle) {
     tokio::spawn(async move {
         if let Err(e) = tokio::fs::create_dir_all(&dir).await {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create the update directory");
@@ -17,7 +17,7 @@ pub(crate) fn start(dir: PathBuf, inputs: Inputs) {
         loop {
             every.tick().await;
             for path in bundles(&dir).await {
-                if !apply(&path, &inputs).await {
+                if !apply(&path, &device).await {
                     return;
                 }
             }
@@ -40,7 +40,7 @@ async fn bundles(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Applies one file; false once the device has stopped.
-async fn apply(path: &Path, inputs: &Inputs) -> bool {
+async fn apply(path: &Path, device: &DeviceHandle) -> bool {
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -48,10 +48,10 @@ async fn apply(path: &Path, inputs: &Inputs) -> bool {
             return true;
         }
     };
-    if inputs.is_closed() {
+    if device.is_stopped() {
         return false;
     }
-    let suffix = match daemon::update(inputs, bytes).await {
+    let suffix = match device.update(bytes).await {
         Ok(report) => {
             tracing::info!(file = %path.display(), version = %report.version, "bundle applied from the update directory");
             "applied"

@@ -8,7 +8,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
 use tether_host::config::HostConfig;
-use tether_host::daemon::{Device, StatusView};
+use tether_host::ctl::CtlClient;
+use tether_host::daemon::Device;
+use tether_proto::ErrorCode;
+use tether_proto::Secret;
+use tether_proto::ctl::CtlRequest;
+use tether_proto::status::DeviceStatus;
 use tether_service::users::Role;
 use tether_service::{Application, ServeConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -38,25 +43,15 @@ impl Cloud {
     pub(crate) async fn start_with(devices: u32, edit: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = tether_service::db::open(dir.path()).await.expect("db");
-        tether_service::users::create(
-            &pool,
-            "ann",
-            &tether_proto::Secret::new("ann-passw0rd"),
-            Role::User,
-        )
-        .await
-        .expect("user");
+        tether_service::users::create(&pool, "ann", &Secret::new("ann-passw0rd"), Role::User)
+            .await
+            .expect("user");
         let licences = tether_service::licenses::issue(&pool, "p0123456789abcde", devices)
             .await
             .expect("licences");
-        tether_service::users::create(
-            &pool,
-            "root",
-            &tether_proto::Secret::new("r00t-passw0rd"),
-            Role::Admin,
-        )
-        .await
-        .expect("admin");
+        tether_service::users::create(&pool, "root", &Secret::new("r00t-passw0rd"), Role::Admin)
+            .await
+            .expect("admin");
         pool.close().await;
         let mut config = ServeConfig::ephemeral(dir.path());
         edit(&mut config);
@@ -254,8 +249,8 @@ pub(crate) async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::Te
 pub(crate) async fn until(
     device: &Device,
     what: &str,
-    check: impl Fn(&StatusView) -> bool,
-) -> StatusView {
+    check: impl Fn(&DeviceStatus) -> bool,
+) -> DeviceStatus {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let status = device.status().await.expect("a status");
@@ -299,7 +294,7 @@ async fn credentials_over_the_channel_bring_the_device_online_and_a_command_roun
     )
     .await;
     assert_eq!(ack, json!({"type": "ack", "code": "ok"}));
-    let status = until(&device, "online", |s| s.state == "online").await;
+    let status = until(&device, "online", |s| s.state.name() == "online").await;
     let dev_id = status.dev_id.clone().expect("a dev-id");
     for phase in [
         status.timings.wifi_ms,
@@ -360,7 +355,7 @@ async fn the_config_names_the_component_file_to_run_and_a_missing_one_stops_the_
         .user_cfg("home", "correct horse", &token)
         .await
         .expect("user-cfg");
-    until(&device, "online", |s| s.state == "online").await;
+    until(&device, "online", |s| s.state.name() == "online").await;
     device.stop();
 
     config.component = Some(dir.path().join("missing.cwasm"));
@@ -383,24 +378,27 @@ async fn credentials_over_the_control_socket_bring_the_device_online() {
         .await
         .expect("device starts");
     let token = cloud.token().await;
-    let answer = tether_host::ctl::request(
-        &socket,
-        &json!({"cmd": "user-cfg", "ssid": "home", "passwd": "correct horse", "token": token}),
-    )
-    .await
-    .expect("answer");
-    assert_eq!(answer, json!({"code": "ok", "oprt": 0}));
-    until(&device, "online", |s| s.state == "online").await;
-    let answer = tether_host::ctl::request(&socket, &json!({"cmd": "status"}))
+    let ctl = CtlClient::new(&socket);
+    let answer: Value = ctl
+        .ask(&CtlRequest::UserCfg {
+            ssid: "home".into(),
+            passwd: Secret::new("correct horse"),
+            token: Secret::new(token),
+        })
         .await
         .expect("answer");
+    assert_eq!(answer, json!({"code": "ok", "oprt": 0}));
+    until(&device, "online", |s| s.state.name() == "online").await;
+    let answer: Value = ctl.ask(&CtlRequest::Status {}).await.expect("answer");
     assert_eq!(answer["state"], "online");
-    let bad = tether_host::ctl::request(
-        &socket,
-        &json!({"cmd": "user-cfg", "ssid": "home", "passwd": "correct horse", "token": "nope"}),
-    )
-    .await
-    .expect("answer");
+    let bad: Value = ctl
+        .ask(&CtlRequest::UserCfg {
+            ssid: "home".into(),
+            passwd: Secret::new("correct horse"),
+            token: Secret::new("nope"),
+        })
+        .await
+        .expect("answer");
     assert_eq!(bad["code"], "token_invalid");
     assert_eq!(bad["oprt"], -2001);
     device.stop();
@@ -417,8 +415,11 @@ async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
         ("broken-dhcp", "12345678", "dhcp_failed"),
     ] {
         assert_eq!(device.user_cfg(ssid, passwd, &token).await, Ok(()));
-        let status = until(&device, code, |s| s.last_error.as_deref() == Some(code)).await;
-        assert_eq!(status.state, "awaiting-credentials");
+        let status = until(&device, code, |s| {
+            s.last_error.map(ErrorCode::name) == Some(code)
+        })
+        .await;
+        assert_eq!(status.state.name(), "awaiting-credentials");
         let answer = channel(&device, json!({"type": "status"})).await;
         assert_eq!(answer["last_error"], code);
     }
@@ -427,7 +428,7 @@ async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
         device.user_cfg("home", "correct horse", &token).await,
         Ok(())
     );
-    until(&device, "online", |s| s.state == "online").await;
+    until(&device, "online", |s| s.state.name() == "online").await;
     device.stop();
 }
 
@@ -481,7 +482,7 @@ async fn bad_channel_input_gets_an_error_and_a_close_and_the_device_keeps_workin
     )
     .await;
     assert_eq!(ack["code"], "ok");
-    until(&device, "online", |s| s.state == "online").await;
+    until(&device, "online", |s| s.state.name() == "online").await;
     device.stop();
 }
 
@@ -495,7 +496,7 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
         .user_cfg("home", "correct horse", &used)
         .await
         .expect("accepted");
-    until(&first, "online", |s| s.state == "online").await;
+    until(&first, "online", |s| s.state.name() == "online").await;
     first.stop();
 
     let (_dir, device) = start_device(&cloud, 0).await;
@@ -504,15 +505,15 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
         .await
         .expect("accepted");
     let status = until(&device, "refused", |s| {
-        s.last_error.as_deref() == Some("token_used")
+        s.last_error.map(ErrorCode::name) == Some("token_used")
     })
     .await;
-    assert_eq!(status.state, "awaiting-credentials");
+    assert_eq!(status.state.name(), "awaiting-credentials");
     // It stays there: no retry loop.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = device.status().await.expect("status");
     assert_eq!(
-        (later.state.as_str(), later.last_error.as_deref()),
+        (later.state.name(), later.last_error.map(ErrorCode::name)),
         ("awaiting-credentials", Some("token_used"))
     );
 
@@ -531,7 +532,7 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
         .await
         .expect("accepted");
     until(&device, "refused", |s| {
-        s.last_error.as_deref() == Some("token_expired")
+        s.last_error.map(ErrorCode::name) == Some("token_expired")
     })
     .await;
     device.stop();
@@ -549,18 +550,18 @@ async fn with_the_cloud_down_the_device_retries_with_backoff_and_goes_online_onc
         .expect("accepted");
     // Joined the router, but the cloud does not answer: the device keeps retrying.
     let waiting = until(&device, "retrying", |s| {
-        s.last_error.as_deref() == Some("network_unreachable")
+        s.last_error.map(ErrorCode::name) == Some("network_unreachable")
     })
     .await;
-    assert_eq!(waiting.state, "endpoint-lookup");
+    assert_eq!(waiting.state.name(), "endpoint-lookup");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        device.status().await.expect("status").state,
+        device.status().await.expect("status").state.name(),
         "endpoint-lookup",
         "still trying, not given up"
     );
     cloud.restart().await;
-    let online = until(&device, "online", |s| s.state == "online").await;
+    let online = until(&device, "online", |s| s.state.name() == "online").await;
     assert_eq!(online.last_error, None);
     device.stop();
 }

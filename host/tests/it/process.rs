@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_host::ctl::CtlClient;
+use tether_proto::ctl::CtlRequest;
 
 use crate::device::{Cloud, host_config_text};
 
@@ -61,8 +63,9 @@ impl Host {
     pub(crate) async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Ok(status) =
-                tether_host::ctl::request(&self.socket, &json!({"cmd": "status"})).await
+            if let Ok(status) = CtlClient::new(&self.socket)
+                .ask::<Value>(&CtlRequest::Status {})
+                .await
                 && check(&status)
             {
                 return status;

@@ -115,7 +115,10 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
     .await;
     assert_eq!(view["module_version"], "0.2.0");
     assert_eq!(view["online"], true);
-    assert_eq!(device.status().await.expect("status").state, "online");
+    assert_eq!(
+        device.status().await.expect("status").state.name(),
+        "online"
+    );
 
     // Offline during the rollout: the notice comes when the device is back.
     device.stop();
@@ -143,7 +146,7 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
     .await;
     assert_eq!(view["module_version"], "0.3.0");
     assert_eq!(
-        device.module_status().await.expect("status")["version"],
+        device.module_status().await.expect("status").version,
         "0.3.0"
     );
     device.stop();

@@ -63,7 +63,7 @@ pub(crate) async fn pair(cloud: &Cloud, device: &Device) -> String {
     )
     .await;
     assert_eq!(ack["code"], "ok");
-    let status = until(device, "online", |s| s.state == "online").await;
+    let status = until(device, "online", |s| s.state.name() == "online").await;
     status.dev_id.expect("dev id")
 }
 
@@ -78,8 +78,9 @@ async fn online_device(cloud: &Cloud, probation_secs: u64) -> (tempfile::TempDir
     (dir, device, dev_id)
 }
 
+/// The module status as JSON, the form `ctl module status` prints.
 async fn module(device: &Device) -> Value {
-    device.module_status().await.expect("module status")
+    serde_json::to_value(device.module_status().await.expect("module status")).expect("JSON")
 }
 
 async fn until_module(device: &Device, what: &str, check: impl Fn(&Value) -> bool) -> Value {
@@ -133,7 +134,7 @@ async fn an_update_keeps_the_device_online_and_commits_after_probation() {
     assert_eq!((report.version.as_str(), report.sequence), ("0.2.0", 1));
     let status = device.status().await.expect("status");
     assert_eq!(
-        (status.state.as_str(), status.dev_id.as_deref()),
+        (status.state.name(), status.dev_id.as_deref()),
         ("online", Some(dev_id.as_str())),
         "still online, same device"
     );
@@ -229,7 +230,7 @@ async fn bad_bundles_are_refused_and_the_device_stays_online_on_the_old_componen
             "{what}: {outcome}"
         );
         assert_eq!(
-            device.status().await.expect("status").state,
+            device.status().await.expect("status").state.name(),
             "online",
             "{what}"
         );
@@ -258,7 +259,7 @@ async fn bad_bundles_are_refused_and_the_device_stays_online_on_the_old_componen
                 .is_some_and(|r| r.starts_with("failed_on_probation")),
             "{what}: {m}"
         );
-        let status = until(&device, "online again", |s| s.state == "online").await;
+        let status = until(&device, "online again", |s| s.state.name() == "online").await;
         assert_eq!(status.dev_id.as_deref(), Some(dev_id.as_str()), "{what}");
         reported(&cloud, &dev_id, "rolled_back", "failed_on_probation").await;
     }
@@ -307,19 +308,19 @@ async fn an_update_while_the_activation_answer_is_awaited_completes_that_pairing
         .user_cfg("home", "correct horse", &token)
         .await
         .expect("accepted");
-    until(&device, "activating", |s| s.state == "activating").await;
+    until(&device, "activating", |s| s.state.name() == "activating").await;
 
     let report = device
         .update(bundle(DEFAULT_COMPONENT, "0.2.0", 1))
         .await
         .expect("applies mid-activation");
     assert_eq!(
-        device.status().await.expect("status").state,
+        device.status().await.expect("status").state.name(),
         "activating",
         "the new component carries on where the old one was"
     );
     let online = until(&device, "online on the new component", |s| {
-        s.state == "online"
+        s.state.name() == "online"
     })
     .await;
     assert!(online.dev_id.is_some());
