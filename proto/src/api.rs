@@ -150,6 +150,47 @@ pub struct RolloutCreated {
     pub notified: usize,
 }
 
+/// `GET /.well-known/jwks.json`: the keys that verify the service's JWTs (RFC 7517).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwkSet {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key (an Ed25519 key in RFC 8037 form).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type, `OKP`.
+    pub kty: String,
+    /// Curve, `Ed25519`.
+    pub crv: String,
+    /// Algorithm, `EdDSA`.
+    pub alg: String,
+    /// Use, `sig`.
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Key id.
+    pub kid: String,
+    /// The public key, base64url without padding.
+    pub x: String,
+}
+
+impl Jwk {
+    /// An Ed25519 signing key.
+    pub fn ed25519(kid: impl Into<String>, x: impl Into<String>) -> Self {
+        Self {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+            kid: kid.into(),
+            x: x.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +218,17 @@ mod tests {
                 .contains("rollout")
         );
         assert_round_trip(&view);
+    }
+
+    #[test]
+    fn a_jwk_has_the_rfc_8037_fields() {
+        let set = JwkSet {
+            keys: vec![Jwk::ed25519("k1", "abc")],
+        };
+        assert_eq!(
+            serde_json::to_string(&set).expect("serialises"),
+            r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"k1","x":"abc"}]}"#
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header::AUTHORIZATION;
-use tether_proto::ErrorCode;
 use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal, SignatureError};
+use tether_proto::{ErrorCode, Secret};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -157,7 +157,9 @@ impl FromRequest<AppState> for SignedDevice {
         // a wrong signature does.
         let key = secret_of(state, &auth.principal).await?;
         let verified = auth.verify(
-            key.as_deref().unwrap_or(UNKNOWN_SIGNER_KEY).as_bytes(),
+            key.as_ref()
+                .map_or(UNKNOWN_SIGNER_KEY, Secret::expose)
+                .as_bytes(),
             &method,
             &path,
             &body,
@@ -192,20 +194,17 @@ impl FromRequest<AppState> for SignedDevice {
 /// The key an unknown signer's signature is checked against; no device has it.
 const UNKNOWN_SIGNER_KEY: &str = "no device signs with this key";
 
-async fn secret_of(state: &AppState, principal: &Principal) -> Result<Option<String>, ApiError> {
-    let found: Option<String> = match principal {
+async fn secret_of(state: &AppState, principal: &Principal) -> Result<Option<Secret>, ApiError> {
+    let found = match principal {
         Principal::Uuid(uuid) => {
-            sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = ?")
-                .bind(uuid)
-                .fetch_optional(&state.db)
-                .await?
+            let authkey: Option<String> =
+                sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = ?")
+                    .bind(uuid)
+                    .fetch_optional(&state.db)
+                    .await?;
+            authkey.map(Secret::new)
         }
-        Principal::DevId(dev_id) => {
-            sqlx::query_scalar("SELECT dev_secret FROM devices WHERE dev_id = ?")
-                .bind(dev_id)
-                .fetch_optional(&state.db)
-                .await?
-        }
+        Principal::DevId(dev_id) => crate::devices::store::dev_secret(&state.db, dev_id).await?,
     };
     Ok(found)
 }

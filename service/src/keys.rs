@@ -139,17 +139,10 @@ impl Keys {
     }
 
     /// The public key as a JSON Web Key Set.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": self.kid,
-                "x": self.public_x,
-            }]
-        })
+    pub fn jwks(&self) -> tether_proto::api::JwkSet {
+        tether_proto::api::JwkSet {
+            keys: vec![tether_proto::api::Jwk::ed25519(&self.kid, &self.public_x)],
+        }
     }
 }
 

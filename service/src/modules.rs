@@ -147,19 +147,11 @@ pub(crate) async fn create_rollout(
     let (product_key, targets): (Option<&str>, Vec<String>) = match &req {
         RolloutRequest::Product(target) => (
             Some(&target.product_key),
-            sqlx::query_scalar("SELECT dev_id FROM devices WHERE product_key = ?")
-                .bind(&target.product_key)
-                .fetch_all(&state.db)
-                .await?,
+            crate::devices::store::of_product(&state.db, &target.product_key).await?,
         ),
         RolloutRequest::Devices(DeviceTargets { devices }) if !devices.is_empty() => {
             for dev_id in devices {
-                let known: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM devices WHERE dev_id = ?")
-                        .bind(dev_id)
-                        .fetch_optional(&state.db)
-                        .await?;
-                if known.is_none() {
+                if !crate::devices::store::exists(&state.db, dev_id).await? {
                     return Err(ApiError::NotFound("device"));
                 }
             }
@@ -349,12 +341,7 @@ pub(crate) async fn report_status(
         reason: report.reason.clone(),
         at,
     };
-    sqlx::query("UPDATE devices SET module_version = ?, module_outcome = ? WHERE dev_id = ?")
-        .bind(&report.running)
-        .bind(sqlx::types::Json(&outcome))
-        .bind(dev_id)
-        .execute(&state.db)
-        .await?;
+    crate::devices::store::set_module(&state.db, dev_id, &report.running, &outcome).await?;
     sqlx::query(
         "UPDATE rollout_devices SET state = ?, reason = ?, updated_at = ?
          WHERE dev_id = ? AND rollout_id IN (

@@ -51,8 +51,8 @@ pub(crate) async fn readiness(State(state): State<AppState>) -> (StatusCode, &'s
 
 /// Public keys that verify device MQTT passwords (EdDSA).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", security(()),
-    responses((status = 200, description = "a JSON Web Key Set", body = Object)))]
-pub(crate) async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    responses((status = 200, description = "a JSON Web Key Set", body = tether_proto::api::JwkSet)))]
+pub(crate) async fn jwks(State(state): State<AppState>) -> Json<tether_proto::api::JwkSet> {
     Json(state.keys.jwks())
 }
 

@@ -38,9 +38,7 @@ pub(crate) async fn store_report(
     let report: PairingReport = crate::json::parse(&signed.body)?;
     let uuid = match &signed.principal {
         Principal::Uuid(uuid) => uuid.clone(),
-        Principal::DevId(dev_id) => sqlx::query_scalar("SELECT uuid FROM devices WHERE dev_id = ?")
-            .bind(dev_id)
-            .fetch_optional(&state.db)
+        Principal::DevId(dev_id) => crate::devices::store::uuid(&state.db, dev_id)
             .await?
             .ok_or(ApiError::DeviceUnknown)?,
     };

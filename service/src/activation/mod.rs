@@ -152,9 +152,7 @@ pub(crate) async fn refresh_credentials(
     } else {
         &signed.body
     })?;
-    let generation: i64 = sqlx::query_scalar("SELECT generation FROM devices WHERE dev_id = ?")
-        .bind(&dev_id)
-        .fetch_optional(&state.db)
+    let generation = crate::devices::store::generation(&state.db, &dev_id)
         .await?
         .ok_or(ApiError::DeviceUnknown)?;
     Ok(Json(CredentialsResponse {

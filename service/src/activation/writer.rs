@@ -13,6 +13,7 @@ use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::device_auth::Nonce;
+use crate::devices;
 use crate::error::{ApiError, ApiResult};
 use crate::pairing_tokens::TokenRow;
 
@@ -192,10 +193,7 @@ async fn bind(
         // Moved after a local reset, or new: a fresh dev-id.
         other => {
             if let Some((old, ..)) = other {
-                sqlx::query("DELETE FROM devices WHERE dev_id = ?")
-                    .bind(old)
-                    .execute(&mut **tx)
-                    .await?;
+                devices::store::delete(&mut **tx, &old).await?;
             }
             (
                 format!(
@@ -206,23 +204,18 @@ async fn bind(
             )
         }
     };
-    sqlx::query(
-        "INSERT INTO devices (dev_id, uuid, owner_id, product_key, dev_secret, generation, sw_ver, module_version, activated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (dev_id) DO UPDATE SET dev_secret = excluded.dev_secret, generation = excluded.generation,
-           sw_ver = excluded.sw_ver, module_version = excluded.module_version, activated_at = excluded.activated_at",
-    )
-    .bind(&dev_id)
-    .bind(&req.uuid)
-    .bind(token.owner_id)
-    .bind(&req.product_key)
-    .bind(dev_secret.expose())
-    .bind(generation)
-    .bind(&req.sw_ver)
-    .bind(&req.module_version)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let binding = devices::store::Binding {
+        dev_id: &dev_id,
+        uuid: &req.uuid,
+        owner_id: token.owner_id,
+        product_key: &req.product_key,
+        dev_secret: &dev_secret,
+        generation,
+        sw_ver: &req.sw_ver,
+        module_version: &req.module_version,
+        activated_at: now,
+    };
+    devices::store::bind(&mut **tx, &binding).await?;
     sqlx::query(
         "INSERT INTO activations (token_id, uuid, dev_id, activated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (token_id, uuid) DO UPDATE SET dev_id = excluded.dev_id, activated_at = excluded.activated_at",

@@ -113,12 +113,8 @@ async fn store_report(db: &SqlitePool, topic: &str, payload: &[u8]) {
         );
         return;
     }
-    let result = sqlx::query("UPDATE devices SET last_report = ?, last_seen = ? WHERE dev_id = ?")
-        .bind(envelope.data.to_string())
-        .bind(crate::db_time(crate::unix_now()))
-        .bind(dev_id)
-        .execute(db)
-        .await;
+    let now = crate::db_time(crate::unix_now());
+    let result = crate::devices::store::set_last_report(db, dev_id, &envelope.data, now).await;
     if let Err(e) = result {
         tracing::error!(error = %e, dev_id, "failed to store a report");
     }

@@ -199,18 +199,13 @@ impl Hooks {
             tracing::info!(client_id, "MQTT login refused: {why}");
             return refuse(AuthResult::NotAuthorized);
         }
-        let generation: Option<i64> =
-            match sqlx::query_scalar("SELECT generation FROM devices WHERE dev_id = ?")
-                .bind(&claims.sub)
-                .fetch_optional(&self.db)
-                .await
-            {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::error!(error = %e, "MQTT login refused: database unavailable");
-                    return refuse(AuthResult::NotAuthorized);
-                }
-            };
+        let generation = match crate::devices::store::generation(&self.db, &claims.sub).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "MQTT login refused: database unavailable");
+                return refuse(AuthResult::NotAuthorized);
+            }
+        };
         if generation != Some(claims.generation) {
             tracing::info!(client_id, "MQTT login refused: credentials revoked");
             return refuse(AuthResult::NotAuthorized);
@@ -239,14 +234,10 @@ impl Hooks {
         if !changed {
             return;
         }
-        let result = sqlx::query("UPDATE devices SET online = ?, last_seen = ? WHERE dev_id = ?")
-            .bind(online)
-            .bind(crate::db_time(crate::unix_now()))
-            .bind(&dev_id)
-            .execute(&self.db)
-            .await;
+        let now = crate::db_time(crate::unix_now());
+        let result = crate::devices::store::set_presence(&self.db, &dev_id, online, now).await;
         match result {
-            Ok(done) if done.rows_affected() == 1 => {
+            Ok(true) => {
                 tracing::info!(dev_id, online, "device presence")
             }
             Ok(_) => tracing::warn!(dev_id, online, "presence of a device that is not bound"),

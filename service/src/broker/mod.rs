@@ -218,7 +218,8 @@ impl Broker {
         let Some(id) = self.sessions.latest(dev_id) else {
             return;
         };
-        let payload = match envelope(protocol, serde_json::json!({})) {
+        // Unbind and reset carry no data: an empty object.
+        let payload = match envelope(protocol, serde_json::Map::new().into()) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "failed to encode a notice");
@@ -308,12 +309,11 @@ fn publish_packet(dev_id: &str, payload: Vec<u8>) -> Publish {
 
 /// Marks every device offline: at start (sessions do not survive the service) and at stop.
 async fn mark_all_offline(db: &SqlitePool) -> anyhow::Result<()> {
-    let done = sqlx::query("UPDATE devices SET online = 0 WHERE online = 1")
-        .execute(db)
+    let done = crate::devices::store::mark_all_offline(db)
         .await
         .context("failed to reset device presence")?;
-    if done.rows_affected() > 0 {
-        tracing::info!(devices = done.rows_affected(), "marked devices offline");
+    if done > 0 {
+        tracing::info!(devices = done, "marked devices offline");
     }
     Ok(())
 }

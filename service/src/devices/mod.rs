@@ -16,9 +16,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;
 
-pub use tether_proto::api::{CommandAccepted, CommandRequest, DeviceView};
+pub mod store;
 
-const COLUMNS: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome";
+pub use tether_proto::api::{CommandAccepted, CommandRequest, DeviceView};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -32,14 +32,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> ApiResult<DeviceView> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM devices WHERE dev_id = ? AND owner_id = ?"
-    ))
-    .bind(dev_id)
-    .bind(owner)
-    .fetch_optional(db)
-    .await?
-    .ok_or(ApiError::NotFound("device"))
+    store::owned(db, owner, dev_id)
+        .await?
+        .ok_or(ApiError::NotFound("device"))
 }
 
 /// The caller's devices.
@@ -49,13 +44,7 @@ pub(crate) async fn list_devices(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<Json<Vec<DeviceView>>> {
-    let devices = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM devices WHERE owner_id = ? ORDER BY activated_at, dev_id"
-    ))
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(devices))
+    Ok(Json(store::of_owner(&state.db, user.id).await?))
 }
 
 /// One device, with the state of its newest component rollout (if any) as `rollout`.
@@ -129,11 +118,7 @@ pub(crate) async fn unbind_device(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     owned(&state.db, user.id, &dev_id).await?;
     // Deleting the row revokes the device's credentials (logins check its generation)...
-    sqlx::query("DELETE FROM devices WHERE dev_id = ? AND owner_id = ?")
-        .bind(&dev_id)
-        .bind(user.id)
-        .execute(&state.db)
-        .await?;
+    store::delete_owned(&state.db, user.id, &dev_id).await?;
     // ...then a live session hears why (protocol 8) and is closed.
     let notice = if query.reset {
         Protocol::Reset
