@@ -95,14 +95,14 @@ dc up -d cloud
 healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(container cloud)") == healthy ]]; }
 within 60 healthy || fail "the service never became healthy"
 
-step "account and licences"
+step "account and licenses"
 echo 'ann-passw0rd' | dc run --rm -T --no-deps cloud user add ann >/dev/null
-dc run --rm -T --no-deps cloud license issue --product-key pe2e00000000000a --count 3 >deploy/e2e/licences.jsonl
+dc run --rm -T --no-deps cloud license issue --product-key pe2e00000000000a --count 3 >deploy/e2e/licenses.jsonl
 n=0
-while read -r licence; do
+while read -r license; do
     n=$((n + 1))
-    uuid=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["uuid"])' "$licence")
-    authkey=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["authkey"])' "$licence")
+    uuid=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["uuid"])' "$license")
+    authkey=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["authkey"])' "$license")
     cat >"deploy/e2e/devices/device$n.toml" <<TOML
 data_dir = "/data"
 iot_dns_url = "http://cloud:8080"
@@ -121,8 +121,8 @@ listen = "10.41.$n.2:6668"
 socket = "/data/ctl.sock"
 TOML
     chmod 644 "deploy/e2e/devices/device$n.toml"
-done <deploy/e2e/licences.jsonl
-((n == 3)) || fail "expected 3 licences, got $n"
+done <deploy/e2e/licenses.jsonl
+((n == 3)) || fail "expected 3 licenses, got $n"
 
 step "device hosts"
 dc up -d device1 device2 device3

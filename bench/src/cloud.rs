@@ -1,12 +1,13 @@
-//! A cloud to measure against: a service data dir seeded with an account, licences and
+//! A cloud to measure against: a service data dir seeded with an account, licenses and
 //! pairing tokens before the service starts, and the device's side of activation (a
-//! request signed with the licence's authkey).
+//! request signed with the license's authkey).
 
 use anyhow::Context;
 use tether_proto::Secret;
 use tether_proto::activation::{ActivateRequest, ActivateResponse};
 use tether_proto::signing::{AuthHeader, Principal};
 use tether_service::licenses::License;
+use tether_service::local::{self, Account};
 use tether_service::users::Role;
 
 use crate::procs::{Kind, Server};
@@ -22,13 +23,13 @@ pub const PER_TOKEN: usize = tether_service::pairing_tokens::MAX_DEVICES as usiz
 /// The activation path.
 pub const ACTIVATE: &str = "/v1/devices/activate";
 
-/// A service data dir with `licences.len()` devices' licences and enough tokens for all.
+/// A service data dir with `licenses.len()` devices' licenses and enough tokens for all.
 #[derive(Debug)]
 pub struct Seeded {
     /// The data dir (removed on drop).
     pub dir: tempfile::TempDir,
-    /// The licences.
-    pub licences: Vec<License>,
+    /// The licenses.
+    pub licenses: Vec<License>,
     /// Pairing tokens; device `i` uses `tokens[i / PER_TOKEN]`.
     pub tokens: Vec<String>,
 }
@@ -40,18 +41,14 @@ impl Seeded {
             .prefix("tether-bench-")
             .tempdir()
             .context("cannot create a data dir")?;
+        let account = Account {
+            name: USER,
+            password: PASSWORD,
+            role: Role::User,
+        };
+        let seeded = local::seed(dir.path(), &[account], PRODUCT_KEY, devices).await?;
+        let (owner, licenses) = (seeded.account_ids[0], seeded.licenses);
         let db = tether_service::db::open(dir.path()).await?;
-        let owner = tether_service::users::create(&db, USER, &Secret::new(PASSWORD), Role::User)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot create the account: {e}"))?;
-        let mut licences = Vec::with_capacity(devices);
-        while licences.len() < devices {
-            let n = (devices - licences.len()).min(tether_service::licenses::MAX_COUNT as usize);
-            let batch = tether_service::licenses::issue(&db, PRODUCT_KEY, u32::try_from(n)?)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot issue licences: {e}"))?;
-            licences.extend(batch);
-        }
         // The service loads the same key from the data dir when it starts.
         let keys = tether_service::keys::Keys::load_or_create(dir.path())?;
         let mut tokens = Vec::new();
@@ -70,7 +67,7 @@ impl Seeded {
         db.close().await;
         Ok(Self {
             dir,
-            licences,
+            licenses,
             tokens,
         })
     }
@@ -86,12 +83,12 @@ impl Seeded {
     }
 }
 
-/// A signed activation request of `licence` with `token`: the body and the
+/// A signed activation request of `license` with `token`: the body and the
 /// `Authorization` value, made ahead so that signing is not part of what is measured.
-pub fn activation(licence: &License, token: &str) -> anyhow::Result<(Vec<u8>, String)> {
+pub fn activation(license: &License, token: &str) -> anyhow::Result<(Vec<u8>, String)> {
     let req = ActivateRequest {
-        uuid: licence.uuid.clone(),
-        product_key: licence.product_key.clone(),
+        uuid: license.uuid.clone(),
+        product_key: license.product_key.clone(),
         token: Secret::new(token),
         sw_ver: "1.0.0".into(),
         module_version: "0.1.0".into(),
@@ -100,8 +97,8 @@ pub fn activation(licence: &License, token: &str) -> anyhow::Result<(Vec<u8>, St
     };
     let body = serde_json::to_vec(&req).context("activation body")?;
     let header = AuthHeader::sign(
-        Principal::Uuid(licence.uuid.clone()),
-        licence.authkey.expose().as_bytes(),
+        Principal::Uuid(license.uuid.clone()),
+        license.authkey.expose().as_bytes(),
         tether_service::unix_now(),
         tether_proto::signing::new_nonce().context("no randomness")?,
         "POST",
@@ -111,15 +108,15 @@ pub fn activation(licence: &License, token: &str) -> anyhow::Result<(Vec<u8>, St
     Ok((body, header.to_string()))
 }
 
-/// Activates every licence of `seeded` with `concurrency` requests in flight, printing
-/// progress; returns the answers in licence order.
+/// Activates every license of `seeded` with `concurrency` requests in flight, printing
+/// progress; returns the answers in license order.
 pub async fn activate_all(
     seeded: &Seeded,
     url: &str,
     concurrency: usize,
 ) -> anyhow::Result<Vec<ActivateResponse>> {
     let client = reqwest::Client::new();
-    let n = seeded.licences.len();
+    let n = seeded.licenses.len();
     let mut answers: Vec<Option<ActivateResponse>> = (0..n).map(|_| None).collect();
     let started = std::time::Instant::now();
     let mut next = 0;
@@ -127,7 +124,7 @@ pub async fn activate_all(
     let mut done = 0;
     while done < n {
         while next < n && inflight.len() < concurrency {
-            let (body, header) = activation(&seeded.licences[next], seeded.token(next))?;
+            let (body, header) = activation(&seeded.licenses[next], seeded.token(next))?;
             let request = client
                 .post(format!("{url}{ACTIVATE}"))
                 .header("authorization", header)

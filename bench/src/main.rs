@@ -1,5 +1,5 @@
 //! `tether-bench`: measures the service, the broker, the component runtime and the whole
-//! pairing path against the targets of DESIGN §8, printing a table per scenario and
+//! pairing path against the targets of docs/TARGETS.md, printing a table per scenario and
 //! writing it as JSON under `target/bench/`. `--quick` runs each scenario briefly, so CI
 //! can check that the harness still works; its figures mean nothing.
 
@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "tether-bench",
     version,
-    about = "Benchmarks of Tether against the targets of DESIGN §8"
+    about = "Benchmarks of Tether against the targets of docs/TARGETS.md"
 )]
 struct Cli {
     #[command(subcommand)]

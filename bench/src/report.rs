@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-/// A target from DESIGN §8 and what was measured against it.
+/// A target from docs/TARGETS.md and what was measured against it.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// What is measured.

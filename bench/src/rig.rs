@@ -2,25 +2,26 @@
 //! time, pointed at a service, and waiting for a device to come online.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use tether_host::config::{HostConfig, IdentityConfig, SimAp};
 use tether_host::daemon::Device;
 use tether_proto::status::{DeviceStatus, NetState};
 use tether_service::licenses::License;
+use tether_service::local;
 
 /// The simulated router.
 pub const SSID: &str = "bench-router";
 /// Its password.
 pub const WIFI_PASSWORD: &str = "bench-router-pw";
 
-/// The config of a device with `licence`, on data dir `dir`, against the service at `url`.
-pub fn device_config(dir: &Path, url: &str, licence: &License) -> HostConfig {
+/// The config of a device with `license`, on data dir `dir`, against the service at `url`.
+pub fn device_config(dir: &Path, url: &str, license: &License) -> HostConfig {
     let identity = IdentityConfig {
-        uuid: licence.uuid.clone(),
-        authkey: licence.authkey.clone(),
-        product_key: licence.product_key.clone(),
+        uuid: license.uuid.clone(),
+        authkey: license.authkey.clone(),
+        product_key: license.product_key.clone(),
     };
     HostConfig::simulated(dir, url, identity, SimAp::instant(SSID, WIFI_PASSWORD))
 }
@@ -32,24 +33,23 @@ pub async fn wait_online(
     every: Duration,
     within: Duration,
 ) -> anyhow::Result<DeviceStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = device.status().await {
-            if status.state == NetState::Online {
-                return Ok(status);
-            }
-            if let Some(error) = &status.last_error
-                && status.state == NetState::AwaitingCredentials
+    // Online, or a pairing that failed (which ends the wait too); otherwise the last
+    // status seen.
+    let seen = local::eventually(within, every, || async {
+        match device.status().await {
+            Some(status) if status.state == NetState::Online => Ok(Ok(status)),
+            Some(status)
+                if status.state == NetState::AwaitingCredentials && status.last_error.is_some() =>
             {
-                bail!("pairing failed: {error}");
+                Ok(Err(status.last_error))
             }
+            other => Err(other),
         }
-        if Instant::now() > deadline {
-            bail!(
-                "the device was not online within {within:?} (status {:?})",
-                device.status().await
-            );
-        }
-        tokio::time::sleep(every).await;
+    })
+    .await;
+    match seen {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(error)) => bail!("pairing failed: {error:?}"),
+        Err(last) => bail!("the device was not online within {within:?} (status {last:?})"),
     }
 }

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tether_proto::Secret;
 
 use crate::capabilities::DeviceIdentity;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// Where kv records, the binding and component state live.
@@ -37,7 +37,7 @@ pub struct HostConfig {
 }
 
 /// `[update]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
     /// Hex ed25519 public keys whose bundles this device accepts (`tether module keygen`
@@ -81,19 +81,19 @@ impl UpdateConfig {
 }
 
 /// `[identity]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
-    /// Licence authkey.
+    /// License authkey.
     pub authkey: Secret,
     /// Product key.
     pub product_key: String,
 }
 
 /// `[wifi]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WifiConfig {
     /// `sim` or `wpa_supplicant`.
@@ -107,7 +107,7 @@ pub struct WifiConfig {
 }
 
 /// `[wifi.wpa_supplicant]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WpaConfig {
     /// wpa_supplicant's control socket for the station interface.
@@ -123,7 +123,7 @@ impl Default for WpaConfig {
 }
 
 /// Wi-Fi backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WifiBackendKind {
     /// Simulated radio, access points from this file.
@@ -133,7 +133,7 @@ pub enum WifiBackendKind {
 }
 
 /// `[wifi.sim]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// The simulated access points.
@@ -142,7 +142,7 @@ pub struct SimConfig {
 }
 
 /// One simulated access point.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimAp {
     /// Network name.
@@ -166,7 +166,7 @@ fn default_rssi() -> i16 {
 }
 
 /// What a simulated access point does when joined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SimBehaviour {
     /// Joins when the password matches.
@@ -179,7 +179,7 @@ pub enum SimBehaviour {
 }
 
 /// `[channel]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// TCP address the data channel listens on (the soft-AP address on a board).
@@ -195,7 +195,7 @@ impl Default for ChannelConfig {
 }
 
 /// `[ctl]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtlConfig {
     /// Unix socket path of the local control interface.
@@ -245,6 +245,12 @@ impl HostConfig {
         }
     }
 
+    /// The configuration as TOML text that [`HostConfig::parse`] reads back (for writing
+    /// a device's file, as the process tests and the container images do).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("the configuration cannot be written as TOML")
+    }
+
     /// Reads and checks the file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -288,6 +294,34 @@ mod tests {
         assert!(
             !format!("{config:?}").contains(config.identity.authkey.expose()),
             "Debug hides the authkey"
+        );
+    }
+
+    #[test]
+    fn a_simulated_config_round_trips_through_toml() {
+        let identity = IdentityConfig {
+            uuid: "tether0123456789abcd".into(),
+            authkey: Secret::new("0123456789abcdef0123456789abcdef"),
+            product_key: "p0123456789abcde".into(),
+        };
+        let mut config = HostConfig::simulated(
+            Path::new("/tmp/device"),
+            "http://127.0.0.1:8080",
+            identity,
+            SimAp::instant("home", "correct horse"),
+        );
+        config.wifi.sim.ap.push(SimAp {
+            behaviour: SimBehaviour::DhcpFailure,
+            delay_ms: 5,
+            ..SimAp::instant("broken-dhcp", "12345678")
+        });
+        let text = config.to_toml().expect("writes");
+        let back = HostConfig::parse(&text).expect("reads back");
+        assert_eq!(back.to_toml().expect("writes"), text);
+        assert_eq!(back.wifi.sim.ap[1].behaviour, SimBehaviour::DhcpFailure);
+        assert_eq!(
+            back.identity.authkey.expose(),
+            "0123456789abcdef0123456789abcdef"
         );
     }
 

@@ -30,9 +30,9 @@ pub struct PhaseTimings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
-    /// Product key the licence belongs to.
+    /// Product key the license belongs to.
     pub product_key: String,
     /// The 14-character pairing token (parsed by the service, so that a malformed one is
     /// answered `token_invalid` rather than a generic bad request).

@@ -40,7 +40,7 @@ pub struct LoginResponse {
 pub struct DeviceView {
     /// Device id.
     pub dev_id: String,
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
     /// Product.
     pub product_key: String,

@@ -82,7 +82,7 @@ impl ChannelRequest {
 /// Who the device is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    /// Its licence uuid.
+    /// Its license uuid.
     pub uuid: String,
     /// Its product key.
     pub product_key: String,

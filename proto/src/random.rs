@@ -1,5 +1,5 @@
 //! Random identifiers from the operating system's CSPRNG, drawn uniformly from an
-//! alphabet (pairing tokens, licence uuids and authkeys, dev-ids, dev-secrets).
+//! alphabet (pairing tokens, license uuids and authkeys, dev-ids, dev-secrets).
 
 /// Upper- and lower-case letters and digits.
 pub const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,4 +1,4 @@
-//! Device request signing (DESIGN §4):
+//! Device request signing (docs/PROTOCOL.md):
 //! `Authorization: Tether-HMAC uuid=<uuid>,t=<unix secs>,nonce=<16 hex>,sig=<hex>` with
 //! `sig = HMAC-SHA256(key, METHOD "\n" PATH "\n" t "\n" nonce "\n" hex(SHA-256(body)))`.
 //!

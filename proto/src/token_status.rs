@@ -69,7 +69,7 @@ impl TokenState {
 pub struct TokenDevice {
     /// Device id.
     pub dev_id: String,
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
     /// When it activated, Unix seconds.
     pub activated_at: u64,
@@ -79,7 +79,7 @@ pub struct TokenDevice {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenFailure {
-    /// Licence uuid of the reporting device.
+    /// License uuid of the reporting device.
     pub uuid: String,
     /// What failed.
     pub code: ErrorCode,

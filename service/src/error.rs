@@ -30,7 +30,7 @@ pub enum ApiError {
     /// IoT DNS knows no such region.
     #[error("region {0:?} is not served here")]
     RegionUnknown(String),
-    /// The signing uuid has no licence.
+    /// The signing uuid has no license.
     #[error("no device with that uuid is licensed here")]
     DeviceUnknown,
     /// A pairing failure with its own code.

@@ -14,6 +14,7 @@ pub mod iot_dns;
 pub mod json;
 pub mod keys;
 pub mod licenses;
+pub mod local;
 pub mod metrics;
 pub mod modules;
 pub mod openapi;

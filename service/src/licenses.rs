@@ -1,4 +1,4 @@
-//! Device identities (licences): a uuid and an authkey per device, issued to a
+//! Device identities (licenses): a uuid and an authkey per device, issued to a
 //! manufacturer for a product. `POST /v1/licenses` (admin) and
 //! `tether-service license issue` share [`issue`].
 
@@ -19,7 +19,7 @@ use crate::users::AuthUser;
 
 /// Length of a product key.
 pub const PRODUCT_KEY_LEN: usize = 16;
-/// Most licences one request issues.
+/// Most licenses one request issues.
 pub const MAX_COUNT: u32 = 1000;
 
 /// One device identity.
@@ -45,7 +45,7 @@ pub struct IssueRequest {
     pub count: u32,
 }
 
-/// Why licences could not be issued.
+/// Why licenses could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum LicenseError {
     /// The product key breaks the rules.
@@ -59,7 +59,7 @@ pub enum LicenseError {
     Other(#[from] anyhow::Error),
 }
 
-/// Issues `count` licences for `product_key`, creating the product if it is new. All or
+/// Issues `count` licenses for `product_key`, creating the product if it is new. All or
 /// none are stored.
 pub async fn issue(
     pool: &SqlitePool,
@@ -103,10 +103,10 @@ pub async fn issue(
         .bind(now)
         .execute(&mut *tx)
         .await
-        .context("failed to store a licence")?;
+        .context("failed to store a license")?;
         issued.push(license);
     }
-    tx.commit().await.context("failed to commit the licences")?;
+    tx.commit().await.context("failed to commit the licenses")?;
     Ok(issued)
 }
 

@@ -1,4 +1,4 @@
-//! `tether-service`: run the cloud service, or manage its accounts and licences.
+//! `tether-service`: run the cloud service, or manage its accounts and licenses.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Manage device licences.
+    /// Manage device licenses.
     #[command(subcommand)]
     License(LicenseCommand),
     /// Ask a running service whether it is ready (`GET /readyz`); exits 0 when it is,

@@ -46,7 +46,7 @@ const API_CODES: &[(&str, u16, &str)] = &[
     (
         "device_unknown",
         404,
-        "no licence (or no bound device) for the signer",
+        "no license (or no bound device) for the signer",
     ),
     ("conflict", 409, "a uniqueness conflict"),
     (

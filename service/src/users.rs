@@ -29,7 +29,7 @@ pub const MAX_PASSWORD: usize = 1024;
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Manages licences and users.
+    /// Manages licenses and users.
     Admin,
     /// Pairs and controls their own devices.
     User,

@@ -12,9 +12,9 @@ fn twenty_devices_paired_at_once_with_one_batch_token_are_all_online() {
     let cloud = Cloud::start();
     let ann = User::new(&cloud, "ann");
     let hosts: Vec<DeviceHost> = cloud
-        .licences(DEVICES)
+        .licenses(DEVICES)
         .iter()
-        .map(|licence| DeviceHost::start(&cloud, licence))
+        .map(|license| DeviceHost::start(&cloud, license))
         .collect();
     let max = DEVICES.to_string();
     let token = ann.json(&["token", "create", "--max-devices", &max]);

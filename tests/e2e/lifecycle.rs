@@ -3,12 +3,12 @@
 //! another user, and restarted without provisioning.
 
 use serde_json::{Value, json};
-use tether_e2e::{Cloud, DeviceHost, Licence, User, WIFI_PASSWORD, eventually};
+use tether_e2e::{Cloud, DeviceHost, License, User, WIFI_PASSWORD, eventually};
 
 /// One cloud, one device, one user.
 struct World {
     cloud: Cloud,
-    licence: Licence,
+    license: License,
     host: DeviceHost,
     ann: User,
 }
@@ -16,12 +16,12 @@ struct World {
 impl World {
     fn new() -> Self {
         let cloud = Cloud::start();
-        let licence = cloud.licences(1).remove(0);
-        let host = DeviceHost::start(&cloud, &licence);
+        let license = cloud.licenses(1).remove(0);
+        let host = DeviceHost::start(&cloud, &license);
         let ann = User::new(&cloud, "ann");
         Self {
             cloud,
-            licence,
+            license,
             host,
             ann,
         }
@@ -78,7 +78,7 @@ fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     // Nothing secret in either log, at debug level.
     let logs = format!("{}{}", w.cloud.logs(), w.host.logs());
     assert!(logs.contains("activat"), "the logs are real logs");
-    for secret in [WIFI_PASSWORD, w.ann.password(), &w.licence.authkey] {
+    for secret in [WIFI_PASSWORD, w.ann.password(), &w.license.authkey] {
         assert!(!logs.contains(secret), "a secret is in the logs");
     }
 }

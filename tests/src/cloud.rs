@@ -13,8 +13,8 @@ use crate::{PRODUCT_KEY, bins, eventually, read_log};
 
 /// A device identity from `tether-service license issue`.
 #[derive(Debug, Clone)]
-pub struct Licence {
-    /// The licence uuid.
+pub struct License {
+    /// The license uuid.
     pub uuid: String,
     /// Its authkey.
     pub authkey: String,
@@ -80,8 +80,8 @@ impl Cloud {
             .success();
     }
 
-    /// Issues `count` licences for [`PRODUCT_KEY`].
-    pub fn licences(&self, count: usize) -> Vec<Licence> {
+    /// Issues `count` licenses for [`PRODUCT_KEY`].
+    pub fn licenses(&self, count: usize) -> Vec<License> {
         let count = count.to_string();
         let out = self
             .admin(
@@ -99,8 +99,8 @@ impl Cloud {
         out.stdout
             .lines()
             .map(|line| {
-                let v: Value = serde_json::from_str(line).expect("one JSON licence per line");
-                Licence {
+                let v: Value = serde_json::from_str(line).expect("one JSON license per line");
+                License {
                     uuid: v["uuid"].as_str().expect("uuid").to_owned(),
                     authkey: v["authkey"].as_str().expect("authkey").to_owned(),
                 }

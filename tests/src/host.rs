@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 
 use serde_json::Value;
+use tether_host::config::{HostConfig, IdentityConfig, SimAp};
+use tether_proto::Secret;
 
 use crate::process::{Output, spawn_logged, terminate};
-use crate::{Cloud, Licence, PRODUCT_KEY, SSID, WIFI_PASSWORD, bins, eventually, read_log};
+use crate::{Cloud, License, PRODUCT_KEY, SSID, WIFI_PASSWORD, bins, eventually, read_log};
 
 /// A running (or stopped) `tether-host run`.
 #[derive(Debug)]
@@ -19,20 +21,18 @@ pub struct DeviceHost {
 }
 
 impl DeviceHost {
-    /// Writes the config for `licence` and starts the host.
-    pub fn start(cloud: &Cloud, licence: &Licence) -> Self {
+    /// Writes the config for `license` and starts the host.
+    pub fn start(cloud: &Cloud, license: &License) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = format!(
-            "data_dir = \"{d}/data\"\niot_dns_url = \"{url}\"\n\n[identity]\nuuid = \"{uuid}\"\n\
-             authkey = \"{authkey}\"\nproduct_key = \"{PRODUCT_KEY}\"\n\n[wifi]\nbackend = \"sim\"\n\n\
-             [[wifi.sim.ap]]\nssid = \"{SSID}\"\npasswd = \"{WIFI_PASSWORD}\"\n\n\
-             [channel]\nlisten = \"127.0.0.1:0\"\n\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
-            d = dir.path().display(),
-            url = cloud.url,
-            uuid = licence.uuid,
-            authkey = licence.authkey,
-        );
-        std::fs::write(dir.path().join("host.toml"), config).expect("config written");
+        let identity = IdentityConfig {
+            uuid: license.uuid.clone(),
+            authkey: Secret::new(&license.authkey),
+            product_key: PRODUCT_KEY.into(),
+        };
+        let ap = SimAp::instant(SSID, WIFI_PASSWORD);
+        let config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
+        let text = config.to_toml().expect("a config writes as TOML");
+        std::fs::write(dir.path().join("host.toml"), text).expect("config written");
         let mut host = Self {
             dir,
             child: None,

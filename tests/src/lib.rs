@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use cloud::{Cloud, Licence};
+pub use cloud::{Cloud, License};
 pub use host::DeviceHost;
 pub use process::Output;
 pub use user::User;

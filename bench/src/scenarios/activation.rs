@@ -42,12 +42,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let warm = per_level / 10;
     let total = warm + per_level * LEVELS.len();
-    eprintln!("activation: seeding {total} licences");
+    eprintln!("activation: seeding {total} licenses");
     let seeded = Seeded::new(total).await?;
     eprintln!("activation: signing {total} requests");
     let mut requests = Vec::with_capacity(total);
-    for (i, licence) in seeded.licences.iter().enumerate() {
-        requests.push(cloud::activation(licence, seeded.token(i))?);
+    for (i, license) in seeded.licenses.iter().enumerate() {
+        requests.push(cloud::activation(license, seeded.token(i))?);
     }
     let requests = Arc::new(requests);
     let service = seeded.serve()?;

@@ -173,12 +173,12 @@ async fn device_updates(
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).context("no randomness")?;
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let licence = tether_service::licenses::License {
+    let license = tether_service::licenses::License {
         uuid: identity().uuid,
         authkey: identity().authkey,
         product_key: crate::cloud::PRODUCT_KEY.into(),
     };
-    let mut config = rig::device_config(&dir.join("device"), "http://127.0.0.1:9", &licence);
+    let mut config = rig::device_config(&dir.join("device"), "http://127.0.0.1:9", &license);
     config.update = UpdateConfig {
         trusted_keys: vec![hex::encode(key.verifying_key().as_bytes())],
         probation_secs: 0,

@@ -113,8 +113,8 @@ async fn fleet(n: usize) -> anyhow::Result<Fleet> {
 
     let started = Instant::now();
     let mut devices = Vec::with_capacity(n);
-    for (i, licence) in seeded.licences.iter().enumerate() {
-        let config = rig::device_config(&dir.path().join(format!("d{i}")), &url, licence);
+    for (i, license) in seeded.licenses.iter().enumerate() {
+        let config = rig::device_config(&dir.path().join(format!("d{i}")), &url, license);
         devices.push(Device::start_with(config, RuntimeSource::Shared(shared.clone())).await?);
         if (i + 1) % 1000 == 0 {
             eprintln!("  … {} devices started", i + 1);

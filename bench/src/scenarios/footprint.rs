@@ -219,7 +219,7 @@ async fn online_rss(binary: &Path, component: Option<&Path>) -> anyhow::Result<M
     let seeded = Seeded::new(1).await?;
     let service = seeded.serve()?;
     let dir = tempfile::tempdir()?;
-    let licence = &seeded.licences[0];
+    let license = &seeded.licenses[0];
     let config = dir.path().join("host.toml");
     std::fs::write(
         &config,
@@ -231,9 +231,9 @@ async fn online_rss(binary: &Path, component: Option<&Path>) -> anyhow::Result<M
                 .unwrap_or_default(),
             d = dir.path().display(),
             url = service.url(),
-            uuid = licence.uuid,
-            key = licence.authkey.expose(),
-            product = licence.product_key,
+            uuid = license.uuid,
+            key = license.authkey.expose(),
+            product = license.product_key,
             ssid = rig::SSID,
             pw = rig::WIFI_PASSWORD,
         ),

@@ -27,12 +27,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let service = seeded.serve()?;
     let dir = tempfile::tempdir()?;
     let shared = SharedRuntime::new(RuntimeConfig {
-        instance_slots: u32::try_from(seeded.licences.len() + 4)?,
+        instance_slots: u32::try_from(seeded.licenses.len() + 4)?,
         ..RuntimeConfig::default()
     })?;
     let mut devices = Vec::new();
-    for (i, licence) in seeded.licences.iter().enumerate() {
-        let config = rig::device_config(&dir.path().join(format!("d{i}")), &service.url(), licence);
+    for (i, license) in seeded.licenses.iter().enumerate() {
+        let config = rig::device_config(&dir.path().join(format!("d{i}")), &service.url(), license);
         let source = RuntimeSource::Shared(shared.clone());
         devices.push(Arc::new(Device::start_with(config, source).await?));
     }

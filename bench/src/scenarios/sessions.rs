@@ -25,7 +25,7 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let n = options.sessions;
     let samples = if options.quick { 10 } else { 300 };
-    eprintln!("sessions: seeding {n} licences");
+    eprintln!("sessions: seeding {n} licenses");
     let seeded = Seeded::new(n).await?;
     let service = seeded.serve()?;
     let url = service.url();

@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use tether_host::config::{HostConfig, IdentityConfig, SimAp, UpdateConfig};
 use tether_host::daemon::Device;
 use tether_host::{RuntimeConfig, UpdateReport};
+use tether_proto::PairingToken;
 use tether_proto::activation::PhaseTimings;
 use tether_proto::api::DeviceView;
 use tether_proto::token_status::CreateTokenRequest;
-use tether_proto::{PairingToken, Secret};
+use tether_service::ServeConfig;
+use tether_service::local::{self, Account, LocalCloud};
 use tether_service::users::Role;
-use tether_service::{Application, ServeConfig};
-use tokio::sync::oneshot;
 
 mod update;
 
@@ -91,7 +91,7 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     let cloud_dir = dir.path().join("cloud");
     let password = tether_proto::random::string(b"abcdefghijkmnpqrstuvwxyz23456789", 16)
         .map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
-    let licence = seed_cloud(&cloud_dir, &password).await?;
+    let license = seed_cloud(&cloud_dir, &password).await?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Failure::Other(format!("no randomness: {e}")))?;
     let module_key = ed25519_dalek::SigningKey::from_bytes(&seed);
@@ -99,25 +99,21 @@ pub async fn run(options: Options) -> Result<(), Failure> {
 
     let mut serve = ServeConfig::ephemeral(&cloud_dir);
     serve.module_keys = vec![module_public.clone()];
-    let app = Application::build(serve)
+    let mut cloud = LocalCloud::start(serve)
         .await
         .map_err(internal("the cloud service did not start"))?;
-    let api_url = format!("http://{}", app.http_addr());
-    let mqtt_addr = app.mqtt_addr();
-    let (stop_cloud, stopped) = oneshot::channel::<()>();
-    let cloud = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let api_url = cloud.api_url();
+    let mqtt_addr = cloud.mqtt_addr();
     steps.say(format_args!(
         "cloud service up: API {api_url}, MQTT {mqtt_addr}, SQLite in {}",
         cloud_dir.display()
     ));
     steps.detail(format_args!(
-        "accounts {USER:?} and {OPERATOR:?} (admin), one device licence (product {PRODUCT_KEY}), a module signing key"
+        "accounts {USER:?} and {OPERATOR:?} (admin), one device license (product {PRODUCT_KEY}), a module signing key"
     ));
 
     let device_dir = dir.path().join("device");
-    let config = device_config(&device_dir, &api_url, &licence, module_public);
+    let config = device_config(&device_dir, &api_url, &license, module_public);
     let ctl_socket = config.ctl.socket.clone();
     let device = Device::start(config, RuntimeConfig::default())
         .await
@@ -171,10 +167,9 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     tokio::task::spawn_blocking(move || device.stop())
         .await
         .map_err(|e| Failure::Other(format!("the device did not stop: {e}")))?;
-    let _ = stop_cloud.send(());
     cloud
+        .stop()
         .await
-        .map_err(|e| Failure::Other(format!("the cloud service failed: {e}")))?
         .map_err(internal("the cloud service failed"))?;
     if result.is_ok() {
         steps.say("stopped the device and the cloud; temporary data removed");
@@ -182,38 +177,40 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     result
 }
 
-/// Creates the demo account and one licence in a fresh database.
+/// Creates the demo accounts and one license in a fresh database.
 async fn seed_cloud(
     cloud_dir: &Path,
     password: &str,
 ) -> Result<tether_service::licenses::License, Failure> {
-    let pool = tether_service::db::open(cloud_dir)
+    let accounts = [
+        Account {
+            name: USER,
+            password,
+            role: Role::User,
+        },
+        Account {
+            name: OPERATOR,
+            password,
+            role: Role::Admin,
+        },
+    ];
+    local::seed(cloud_dir, &accounts, PRODUCT_KEY, 1)
         .await
-        .map_err(internal("cannot open the database"))?;
-    tether_service::users::create(&pool, USER, &Secret::new(password), Role::User)
-        .await
-        .map_err(|e| Failure::Other(format!("cannot create the demo account: {e}")))?;
-    tether_service::users::create(&pool, OPERATOR, &Secret::new(password), Role::Admin)
-        .await
-        .map_err(|e| Failure::Other(format!("cannot create the admin account: {e}")))?;
-    let licence = tether_service::licenses::issue(&pool, PRODUCT_KEY, 1)
-        .await
-        .map_err(|e| Failure::Other(format!("cannot issue a licence: {e}")))?
+        .map_err(internal("cannot prepare the cloud's database"))?
+        .licenses
         .pop()
-        .ok_or_else(|| Failure::Other("no licence issued".into()))?;
-    pool.close().await;
-    Ok(licence)
+        .ok_or_else(|| Failure::Other("no license issued".into()))
 }
 
 fn device_config(
     dir: &Path,
     api_url: &str,
-    licence: &tether_service::licenses::License,
+    license: &tether_service::licenses::License,
     module_key: String,
 ) -> HostConfig {
     let identity = IdentityConfig {
-        uuid: licence.uuid.clone(),
-        authkey: licence.authkey.clone(),
+        uuid: license.uuid.clone(),
+        authkey: license.authkey.clone(),
         product_key: PRODUCT_KEY.into(),
     };
     HostConfig {
@@ -328,16 +325,19 @@ async fn watch_device(
     every: Duration,
     done: impl Fn(&DeviceView) -> bool,
 ) -> Result<Result<DeviceView, DeviceView>, Failure> {
-    let deadline = Instant::now() + within;
-    loop {
-        let view = api.device(dev_id).await?;
-        if done(&view) {
-            return Ok(Ok(view));
+    // A failed request ends the wait at once; a view that is not there yet waits.
+    let seen = local::eventually(within, every, || async {
+        match api.device(dev_id).await {
+            Ok(view) if done(&view) => Ok(Ok(view)),
+            Ok(view) => Err(view),
+            Err(e) => Ok(Err(e)),
         }
-        if Instant::now() > deadline {
-            return Ok(Err(view));
-        }
-        tokio::time::sleep(every).await;
+    })
+    .await;
+    match seen {
+        Ok(Ok(view)) => Ok(Ok(view)),
+        Ok(Err(e)) => Err(e),
+        Err(last) => Ok(Err(last)),
     }
 }
 

@@ -1,21 +1,25 @@
 //! The `tether` binary as a user runs it, against the real service on free ports and a
 //! real device host with simulated Wi-Fi.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use tether_host::RuntimeConfig;
-use tether_host::config::HostConfig;
+use tether_host::config::{HostConfig, IdentityConfig, SimAp};
 use tether_host::daemon::Device;
+use tether_service::ServeConfig;
+use tether_service::local::{self, Account, LocalCloud};
 use tether_service::users::Role;
-use tether_service::{Application, ServeConfig};
+
+/// The product of the test license.
+const PRODUCT: &str = "p0123456789abcde";
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
 struct World {
     _cloud_dir: tempfile::TempDir,
+    _cloud: LocalCloud,
     _device_dir: tempfile::TempDir,
     home: tempfile::TempDir,
     server: String,
@@ -25,39 +29,34 @@ struct World {
 impl World {
     async fn new() -> Self {
         let cloud_dir = tempfile::tempdir().expect("temp dir");
-        let pool = tether_service::db::open(cloud_dir.path())
+        let ann = Account {
+            name: "ann",
+            password: "ann-passw0rd",
+            role: Role::User,
+        };
+        let license = local::seed(cloud_dir.path(), &[ann], PRODUCT, 1)
             .await
-            .expect("db");
-        tether_service::users::create(
-            &pool,
-            "ann",
-            &tether_proto::Secret::new("ann-passw0rd"),
-            Role::User,
-        )
-        .await
-        .expect("user");
-        let licence = tether_service::licenses::issue(&pool, "p0123456789abcde", 1)
-            .await
-            .expect("licence")
+            .expect("seeded")
+            .licenses
             .remove(0);
-        pool.close().await;
-        let app = Application::build(ServeConfig::ephemeral(cloud_dir.path()))
+        let cloud = LocalCloud::start(ServeConfig::ephemeral(cloud_dir.path()))
             .await
-            .expect("service builds");
-        let server = format!("http://{}", app.http_addr());
-        tokio::spawn(app.run(std::future::pending()));
+            .expect("service starts");
+        let server = cloud.api_url();
         let device_dir = tempfile::tempdir().expect("temp dir");
-        let config = device_config(
-            &server,
-            &licence.uuid,
-            licence.authkey.expose(),
-            device_dir.path(),
-        );
+        let identity = IdentityConfig {
+            uuid: license.uuid,
+            authkey: license.authkey,
+            product_key: PRODUCT.into(),
+        };
+        let ap = SimAp::instant("home", "correct horse");
+        let config = HostConfig::simulated(device_dir.path(), &server, identity, ap);
         let device = Device::start(config, RuntimeConfig::default())
             .await
             .expect("device starts");
         Self {
             _cloud_dir: cloud_dir,
+            _cloud: cloud,
             _device_dir: device_dir,
             home: tempfile::tempdir().expect("temp dir"),
             server,
@@ -94,15 +93,6 @@ impl World {
     }
 }
 
-fn device_config(server: &str, uuid: &str, authkey: &str, dir: &Path) -> HostConfig {
-    HostConfig::parse(&format!(
-        "data_dir = \"{d}\"\niot_dns_url = \"{server}\"\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{authkey}\"\nproduct_key = \"p0123456789abcde\"\n\
-         [wifi]\nbackend = \"sim\"\n[[wifi.sim.ap]]\nssid = \"home\"\npasswd = \"correct horse\"\n[channel]\nlisten = \"127.0.0.1:0\"\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
-        d = dir.display()
-    ))
-    .expect("valid config")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     let w = World::new().await;
@@ -126,17 +116,18 @@ async fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     assert_eq!(devices[0]["dev_id"], dev_id.as_str());
     let (code, _, err) = w.tether(&["send", &dev_id, r#"{"1":true}"#]);
     assert_eq!(code, 0, "{err}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let every = Duration::from_millis(100);
+    let reported = local::eventually(Duration::from_secs(20), every, || async {
         let device = w.json(&["device", &dev_id, "--json"]);
         if device["last_report"] == serde_json::json!({"1": true}) {
-            break;
+            Ok(())
+        } else {
+            Err(device)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no report: {device}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    if let Err(device) = reported {
+        panic!("no report: {device}");
     }
     let (code, out, _) = w.tether(&["unbind", &dev_id]);
     assert_eq!(

@@ -10,7 +10,7 @@ pub use tether_proto::status::{DeviceStatus, NetState};
 /// The device's identity as the host tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Identity {
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
     /// Product key.
     pub product_key: String,

@@ -16,7 +16,7 @@ use crate::atomic_file;
 /// Identity written into the device at the factory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceIdentity {
-    /// Licence uuid.
+    /// License uuid.
     pub uuid: String,
     /// Product key.
     pub product_key: String,

@@ -8,30 +8,33 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
 use tether_host::config::HostConfig;
+use tether_host::config::{IdentityConfig, SimAp, SimBehaviour};
 use tether_host::ctl::CtlClient;
 use tether_host::daemon::Device;
 use tether_proto::ErrorCode;
 use tether_proto::Secret;
 use tether_proto::ctl::CtlRequest;
 use tether_proto::status::DeviceStatus;
+use tether_service::ServeConfig;
+
+use crate::support::wait;
+use tether_service::local::{self, Account, LocalCloud};
 use tether_service::users::Role;
-use tether_service::{Application, ServeConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// The product of every test license.
+const PRODUCT: &str = "p0123456789abcde";
 
 /// The cloud with one user logged in.
 pub(crate) struct Cloud {
     pub(crate) _dir: tempfile::TempDir,
     pub(crate) base: String,
-    addrs: (std::net::SocketAddr, std::net::SocketAddr),
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    service: LocalCloud,
     access: String,
-    pub(crate) licences: Vec<(String, String)>,
+    pub(crate) licenses: Vec<(String, String)>,
     pub(crate) http: reqwest::Client,
-    config: ServeConfig,
 }
 
 impl Cloud {
@@ -42,44 +45,38 @@ impl Cloud {
     /// Like [`Cloud::start`], with the service's settings changed by `edit`.
     pub(crate) async fn start_with(devices: u32, edit: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pool = tether_service::db::open(dir.path()).await.expect("db");
-        tether_service::users::create(&pool, "ann", &Secret::new("ann-passw0rd"), Role::User)
+        let accounts = [
+            Account {
+                name: "ann",
+                password: "ann-passw0rd",
+                role: Role::User,
+            },
+            Account {
+                name: "root",
+                password: "r00t-passw0rd",
+                role: Role::Admin,
+            },
+        ];
+        let licenses = local::seed(dir.path(), &accounts, PRODUCT, devices as usize)
             .await
-            .expect("user");
-        let licences = tether_service::licenses::issue(&pool, "p0123456789abcde", devices)
-            .await
-            .expect("licences");
-        tether_service::users::create(&pool, "root", &Secret::new("r00t-passw0rd"), Role::Admin)
-            .await
-            .expect("admin");
-        pool.close().await;
+            .expect("seeded")
+            .licenses;
         let mut config = ServeConfig::ephemeral(dir.path());
         edit(&mut config);
-        let (addrs, stop, task) = serve(config.clone()).await;
-        let base = format!("http://{}", addrs.0);
+        let service = LocalCloud::start(config).await.expect("service starts");
+        let base = service.api_url();
         let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{base}/v1/auth/token"))
-            .json(&json!({"username": "ann", "password": "ann-passw0rd"}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
+        let access = login(&http, &base, "ann", "ann-passw0rd").await;
         Self {
             _dir: dir,
-            access: login["access_token"].as_str().expect("token").to_owned(),
-            licences: licences
+            access,
+            licenses: licenses
                 .into_iter()
                 .map(|l| (l.uuid, l.authkey.expose().to_owned()))
                 .collect(),
             base,
-            addrs,
-            stop: Some(stop),
-            task: Some(task),
+            service,
             http,
-            config,
         }
     }
 
@@ -90,37 +87,17 @@ impl Cloud {
 
     /// An access token of the `root` admin.
     pub(crate) async fn admin(&self) -> String {
-        let login: Value = self
-            .http
-            .post(format!("{}/v1/auth/token", self.base))
-            .json(&json!({"username": "root", "password": "r00t-passw0rd"}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        login["access_token"].as_str().expect("token").to_owned()
+        login(&self.http, &self.base, "root", "r00t-passw0rd").await
     }
 
     /// Stops the service and waits until it is down.
     pub(crate) async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.service.stop().await.expect("the service stops");
     }
 
     /// Starts the service again on the same data dir and addresses.
     pub(crate) async fn restart(&mut self) {
-        let mut config = self.config.clone();
-        (config.listen, config.mqtt_listen) = self.addrs;
-        let (addrs, stop, task) = serve(config).await;
-        assert_eq!(addrs, self.addrs);
-        self.stop = Some(stop);
-        self.task = Some(task);
+        self.service.restart().await.expect("the service restarts");
     }
 
     pub(crate) async fn token(&self) -> String {
@@ -153,18 +130,16 @@ impl Cloud {
 
     /// Waits until the service holds `report` as the device's last report.
     pub(crate) async fn await_report(&self, dev_id: &str, report: &Value) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let what = format!("the report {report}");
+        wait(&what, Duration::from_millis(25), || async {
             let device = self.device(dev_id).await;
             if device["last_report"] == *report {
-                return;
+                Ok(())
+            } else {
+                Err(device)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no report {report}: {device}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await;
     }
 
     pub(crate) async fn device(&self, dev_id: &str) -> Value {
@@ -180,65 +155,52 @@ impl Cloud {
     }
 }
 
-type Served = (
-    (std::net::SocketAddr, std::net::SocketAddr),
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-);
-
-async fn serve(config: ServeConfig) -> Served {
-    let app = Application::build(config).await.expect("service builds");
-    let addrs = (app.http_addr(), app.mqtt_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    (addrs, stop, task)
+async fn login(http: &reqwest::Client, base: &str, name: &str, password: &str) -> String {
+    let login: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    login["access_token"].as_str().expect("token").to_owned()
 }
 
-fn host_config(cloud: &Cloud, licence: usize, dir: &Path) -> HostConfig {
-    HostConfig::parse(&host_config_text(cloud, licence, dir)).expect("valid config")
+/// A test device: the simulated radio with a working router (`home`), one whose DHCP
+/// never answers and a slow one; its data channel on a free port.
+pub(crate) fn host_config(cloud: &Cloud, license: usize, dir: &Path) -> HostConfig {
+    let (uuid, authkey) = &cloud.licenses[license];
+    let identity = IdentityConfig {
+        uuid: uuid.clone(),
+        authkey: Secret::new(authkey),
+        product_key: PRODUCT.into(),
+    };
+    let mut config = HostConfig::simulated(
+        dir,
+        &cloud.base,
+        identity,
+        SimAp::instant("home", "correct horse"),
+    );
+    config.wifi.sim.ap.extend([
+        SimAp {
+            behaviour: SimBehaviour::DhcpFailure,
+            ..SimAp::instant("broken-dhcp", "12345678")
+        },
+        SimAp {
+            delay_ms: 5000,
+            ..SimAp::instant("slow", "12345678")
+        },
+    ]);
+    config
 }
 
-/// The TOML of a test device: simulated access points, channel on a free port.
-pub(crate) fn host_config_text(cloud: &Cloud, licence: usize, dir: &Path) -> String {
-    let (uuid, authkey) = &cloud.licences[licence];
-    format!(
-        r#"
-data_dir = "{data}"
-iot_dns_url = "{base}"
-[identity]
-uuid = "{uuid}"
-authkey = "{authkey}"
-product_key = "p0123456789abcde"
-[wifi]
-backend = "sim"
-[[wifi.sim.ap]]
-ssid = "home"
-passwd = "correct horse"
-[[wifi.sim.ap]]
-ssid = "broken-dhcp"
-passwd = "12345678"
-behaviour = "dhcp-failure"
-[[wifi.sim.ap]]
-ssid = "slow"
-passwd = "12345678"
-delay_ms = 5000
-[channel]
-listen = "127.0.0.1:0"
-[ctl]
-socket = "{data}/ctl.sock"
-"#,
-        data = dir.display(),
-        base = cloud.base
-    )
-}
-
-/// A device with its own data dir, configured for `cloud`'s licence `licence`.
-pub(crate) async fn start_device(cloud: &Cloud, licence: usize) -> (tempfile::TempDir, Device) {
+/// A device with its own data dir, configured for `cloud`'s license `license`.
+pub(crate) async fn start_device(cloud: &Cloud, license: usize) -> (tempfile::TempDir, Device) {
     let dir = tempfile::tempdir().expect("temp dir");
     let device = Device::start(
-        host_config(cloud, licence, dir.path()),
+        host_config(cloud, license, dir.path()),
         RuntimeConfig::default(),
     )
     .await
@@ -251,18 +213,15 @@ pub(crate) async fn until(
     what: &str,
     check: impl Fn(&DeviceStatus) -> bool,
 ) -> DeviceStatus {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait(what, Duration::from_millis(25), || async {
         let status = device.status().await.expect("a status");
         if check(&status) {
-            return status;
+            Ok(status)
+        } else {
+            Err(status)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 /// Sends one line on the data channel and reads the answer.
@@ -474,7 +433,7 @@ async fn bad_channel_input_gets_an_error_and_a_close_and_the_device_keeps_workin
     // The device still answers and still pairs.
     let info = channel(&device, json!({"type": "info"})).await;
     assert_eq!(info["protocol"], 1);
-    assert_eq!(info["uuid"], cloud.licences[0].0.as_str());
+    assert_eq!(info["uuid"], cloud.licenses[0].0.as_str());
     let token = cloud.token().await;
     let ack = channel(
         &device,

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use tether_host::ctl::CtlClient;
 use tether_proto::ctl::CtlRequest;
 
-use crate::device::{Cloud, host_config_text};
+use tether_host::config::HostConfig;
+
+use crate::device::{Cloud, host_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether-host");
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,8 +26,14 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) fn new(cloud: &Cloud, dir: &Path) -> Self {
+        Self::configured(&host_config(cloud, 0, dir), dir)
+    }
+
+    /// A host that runs with `config`, written to `dir/host.toml`.
+    pub(crate) fn configured(config: &HostConfig, dir: &Path) -> Self {
+        let text = config.to_toml().expect("a config writes as TOML");
         let config = dir.join("host.toml");
-        std::fs::write(&config, host_config_text(cloud, 0, dir)).expect("config written");
+        std::fs::write(&config, text).expect("config written");
         Self {
             config,
             socket: dir.join("ctl.sock"),
@@ -61,22 +69,16 @@ impl Host {
     }
 
     pub(crate) async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(status) = CtlClient::new(&self.socket)
-                .ask::<Value>(&CtlRequest::Status {})
-                .await
-                && check(&status)
-            {
-                return status;
+        let ctl = CtlClient::new(&self.socket);
+        let every = Duration::from_millis(50);
+        let found = tether_service::local::eventually(WAIT, every, || async {
+            match ctl.ask::<Value>(&CtlRequest::Status {}).await {
+                Ok(status) if check(&status) => Ok(status),
+                _ => Err(()),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {what}; log:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        found.unwrap_or_else(|()| panic!("never {what}; log:\n{}", self.logs()))
     }
 
     pub(crate) fn ctl(&self, args: &[&str]) -> (bool, String, String) {
@@ -201,7 +203,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
 
     let (token, online) = host.pair(&cloud).await;
     let dev_id = online["dev_id"].as_str().expect("dev-id").to_owned();
-    let uuid = cloud.licences[0].0.clone();
+    let uuid = cloud.licenses[0].0.clone();
     assert_eq!(activations(&cloud, &uuid).await, 1);
 
     host.kill();
@@ -265,7 +267,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
     assert!(logs.contains("device running"), "the log was captured");
     for secret in [
         "correct horse",
-        cloud.licences[0].1.as_str(),
+        cloud.licenses[0].1.as_str(),
         &token[10..],
         &fresh[10..],
     ] {
@@ -312,7 +314,7 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
     let token = cloud.token().await;
     // Use up the device's activation rate limit, so the cloud answers 429 and the device
     // stays in the activating phase, retrying.
-    let (uuid, authkey) = cloud.licences[0].clone();
+    let (uuid, authkey) = cloud.licenses[0].clone();
     let http = reqwest::Client::new();
     for _ in 0..40 {
         let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");

@@ -14,6 +14,7 @@ use tether_host::runtime::WORLD;
 use tether_proto::bundle::Bundle;
 
 use crate::device::Cloud;
+use crate::support::wait;
 use crate::update::{pair, trusting};
 
 fn key() -> SigningKey {
@@ -56,18 +57,15 @@ async fn cloud_view_until(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait(what, Duration::from_millis(100), || async {
         let device = cloud.device(dev_id).await;
         if check(&device) {
-            return device;
+            Ok(device)
+        } else {
+            Err(device)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {device}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +73,7 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
     let cloud = Cloud::start_with(1, |c| c.module_keys = vec![public()]).await;
     let admin = cloud.admin().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = trusting(&cloud, dir.path(), &key(), 1, "");
+    let config = trusting(&cloud, dir.path(), &key(), 1, None);
     let device = Device::start(config.clone(), RuntimeConfig::default())
         .await
         .expect("starts");

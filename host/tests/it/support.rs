@@ -66,3 +66,18 @@ pub fn configured_device(runtime: &Runtime) -> Instance {
     assert_eq!(accepted, Ok(()));
     device
 }
+
+/// Waits up to 30 s, probing every `every`, for `probe` to answer `Ok`; panics with
+/// `what` and the last thing it saw otherwise.
+pub async fn wait<T, L: std::fmt::Debug, F>(
+    what: &str,
+    every: Duration,
+    probe: impl FnMut() -> F,
+) -> T
+where
+    F: Future<Output = Result<T, L>>,
+{
+    tether_service::local::eventually(Duration::from_secs(30), every, probe)
+        .await
+        .unwrap_or_else(|last| panic!("never {what}: {last:?}"))
+}

@@ -9,13 +9,13 @@ use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tether_host::RuntimeConfig;
 use tether_host::component::DEFAULT_COMPONENT;
-use tether_host::config::HostConfig;
+use tether_host::config::{HostConfig, UpdateConfig};
 use tether_host::daemon::Device;
 use tether_host::runtime::WORLD;
 use tether_proto::bundle::Bundle;
 
-use crate::device::{Cloud, channel, host_config_text, until};
-use crate::support::MISBEHAVING;
+use crate::device::{Cloud, channel, host_config, until};
+use crate::support::{MISBEHAVING, wait};
 
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
@@ -37,21 +37,22 @@ fn variant(mode: u8) -> Vec<u8> {
     bytes
 }
 
-/// A device config for `cloud`'s first licence that trusts `key`, with `probation_secs`
-/// of probation and any `extra` lines in `[update]`.
+/// A device config for `cloud`'s first license that trusts `key`, with `probation_secs`
+/// of probation, watching `watch_dir` for bundles if given.
 pub(crate) fn trusting(
     cloud: &Cloud,
     dir: &std::path::Path,
     key: &SigningKey,
     probation_secs: u64,
-    extra: &str,
+    watch_dir: Option<std::path::PathBuf>,
 ) -> HostConfig {
-    let text = format!(
-        "{}\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = {probation_secs}\n{extra}",
-        host_config_text(cloud, 0, dir),
-        hex::encode(key.verifying_key().as_bytes())
-    );
-    HostConfig::parse(&text).expect("valid config")
+    let mut config = host_config(cloud, 0, dir);
+    config.update = UpdateConfig {
+        trusted_keys: vec![hex::encode(key.verifying_key().as_bytes())],
+        probation_secs,
+        watch_dir,
+    };
+    config
 }
 
 /// Pairs `device` over its data channel with a new token; returns its dev-id once online.
@@ -70,7 +71,7 @@ pub(crate) async fn pair(cloud: &Cloud, device: &Device) -> String {
 /// An online device whose config trusts [`key`].
 async fn online_device(cloud: &Cloud, probation_secs: u64) -> (tempfile::TempDir, Device, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = trusting(cloud, dir.path(), &key(), probation_secs, "");
+    let config = trusting(cloud, dir.path(), &key(), probation_secs, None);
     let device = Device::start(config, RuntimeConfig::default())
         .await
         .expect("the device starts");
@@ -84,39 +85,33 @@ async fn module(device: &Device) -> Value {
 }
 
 async fn until_module(device: &Device, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait(what, Duration::from_millis(50), || async {
         let status = module(device).await;
         if check(&status) {
-            return status;
+            Ok(status)
+        } else {
+            Err(status)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until the service holds the device's report of an outcome with `result` and a
 /// reason starting with `reason`.
 async fn reported(cloud: &Cloud, dev_id: &str, result: &str, reason: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("the service got {result} {reason}");
+    wait(&what, Duration::from_millis(100), || async {
         let outcome = cloud.device(dev_id).await["module_outcome"].clone();
-        if outcome["result"] == result
-            && outcome["reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with(reason))
-        {
-            return;
+        let reason_ok = outcome["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason));
+        if outcome["result"] == result && reason_ok {
+            Ok(())
+        } else {
+            Err(outcome)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the service never got {result} {reason}: {outcome}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +294,7 @@ async fn an_update_while_the_activation_answer_is_awaited_completes_that_pairing
     let cloud = Cloud::start_with(1, |c| c.public_http_url = Some(proxy)).await;
     target.send_replace(Some(cloud.base.trim_start_matches("http://").to_owned()));
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = trusting(&cloud, dir.path(), &key(), 1, "");
+    let config = trusting(&cloud, dir.path(), &key(), 1, None);
     let device = Device::start(config, RuntimeConfig::default())
         .await
         .expect("starts");
@@ -338,9 +333,8 @@ async fn bundles_dropped_into_the_watched_directory_are_applied_or_refused_once(
     let cloud = Cloud::start(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let watch = dir.path().join("updates");
-    let extra = format!("watch_dir = \"{}\"\n", watch.display());
     let device = Device::start(
-        trusting(&cloud, dir.path(), &key(), 1, &extra),
+        trusting(&cloud, dir.path(), &key(), 1, Some(watch.clone())),
         RuntimeConfig::default(),
     )
     .await
@@ -359,14 +353,11 @@ async fn bundles_dropped_into_the_watched_directory_are_applied_or_refused_once(
         m["version"] == "0.2.0"
     })
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !watch.join("b-good.bundle.applied").exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never marked applied"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let applied = watch.join("b-good.bundle.applied");
+    wait("marked applied", Duration::from_millis(50), || async {
+        if applied.exists() { Ok(()) } else { Err(()) }
+    })
+    .await;
     assert!(watch.join("a-bad.bundle.refused").exists());
     assert!(!watch.join("a-bad.bundle").exists() && !watch.join("b-good.bundle").exists());
     device.stop();

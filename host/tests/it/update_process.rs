@@ -7,7 +7,7 @@ use tether_host::component::DEFAULT_COMPONENT;
 use tether_host::runtime::WORLD;
 use tether_proto::bundle::Bundle;
 
-use crate::device::Cloud;
+use crate::device::{Cloud, host_config};
 use crate::process::Host;
 
 fn module_status(host: &Host) -> Value {
@@ -21,13 +21,10 @@ async fn a_host_killed_during_probation_comes_back_on_the_previous_component() {
     let cloud = Cloud::start(1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let key = SigningKey::from_bytes(&[9; 32]);
-    let mut host = Host::new(&cloud, dir.path());
-    let mut config = std::fs::read_to_string(&host.config).expect("config");
-    config.push_str(&format!(
-        "\n[update]\ntrusted_keys = [\"{}\"]\nprobation_secs = 60\n",
-        hex::encode(key.verifying_key().as_bytes())
-    ));
-    std::fs::write(&host.config, config).expect("config written");
+    let mut config = host_config(&cloud, 0, dir.path());
+    config.update.trusted_keys = vec![hex::encode(key.verifying_key().as_bytes())];
+    config.update.probation_secs = 60;
+    let mut host = Host::configured(&config, dir.path());
     host.start().await;
     let (_, online) = host.pair(&cloud).await;
 

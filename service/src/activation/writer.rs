@@ -59,7 +59,7 @@ impl Binder {
         Self { jobs }
     }
 
-    /// Checks the licence, counts the activation against the token and creates, renews
+    /// Checks the license, counts the activation against the token and creates, renews
     /// or moves the device; returns once that is committed.
     /// The request's nonce is recorded in the same transaction: a replay of it, even after
     /// a restart, is refused.
@@ -136,7 +136,7 @@ struct Known {
     counted: bool,
 }
 
-/// Checks the licence, counts the activation against the token (once per device and
+/// Checks the license, counts the activation against the token (once per device and
 /// token, so a retried request is not refused as `token_used`) and creates, renews or
 /// moves the device. Every refusal happens before the first write, so a refused
 /// activation leaves the batch's transaction as it found it. The outer error is storage
@@ -158,7 +158,7 @@ async fn bind(
     .await?;
     let Some(known) = known.filter(|k| k.product_key == req.product_key) else {
         return Ok(Err(ApiError::BadRequest(
-            "product_key does not match the device's licence".into(),
+            "product_key does not match the device's license".into(),
         )));
     };
     let existing = match (known.dev_id, known.owner_id, known.generation) {

@@ -58,7 +58,7 @@ pub async fn delete(db: impl SqliteExecutor<'_>, dev_id: &str) -> sqlx::Result<(
 pub struct Binding<'a> {
     /// The device id.
     pub dev_id: &'a str,
-    /// The licence.
+    /// The license.
     pub uuid: &'a str,
     /// The token's owner.
     pub owner_id: i64,
@@ -106,7 +106,7 @@ pub async fn generation(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<i6
         .await
 }
 
-/// The licence uuid of a bound device.
+/// The license uuid of a bound device.
 pub async fn uuid(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!("SELECT uuid FROM devices WHERE dev_id = ?", dev_id)
         .fetch_optional(db)

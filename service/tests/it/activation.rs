@@ -1,4 +1,4 @@
-//! Signed activation and its typed failures (DESIGN §4).
+//! Signed activation and its typed failures (docs/PROTOCOL.md).
 
 use reqwest::StatusCode;
 use serde_json::json;

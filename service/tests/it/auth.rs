@@ -76,7 +76,7 @@ async fn repeated_failed_logins_are_rate_limited_with_retry_after() {
 }
 
 #[tokio::test]
-async fn licences_need_the_admin_role() {
+async fn licenses_need_the_admin_role() {
     let w = World::new(0).await;
     let (status, body) = w
         .service

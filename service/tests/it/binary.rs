@@ -94,7 +94,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     let (mut child, lines, base) = serve(data);
     let http = reqwest::Client::new();
 
-    // Account and licence made with the CLI while the service runs on the same data dir.
+    // Account and license made with the CLI while the service runs on the same data dir.
     let (ok, _, err) = cli(
         &["user", "add", "ann", "--data-dir", data],
         Some("ann-passw0rd\n"),
@@ -114,10 +114,10 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
         None,
     );
     assert!(ok, "{err}");
-    let licence: Value = serde_json::from_str(out.lines().next().expect("one line")).expect("json");
+    let license: Value = serde_json::from_str(out.lines().next().expect("one line")).expect("json");
     let (uuid, authkey) = (
-        licence["uuid"].as_str().expect("uuid"),
-        licence["authkey"].as_str().expect("authkey"),
+        license["uuid"].as_str().expect("uuid"),
+        license["authkey"].as_str().expect("authkey"),
     );
 
     let login: Value = http

@@ -6,9 +6,9 @@ use std::path::Path;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tether_proto::signing::{AuthHeader, Principal, new_nonce};
-use tether_service::users::{self, Role};
-use tether_service::{Application, ServeConfig};
-use tokio::sync::oneshot;
+use tether_service::ServeConfig;
+use tether_service::local::{self, Account, LocalCloud};
+use tether_service::users::Role;
 
 /// Product key used by the tests.
 pub const PRODUCT: &str = "p0123456789abcde";
@@ -18,42 +18,27 @@ pub struct Service {
     pub addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    cloud: LocalCloud,
 }
 
 impl Service {
     /// Starts the service on `data_dir`.
     pub async fn start(data_dir: &Path) -> Self {
         init_logs();
-        let app = Application::build(ServeConfig::ephemeral(data_dir))
+        let cloud = LocalCloud::start(ServeConfig::ephemeral(data_dir))
             .await
-            .expect("the service builds");
-        let addr = app.http_addr();
-        let mqtt_addr = app.mqtt_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async move {
-            let _ = stopped.await;
-        }));
+            .expect("the service starts");
         Self {
-            addr,
-            mqtt_addr,
+            addr: cloud.http_addr(),
+            mqtt_addr: cloud.mqtt_addr(),
             http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
+            cloud,
         }
     }
 
     /// Stops the service gracefully and waits until it is down.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("the server task ends")
-                .expect("the server stops cleanly");
-        }
+        self.cloud.stop().await.expect("the server stops cleanly");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,34 +181,24 @@ pub fn now() -> u64 {
 
 /// A user account created straight in the database.
 pub async fn add_user(data_dir: &Path, name: &str, role: Role) -> String {
-    let pool = tether_service::db::open(data_dir)
-        .await
-        .expect("database opens");
     let password = format!("{name}-password");
-    users::create(
-        &pool,
+    let account = Account {
         name,
-        &tether_proto::Secret::new(password.clone()),
+        password: &password,
         role,
-    )
-    .await
-    .expect("user created");
-    pool.close().await;
+    };
+    local::seed(data_dir, &[account], PRODUCT, 0)
+        .await
+        .expect("user created");
     password
 }
 
-/// Licences issued straight in the database.
+/// Licenses issued straight in the database.
 pub async fn add_devices(data_dir: &Path, count: u32) -> Vec<Device> {
-    if count == 0 {
-        return Vec::new();
-    }
-    let pool = tether_service::db::open(data_dir)
+    let issued = local::seed(data_dir, &[], PRODUCT, count as usize)
         .await
-        .expect("database opens");
-    let issued = tether_service::licenses::issue(&pool, PRODUCT, count)
-        .await
-        .expect("licences issued");
-    pool.close().await;
+        .expect("licenses issued")
+        .licenses;
     issued
         .into_iter()
         .map(|l| Device {
