@@ -70,7 +70,7 @@ impl Channel {
         let lost =
             |e: std::io::Error| Failure::Unreachable(format!("the device's channel failed: {e}"));
         self.writer
-            .write_all(&request.to_line())
+            .write_all(&tether_proto::json_line(request))
             .await
             .map_err(lost)?;
         tokio::time::timeout(Duration::from_secs(5), self.lines.next_line())

@@ -116,12 +116,10 @@ pub fn line(reply: &ChannelReply) -> Vec<u8> {
         if let Some(fields) = value.as_object_mut() {
             fields.insert("version".into(), crate::VERSION.into());
         }
-        let mut bytes = value.to_string().into_bytes();
-        bytes.push(b'\n');
-        bytes
+        tether_proto::json_line(&value)
     }
     #[cfg(not(feature = "next"))]
-    reply.to_line()
+    tether_proto::json_line(reply)
 }
 
 /// The answer to `config`.

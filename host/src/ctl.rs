@@ -6,12 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tether_proto::ErrorCode;
 use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest, MAX_LINE};
 use tether_proto::module::ModuleStatus;
 use tether_proto::status::DeviceStatus;
+use tether_proto::{ErrorCode, json_line};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -45,11 +44,11 @@ async fn session(stream: UnixStream, device: DeviceHandle) {
     let mut lines = BufReader::new(reader.take(MAX_LINE as u64 * 64)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = if line.len() > MAX_LINE {
-            encode(&CtlReply::of(Err(ErrorCode::InvalidParm)))
+            json_line(&CtlReply::of(Err(ErrorCode::InvalidParm)))
         } else {
             match serde_json::from_str::<CtlRequest>(&line) {
                 Ok(request) => answer(&device, request).await,
-                Err(e) => encode(&CtlReply::error(ErrorCode::InvalidParm, e.to_string())),
+                Err(e) => json_line(&CtlReply::error(ErrorCode::InvalidParm, e.to_string())),
             }
         };
         if writer.write_all(&reply).await.is_err() {
@@ -70,21 +69,21 @@ async fn answer(device: &DeviceHandle, request: CtlRequest) -> Vec<u8> {
             let result = device
                 .user_cfg(&ssid, passwd.expose(), token.expose())
                 .await;
-            encode(&CtlReply::of(result))
+            json_line(&CtlReply::of(result))
         }
         CtlRequest::Status {} => match device.status().await {
-            Some(status) => encode(&status),
-            None => encode(&internal()),
+            Some(status) => json_line(&status),
+            None => json_line(&internal()),
         },
-        CtlRequest::Reset {} => encode(&if device.reset().await {
+        CtlRequest::Reset {} => json_line(&if device.reset().await {
             CtlReply::of(Ok(()))
         } else {
             internal()
         }),
-        CtlRequest::ModuleLoad { path } => encode(&module_load(device, &path).await),
+        CtlRequest::ModuleLoad { path } => json_line(&module_load(device, &path).await),
         CtlRequest::ModuleStatus {} => match device.module_status().await {
-            Some(status) => encode(&status),
-            None => encode(&internal()),
+            Some(status) => json_line(&status),
+            None => json_line(&internal()),
         },
     }
 }
@@ -104,12 +103,6 @@ async fn module_load(device: &DeviceHandle, path: &Path) -> CtlReply {
         Ok(report) => CtlReply::applied(report),
         Err(refusal) => CtlReply::update_refused(refusal.name(), refusal.to_string()),
     }
-}
-
-fn encode(value: &impl Serialize) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).expect("control replies always serialise");
-    bytes.push(b'\n');
-    bytes
 }
 
 /// A client of a running host's control socket: one connection per request.
@@ -136,7 +129,7 @@ impl CtlClient {
         })?;
         let (reader, mut writer) = stream.into_split();
         writer
-            .write_all(&request.to_line())
+            .write_all(&json_line(request))
             .await
             .context("failed to send the request")?;
         let mut answer = String::new();

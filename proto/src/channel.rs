@@ -61,24 +61,6 @@ pub enum ChannelReply {
     },
 }
 
-impl ChannelReply {
-    /// One line: the JSON object and a newline.
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(self).expect("channel replies always serialise");
-        bytes.push(b'\n');
-        bytes
-    }
-}
-
-impl ChannelRequest {
-    /// One line: the JSON object and a newline.
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(self).expect("channel requests always serialise");
-        bytes.push(b'\n');
-        bytes
-    }
-}
-
 /// Who the device is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -127,7 +109,7 @@ mod tests {
         );
         assert_round_trip(&config);
         assert_eq!(
-            ChannelRequest::Status {}.to_line(),
+            crate::json_line(&ChannelRequest::Status {}),
             b"{\"type\":\"status\"}\n".to_vec()
         );
         assert_unknown_field_refused::<ChannelRequest>(r#"{"type":"status","x":1}"#, "x");
@@ -137,10 +119,9 @@ mod tests {
     #[test]
     fn replies_carry_their_type_and_round_trip() {
         assert_eq!(
-            ChannelReply::Ack {
+            crate::json_line(&ChannelReply::Ack {
                 code: ReplyCode::Ok
-            }
-            .to_line(),
+            }),
             b"{\"type\":\"ack\",\"code\":\"ok\"}\n".to_vec()
         );
         let error = ChannelReply::Error {

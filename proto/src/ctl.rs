@@ -40,15 +40,6 @@ pub enum CtlRequest {
     ModuleStatus {},
 }
 
-impl CtlRequest {
-    /// One line: the JSON object and a newline.
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(self).expect("control requests always serialise");
-        bytes.push(b'\n');
-        bytes
-    }
-}
-
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtlReply {
@@ -149,7 +140,7 @@ mod tests {
         .expect("parses");
         assert!(!format!("{request:?}").contains("hunter22"));
         assert_eq!(
-            CtlRequest::ModuleStatus {}.to_line(),
+            crate::json_line(&CtlRequest::ModuleStatus {}),
             b"{\"cmd\":\"module-status\"}\n".to_vec()
         );
         assert_unknown_field_refused::<CtlRequest>(r#"{"cmd":"reset","now":true}"#, "now");

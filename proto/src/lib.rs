@@ -31,5 +31,13 @@ pub use reply_code::ReplyCode;
 pub use secret::Secret;
 pub use token::{PairingToken, PublicId, TokenError};
 
+/// One line of a JSON-lines protocol (the data channel, the control socket): the value
+/// as compact JSON and a newline.
+pub fn json_line(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).expect("protocol messages always serialise");
+    bytes.push(b'\n');
+    bytes
+}
+
 #[cfg(test)]
 mod test_support;

@@ -88,6 +88,22 @@ impl World {
             .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {out}"))
     }
 
+    /// `tether provision` at this world's device and router, with `args` after.
+    fn provision(&self, args: &[&str]) -> (i32, String, String) {
+        let channel = self.channel();
+        let mut all = vec!["provision", "--device", &channel, "--ssid", "home"];
+        all.extend_from_slice(args);
+        self.tether(&all)
+    }
+
+    /// Like [`World::provision`], for a run that succeeds and prints JSON.
+    fn provision_json(&self, args: &[&str]) -> Value {
+        let (code, out, err) = self.provision(args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {out}"))
+    }
+
     fn channel(&self) -> String {
         self.device.channel_addr().to_string()
     }
@@ -99,16 +115,7 @@ async fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     let (code, out, _) = w.tether(&["login"]);
     assert_eq!(code, 0);
     assert!(out.contains("logged in"));
-    let done = w.json(&[
-        "provision",
-        "--device",
-        &w.channel(),
-        "--ssid",
-        "home",
-        "--password",
-        "correct horse",
-        "--json",
-    ]);
+    let done = w.provision_json(&["--password", "correct horse", "--json"]);
     let dev_id = done["dev_id"].as_str().expect("dev_id").to_owned();
     assert!(done["timings"]["mqtt_ms"].is_u64(), "{done}");
 
@@ -139,26 +146,10 @@ async fn provision_brings_the_device_online_and_send_gets_the_report_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_ends_with_passwd_error_and_its_exit_code_then_the_right_one_succeeds() {
     let w = World::new().await;
-    let (code, _, err) = w.tether(&[
-        "provision",
-        "--device",
-        &w.channel(),
-        "--ssid",
-        "home",
-        "--password",
-        "wrong password",
-    ]);
+    let (code, _, err) = w.provision(&["--password", "wrong password"]);
     assert_eq!(code, 7, "{err}");
     assert!(err.contains("passwd_error"), "{err}");
-    let (code, out, err) = w.tether(&[
-        "provision",
-        "--device",
-        &w.channel(),
-        "--ssid",
-        "home",
-        "--password",
-        "correct horse",
-    ]);
+    let (code, out, err) = w.provision(&["--password", "correct horse"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("online as d"), "{out}");
     assert!(err.contains("… online"), "phases are shown: {err}");
@@ -183,27 +174,9 @@ async fn tokens_and_errors_have_their_commands_and_exit_codes() {
     assert_eq!(code, 10, "{err}");
     let (code, _, err) = w.tether(&["device", "dnope"]);
     assert_eq!(code, 5, "{err}");
-    let (code, _, err) = w.tether(&[
-        "provision",
-        "--device",
-        &w.channel(),
-        "--ssid",
-        "home",
-        "--password",
-        "correct horse",
-        "--token",
-        "EUaaaaaaaaAAAA",
-    ]);
+    let (code, _, err) = w.provision(&["--password", "correct horse", "--token", "EUaaaaaaaaAAAA"]);
     assert_eq!(code, 6, "a token the cloud does not know: {err}");
-    let (code, _, err) = w.tether(&[
-        "provision",
-        "--device",
-        &w.channel(),
-        "--ssid",
-        "home",
-        "--password-file",
-        "/nonexistent/wifi-password",
-    ]);
+    let (code, _, err) = w.provision(&["--password-file", "/nonexistent/wifi-password"]);
     assert_eq!(code, 10, "an unreadable password file: {err}");
     assert!(err.contains("/nonexistent/wifi-password"), "{err}");
 

@@ -208,13 +208,7 @@ async fn too_many_activation_attempts_are_rate_limited_with_retry_after() {
         let body = device.activation_body("EUaaaaaaaaAAAA", false);
         last = Some(
             w.service
-                .signed_at(
-                    device.principal(),
-                    &device.authkey,
-                    now(),
-                    "/v1/devices/activate",
-                    &body,
-                )
+                .signed(device, "/v1/devices/activate", &body)
                 .await,
         );
     }
@@ -321,15 +315,6 @@ async fn an_activated_device_refreshes_its_credentials_with_its_dev_secret() {
     assert_eq!(body["mqtt"]["client_id"], dev_id);
     // Signed with the authkey instead: refused.
     let device = &w.devices[0];
-    let (status, body, _) = w
-        .service
-        .signed_at(
-            device.principal(),
-            &device.authkey,
-            now(),
-            &path,
-            &json!({}),
-        )
-        .await;
+    let (status, body, _) = w.service.signed(device, &path, &json!({})).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "signature_error");
 }

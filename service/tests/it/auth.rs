@@ -10,12 +10,7 @@ async fn login_gives_a_bearer_token_that_opens_the_api() {
     let w = World::new(0).await;
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
-            "/v1/pairing-tokens",
-            Some(&w.ann),
-            Some(json!({})),
-        )
+        .post("/v1/pairing-tokens", Some(&w.ann), json!({}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
@@ -26,11 +21,10 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
     for (user, password) in [("ann", "not-her-password"), ("nobody", "whatever-password")] {
         let (status, body) = w
             .service
-            .call(
-                Method::POST,
+            .post(
                 "/v1/auth/token",
                 None,
-                Some(json!({"username": user, "password": password})),
+                json!({"username": user, "password": password}),
             )
             .await;
         assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -80,11 +74,10 @@ async fn licenses_need_the_admin_role() {
     let w = World::new(0).await;
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             "/v1/licenses",
             Some(&w.ann),
-            Some(json!({"product_key": "p0123456789abcde", "count": 1})),
+            json!({"product_key": "p0123456789abcde", "count": 1}),
         )
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
@@ -94,11 +87,10 @@ async fn licenses_need_the_admin_role() {
     let admin = w.service.login("root", &password).await;
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             "/v1/licenses",
             Some(&admin),
-            Some(json!({"product_key": "p0123456789abcde", "count": 3})),
+            json!({"product_key": "p0123456789abcde", "count": 3}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -108,11 +100,10 @@ async fn licenses_need_the_admin_role() {
     assert_eq!(issued[0]["authkey"].as_str().map(str::len), Some(32));
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             "/v1/licenses",
             Some(&admin),
-            Some(json!({"product_key": "short", "count": 1})),
+            json!({"product_key": "short", "count": 1}),
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");

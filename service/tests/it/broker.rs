@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
 };
@@ -138,10 +138,7 @@ async fn unbind_and_expect_notice(
     protocol: u32,
 ) {
     let path = format!("/v1/devices/{}{query}", login.dev_id);
-    let (status, _) = w
-        .service
-        .call(Method::DELETE, &path, Some(&w.ann), None)
-        .await;
+    let (status, _) = w.service.delete(&path, Some(&w.ann)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let notice = next_json(device).await;
     assert_eq!(notice["protocol"], protocol);
@@ -154,12 +151,7 @@ pub async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> boo
     loop {
         let (status, body) = w
             .service
-            .call(
-                Method::GET,
-                &format!("/v1/devices/{dev_id}"),
-                Some(&w.ann),
-                None,
-            )
+            .get(&format!("/v1/devices/{dev_id}"), Some(&w.ann))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if check(&body) {
@@ -202,11 +194,10 @@ async fn the_whole_path_from_login_to_report_and_presence() {
 
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             &format!("/v1/devices/{}/commands", login.dev_id),
             Some(&w.ann),
-            Some(json!({"data": {"1": true, "2": 40}})),
+            json!({"data": {"1": true, "2": 40}}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -290,12 +281,7 @@ async fn a_device_cannot_publish_on_another_devices_out_topic() {
     device.closed().await;
     let (_, device_b) = w
         .service
-        .call(
-            Method::GET,
-            &format!("/v1/devices/{}", b.dev_id),
-            Some(&w.ann),
-            None,
-        )
+        .get(&format!("/v1/devices/{}", b.dev_id), Some(&w.ann))
         .await;
     assert_eq!(
         device_b["last_report"],
@@ -352,12 +338,7 @@ async fn unbinding_a_connected_device_closes_its_session_and_revokes_its_credent
     ));
     let (status, body) = w
         .service
-        .call(
-            Method::GET,
-            &format!("/v1/devices/{}", login.dev_id),
-            Some(&w.ann),
-            None,
-        )
+        .get(&format!("/v1/devices/{}", login.dev_id), Some(&w.ann))
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
@@ -369,43 +350,26 @@ async fn another_users_devices_and_commands_are_not_found() {
     let bob = w.user("bob").await;
     let (status, body) = w
         .service
-        .call(
-            Method::GET,
-            &format!("/v1/devices/{}", login.dev_id),
-            Some(&bob),
-            None,
-        )
+        .get(&format!("/v1/devices/{}", login.dev_id), Some(&bob))
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             &format!("/v1/devices/{}/commands", login.dev_id),
             Some(&bob),
-            Some(json!({"data": {"1": false}})),
+            json!({"data": {"1": false}}),
         )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = w
         .service
-        .call(
-            Method::DELETE,
-            &format!("/v1/devices/{}", login.dev_id),
-            Some(&bob),
-            None,
-        )
+        .delete(&format!("/v1/devices/{}", login.dev_id), Some(&bob))
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (_, list) = w
-        .service
-        .call(Method::GET, "/v1/devices", Some(&bob), None)
-        .await;
+    let (_, list) = w.service.get("/v1/devices", Some(&bob)).await;
     assert_eq!(list, json!([]));
-    let (_, list) = w
-        .service
-        .call(Method::GET, "/v1/devices", Some(&w.ann), None)
-        .await;
+    let (_, list) = w.service.get("/v1/devices", Some(&w.ann)).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 }
 

@@ -1,6 +1,6 @@
 //! IoT DNS.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{World, assert_error};
@@ -9,10 +9,7 @@ use crate::support::{World, assert_error};
 async fn the_own_region_answers_the_bound_endpoints() {
     let w = World::new(0).await;
     let req = json!({"region": "EU", "env": "pro", "config": [{"key": "httpUrl", "need_ca": false}, {"key": "mqttUrl", "need_ca": false}]});
-    let (status, body) = w
-        .service
-        .call(Method::POST, "/v2/url_config", None, Some(req))
-        .await;
+    let (status, body) = w.service.post("/v2/url_config", None, req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["httpUrl"]["addr"],
@@ -32,9 +29,6 @@ async fn the_own_region_answers_the_bound_endpoints() {
 async fn an_unknown_region_is_region_unknown() {
     let w = World::new(0).await;
     let req = json!({"region": "ZZ", "config": [{"key": "httpUrl"}]});
-    let (status, body) = w
-        .service
-        .call(Method::POST, "/v2/url_config", None, Some(req))
-        .await;
+    let (status, body) = w.service.post("/v2/url_config", None, req).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "region_unknown");
 }

@@ -1,6 +1,6 @@
 //! Operations endpoints: metrics, the OpenAPI document and the docs page.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::World;
@@ -16,7 +16,7 @@ async fn metrics_count_tokens_activations_sessions_and_latency() {
         .activate(&w.devices[0], "EUaaaaaaaaAAAA", false)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, text) = w.service.call(Method::GET, "/metrics", None, None).await;
+    let (status, text) = w.service.get("/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().expect("plain text").to_owned();
     for needle in [
@@ -33,10 +33,7 @@ async fn metrics_count_tokens_activations_sessions_and_latency() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_endpoint_and_error_code() {
     let w = World::new(0).await;
-    let (status, doc) = w
-        .service
-        .call(Method::GET, "/openapi.json", None, None)
-        .await;
+    let (status, doc) = w.service.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
@@ -72,7 +69,7 @@ async fn the_openapi_document_lists_every_endpoint_and_error_code() {
     ] {
         assert!(codes.contains(&code), "missing {code}");
     }
-    let (status, page) = w.service.call(Method::GET, "/docs", None, None).await;
+    let (status, page) = w.service.get("/docs", None).await;
     assert_eq!(status, StatusCode::OK);
     let page = page.as_str().expect("html");
     assert!(

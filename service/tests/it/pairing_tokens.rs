@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::{World, assert_error};
@@ -12,11 +12,10 @@ async fn a_new_token_is_pending_with_its_limits() {
     let w = World::new(0).await;
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             "/v1/pairing-tokens",
             Some(&w.ann),
-            Some(json!({"ttl_secs": 120, "max_devices": 20})),
+            json!({"ttl_secs": 120, "max_devices": 20}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -29,11 +28,9 @@ async fn a_new_token_is_pending_with_its_limits() {
 
     let (status, status_body) = w
         .service
-        .call(
-            Method::GET,
+        .get(
             &format!("/v1/pairing-tokens/{}", &token[..10]),
             Some(&w.ann),
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{status_body}");
@@ -56,7 +53,7 @@ async fn out_of_range_limits_are_refused() {
     ] {
         let (status, resp) = w
             .service
-            .call(Method::POST, "/v1/pairing-tokens", Some(&w.ann), Some(body))
+            .post("/v1/pairing-tokens", Some(&w.ann), body)
             .await;
         assert_error(status, &resp, StatusCode::BAD_REQUEST, "bad_request");
     }
@@ -68,14 +65,11 @@ async fn another_users_token_is_not_found() {
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let bob = w.user("bob").await;
     let path = format!("/v1/pairing-tokens/{}", &token[..10]);
-    let (status, body) = w.service.call(Method::GET, &path, Some(&bob), None).await;
+    let (status, body) = w.service.get(&path, Some(&bob)).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (status, body) = w
-        .service
-        .call(Method::DELETE, &path, Some(&bob), None)
-        .await;
+    let (status, body) = w.service.delete(&path, Some(&bob)).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (status, _) = w.service.call(Method::GET, &path, Some(&w.ann), None).await;
+    let (status, _) = w.service.get(&path, Some(&w.ann)).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -84,12 +78,9 @@ async fn a_revoked_token_shows_revoked_and_cannot_activate() {
     let w = World::new(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let path = format!("/v1/pairing-tokens/{}", &token[..10]);
-    let (status, _) = w
-        .service
-        .call(Method::DELETE, &path, Some(&w.ann), None)
-        .await;
+    let (status, _) = w.service.delete(&path, Some(&w.ann)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, body) = w.service.call(Method::GET, &path, Some(&w.ann), None).await;
+    let (_, body) = w.service.get(&path, Some(&w.ann)).await;
     assert_eq!(body["state"], "revoked");
     let (status, body) = w.service.activate(&w.devices[0], &token, false).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "token_invalid");
@@ -135,11 +126,9 @@ async fn long_poll_times_out_with_the_unchanged_status() {
     let started = Instant::now();
     let (status, body) = w
         .service
-        .call(
-            Method::GET,
+        .get(
             &format!("/v1/pairing-tokens/{}?wait=1", &token[..10]),
             Some(&w.ann),
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -147,11 +136,9 @@ async fn long_poll_times_out_with_the_unchanged_status() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     let (status, body) = w
         .service
-        .call(
-            Method::GET,
+        .get(
             &format!("/v1/pairing-tokens/{}?wait=61", &token[..10]),
             Some(&w.ann),
-            None,
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");

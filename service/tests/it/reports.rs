@@ -1,9 +1,9 @@
 //! Pairing reports show in the token's status.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{World, assert_error, now};
+use crate::support::{World, assert_error};
 
 #[tokio::test]
 async fn a_failure_report_shows_in_the_token_status_and_wakes_the_long_poll() {
@@ -30,13 +30,7 @@ async fn a_failure_report_shows_in_the_token_status_and_wakes_the_long_poll() {
     let report = json!({"token": token, "outcome": "failure", "code": "passwd_error", "phase": "wifi", "message": "4-way handshake failed", "timings": {"wifi_ms": 3000}});
     let (status, body, _) = w
         .service
-        .signed_at(
-            device.principal(),
-            &device.authkey,
-            now(),
-            "/v1/pairing-reports",
-            &report,
-        )
+        .signed(device, "/v1/pairing-reports", &report)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let status_body = poll.await.expect("task").expect("json");
@@ -53,28 +47,16 @@ async fn reports_need_a_valid_token_and_a_code_for_failures() {
     let report = json!({"token": "EUaaaaaaaaAAAA", "outcome": "success"});
     let (status, body, _) = w
         .service
-        .signed_at(
-            device.principal(),
-            &device.authkey,
-            now(),
-            "/v1/pairing-reports",
-            &report,
-        )
+        .signed(device, "/v1/pairing-reports", &report)
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "token_invalid");
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let report = json!({"token": token, "outcome": "failure"});
     let (status, body, _) = w
         .service
-        .signed_at(
-            device.principal(),
-            &device.authkey,
-            now(),
-            "/v1/pairing-reports",
-            &report,
-        )
+        .signed(device, "/v1/pairing-reports", &report)
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    let (status, _) = w.service.call(Method::GET, "/readyz", None, None).await;
+    let (status, _) = w.service.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK);
 }

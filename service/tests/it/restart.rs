@@ -1,6 +1,6 @@
 //! A restart on the same data dir keeps users, devices, tokens and keys.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use tether_proto::signing::Principal;
 
@@ -15,24 +15,17 @@ async fn a_restart_keeps_users_tokens_devices_and_keys() {
         .pairing_token(&w.ann, json!({"max_devices": 2}))
         .await;
     let (_, activated) = w.service.activate(&w.devices[0], &token, false).await;
-    let jwks_before = w
-        .service
-        .call(Method::GET, "/.well-known/jwks.json", None, None)
-        .await
-        .1;
+    let jwks_before = w.service.get("/.well-known/jwks.json", None).await.1;
     let old = std::mem::replace(&mut w.service, Service::start(w.dir.path()).await);
     old.stop().await;
 
     // The access token issued before the restart still works: the key was reused.
     let path = format!("/v1/pairing-tokens/{}", &token[..10]);
-    let (status, token_status) = w.service.call(Method::GET, &path, Some(&w.ann), None).await;
+    let (status, token_status) = w.service.get(&path, Some(&w.ann)).await;
     assert_eq!(status, StatusCode::OK, "{token_status}");
     assert_eq!(token_status["devices"][0]["dev_id"], activated["dev_id"]);
     assert_eq!(
-        w.service
-            .call(Method::GET, "/.well-known/jwks.json", None, None)
-            .await
-            .1,
+        w.service.get("/.well-known/jwks.json", None).await.1,
         jwks_before
     );
 

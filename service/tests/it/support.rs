@@ -69,14 +69,28 @@ impl Service {
         )
     }
 
+    /// `GET path`.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, bearer, None).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, bearer, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, bearer, Some(body)).await
+    }
+
     /// Logs in and returns the access token.
     pub async fn login(&self, name: &str, password: &str) -> String {
         let (status, body) = self
-            .call(
-                Method::POST,
+            .post(
                 "/v1/auth/token",
                 None,
-                Some(json!({"username": name, "password": password})),
+                json!({"username": name, "password": password}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -85,9 +99,7 @@ impl Service {
 
     /// Creates a pairing token and returns all 14 characters.
     pub async fn pairing_token(&self, bearer: &str, body: Value) -> String {
-        let (status, resp) = self
-            .call(Method::POST, "/v1/pairing-tokens", Some(bearer), Some(body))
-            .await;
+        let (status, resp) = self.post("/v1/pairing-tokens", Some(bearer), body).await;
         assert_eq!(status, StatusCode::CREATED, "{resp}");
         resp["token"].as_str().expect("a token").to_owned()
     }
@@ -105,6 +117,17 @@ impl Service {
         let nonce = new_nonce().expect("random source");
         let header = AuthHeader::sign(principal, key.as_bytes(), t, nonce, "POST", path, &bytes);
         self.send_signed(path, &header.to_string(), bytes).await
+    }
+
+    /// Sends a device request signed now with its authkey.
+    pub async fn signed(
+        &self,
+        device: &Device,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        self.signed_at(device.principal(), &device.authkey, now(), path, body)
+            .await
     }
 
     /// Sends a pre-signed device request.
@@ -136,15 +159,7 @@ impl Service {
     /// Activates `device` with `token`.
     pub async fn activate(&self, device: &Device, token: &str, reset: bool) -> (StatusCode, Value) {
         let body = device.activation_body(token, reset);
-        let (status, body, _) = self
-            .signed_at(
-                device.principal(),
-                &device.authkey,
-                now(),
-                "/v1/devices/activate",
-                &body,
-            )
-            .await;
+        let (status, body, _) = self.signed(device, "/v1/devices/activate", &body).await;
         (status, body)
     }
 }

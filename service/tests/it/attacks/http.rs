@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{World, assert_error, now};
+use crate::support::{World, assert_error};
 
 /// A client whose connections come from `ip` (a loopback address).
 fn client_from(ip: [u8; 4]) -> reqwest::Client {
@@ -115,23 +115,14 @@ async fn slow_and_idle_clients_are_disconnected() {
     assert!(idle <= limit, "an idle connection was held {idle:?}");
     assert!(slow <= limit, "a slowloris was held {slow:?}");
     // The service still answers.
-    let (status, _) = w.service.call(Method::GET, "/healthz", None, None).await;
+    let (status, _) = w.service.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 async fn report(w: &World, device: usize, token: &str) -> StatusCode {
     let d = &w.devices[device];
     let body = json!({"token": token, "outcome": "failure", "code": "passwd_error", "timings": {}});
-    w.service
-        .signed_at(
-            d.principal(),
-            &d.authkey,
-            now(),
-            "/v1/pairing-reports",
-            &body,
-        )
-        .await
-        .0
+    w.service.signed(d, "/v1/pairing-reports", &body).await.0
 }
 
 #[tokio::test]
@@ -198,11 +189,9 @@ async fn a_user_cannot_hoard_long_polls() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = w
         .service
-        .call(
-            Method::GET,
+        .get(
             &format!("/v1/pairing-tokens/{}?wait=5", &token[..10]),
             Some(&w.ann),
-            None,
         )
         .await;
     assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
@@ -211,11 +200,9 @@ async fn a_user_cannot_hoard_long_polls() {
     let bob_token = w.service.pairing_token(&bob, json!({})).await;
     let (status, _) = w
         .service
-        .call(
-            Method::GET,
+        .get(
             &format!("/v1/pairing-tokens/{}?wait=1", &bob_token[..10]),
             Some(&bob),
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use rumqttc::{ConnectReturnCode, ConnectionError, LastWill, MqttOptions, Packet, QoS};
 use serde_json::json;
 
@@ -144,11 +144,10 @@ async fn oversized_packets_and_commands_disconnect_nobody_but_the_sender() {
     let path = format!("/v1/devices/{}/commands", other.dev_id);
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
+        .post(
             &path,
             Some(&w.ann),
-            Some(json!({"data": {"1": "y".repeat(40 * 1024)}})),
+            json!({"data": {"1": "y".repeat(40 * 1024)}}),
         )
         .await;
     assert_error(
@@ -164,16 +163,11 @@ async fn oversized_packets_and_commands_disconnect_nobody_but_the_sender() {
     );
     let (status, body) = w
         .service
-        .call(
-            Method::POST,
-            &path,
-            Some(&w.ann),
-            Some(json!({"data": {"1": true}})),
-        )
+        .post(&path, Some(&w.ann), json!({"data": {"1": true}}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(next_json(&mut other_mqtt).await["data"], json!({"1": true}));
-    let (status, _) = w.service.call(Method::GET, "/readyz", None, None).await;
+    let (status, _) = w.service.get("/readyz", None).await;
     assert_eq!(
         status,
         StatusCode::OK,
