@@ -1,134 +1,116 @@
-//! Prometheus metrics in the text exposition format, kept in memory: activations by
-//! result, pairing tokens issued, devices online, and HTTP latency by route.
+//! The service's metrics, on `prometheus-client` (one registry per service, so services
+//! in one process, as in the tests, never mix their counts): activations by result,
+//! pairing tokens issued, devices online, and HTTP latency by route. `/metrics` serves
+//! them in the OpenMetrics text format.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::app::AppState;
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum_secs: f64,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum_secs += secs;
-    }
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
 }
 
 /// The service's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    activations: Mutex<BTreeMap<&'static str, u64>>,
-    tokens_issued: AtomicU64,
-    http: Mutex<BTreeMap<(String, String), Histogram>>,
+    registry: Registry,
+    activations: Family<ResultLabel, Counter>,
+    tokens_issued: Counter,
+    online: Gauge,
+    http: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let activations = Family::<ResultLabel, Counter>::default();
+        let tokens_issued = Counter::default();
+        let online = Gauge::default();
+        let http: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let mut registry = Registry::default();
+        registry.register(
+            "tether_activations",
+            "Activation attempts by result",
+            activations.clone(),
+        );
+        registry.register(
+            "tether_pairing_tokens_issued",
+            "Pairing tokens created",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "tether_mqtt_sessions_online",
+            "Devices with a live MQTT session",
+            online.clone(),
+        );
+        registry.register(
+            "tether_http_request_duration_seconds",
+            "HTTP request latency by route",
+            http.clone(),
+        );
+        Self {
+            registry,
+            activations,
+            tokens_issued,
+            online,
+            http,
+        }
+    }
 }
 
 impl Metrics {
     /// Counts an activation attempt that ended with `result` (`ok` or an error code).
     pub fn activation(&self, result: &'static str) {
-        *self
-            .activations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(result)
-            .or_default() += 1;
+        self.activations
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Counts a pairing token issued.
     pub fn token_issued(&self) {
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        self.tokens_issued.inc();
     }
 
     fn request(&self, method: &str, route: &str, took: Duration) {
-        let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        http.entry((method.to_owned(), route.to_owned()))
-            .or_default()
-            .observe(took.as_secs_f64());
+        let labels = RouteLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+        };
+        self.http.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// The exposition text; `online` is the current number of devices with a session.
     pub fn render(&self, online: usize) -> String {
+        self.online.set(i64::try_from(online).unwrap_or(i64::MAX));
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP tether_activations_total Activation attempts by result."
-        );
-        let _ = writeln!(out, "# TYPE tether_activations_total counter");
-        for (result, n) in self
-            .activations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "tether_activations_total{{result=\"{result}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tether_pairing_tokens_issued_total Pairing tokens created."
-        );
-        let _ = writeln!(out, "# TYPE tether_pairing_tokens_issued_total counter");
-        let _ = writeln!(
-            out,
-            "tether_pairing_tokens_issued_total {}",
-            self.tokens_issued.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tether_mqtt_sessions_online Devices with a live MQTT session."
-        );
-        let _ = writeln!(out, "# TYPE tether_mqtt_sessions_online gauge");
-        let _ = writeln!(out, "tether_mqtt_sessions_online {online}");
-        let _ = writeln!(
-            out,
-            "# HELP tether_http_request_duration_seconds HTTP request latency by route."
-        );
-        let _ = writeln!(out, "# TYPE tether_http_request_duration_seconds histogram");
-        for ((method, route), h) in self.http.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
-            for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "tether_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "tether_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "tether_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum_secs
-            );
-            let _ = writeln!(
-                out,
-                "tether_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -168,9 +150,14 @@ mod tests {
         assert!(text.contains("tether_pairing_tokens_issued_total 1"));
         assert!(text.contains("tether_mqtt_sessions_online 7"));
         let labels = "method=\"POST\",route=\"/v1/devices/activate\"";
-        assert!(text.contains(&format!("_bucket{{{labels},le=\"0.0025\"}} 0")));
-        assert!(text.contains(&format!("_bucket{{{labels},le=\"0.005\"}} 1")));
-        assert!(text.contains(&format!("_bucket{{{labels},le=\"0.05\"}} 2")));
+        // The library puts `le` first.
+        assert!(text.contains(&format!("_bucket{{le=\"0.0025\",{labels}}} 0")));
+        assert!(text.contains(&format!("_bucket{{le=\"0.005\",{labels}}} 1")));
+        assert!(text.contains(&format!("_bucket{{le=\"0.05\",{labels}}} 2")));
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics ends with EOF: {text}"
+        );
         assert!(text.contains(&format!("_count{{{labels}}} 2")));
     }
 }

@@ -58,7 +58,7 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> Json<tether_proto::ap
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "metrics in the text format", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
@@ -66,7 +66,7 @@ pub(crate) async fn metrics(
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
         text,
     )
