@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use serde_json::{Value, json};
+use tether_proto::Secret;
 use tether_proto::activation::ActivateResponse;
+use tether_proto::api::{CommandRequest, DeviceView, LoginRequest, LoginResponse};
 use tether_proto::mqtt::{Envelope, Protocol};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -65,7 +67,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut round_trip = Samples::with_capacity(samples);
     for k in 0..samples {
         let device = &devices[(k * 7919) % n];
-        let data = json!({"2": k});
+        let mut data = serde_json::Map::new();
+        data.insert("2".into(), k.into());
         let (arrived_tx, arrived) = oneshot::channel();
         waiters
             .lock()
@@ -74,7 +77,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         let sent = Instant::now();
         http.post(format!("{url}/v1/devices/{}/commands", device.dev_id))
             .bearer_auth(&access)
-            .json(&json!({"data": data}))
+            .json(&CommandRequest { data: data.clone() })
             .send()
             .await?
             .error_for_status()?;
@@ -83,7 +86,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             .context("a command did not reach its device")??;
         delivery.push(reached - sent);
         loop {
-            let view: Value = http
+            let view: DeviceView = http
                 .get(format!("{url}/v1/devices/{}", device.dev_id))
                 .bearer_auth(&access)
                 .send()
@@ -91,7 +94,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 .error_for_status()?
                 .json()
                 .await?;
-            if view["last_report"] == data {
+            if view.last_report.as_ref().and_then(Value::as_object) == Some(&data) {
                 round_trip.push(sent.elapsed());
                 break;
             }
@@ -248,16 +251,17 @@ async fn wait_online_count(http: &reqwest::Client, url: &str, n: usize) -> anyho
 }
 
 async fn login(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
-    let answer: Value = http
+    let body = LoginRequest {
+        username: cloud::USER.into(),
+        password: Secret::new(cloud::PASSWORD),
+    };
+    let answer: LoginResponse = http
         .post(format!("{url}/v1/auth/token"))
-        .json(&json!({"username": cloud::USER, "password": cloud::PASSWORD}))
+        .json(&body)
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    answer["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no access token")
+    Ok(answer.access_token.expose().to_owned())
 }
