@@ -4,12 +4,12 @@
 
 use std::process::Command;
 
-use tether_e2e::{Output, bins};
+use tether_e2e::{Output, bin};
 
 /// Runs `tether demo ARGS` as a user would; it must succeed, print each of `steps` on
 /// stdout and no warning on stderr. Returns stdout.
 fn demo(home: &std::path::Path, args: &[&str], steps: &[&str]) -> String {
-    let mut command = Command::new(&bins().tether);
+    let mut command = Command::new(bin("tether"));
     command
         .arg("demo")
         .args(args)

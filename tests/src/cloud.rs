@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use serde_json::Value;
 
 use crate::process::{Output, spawn_logged, terminate};
-use crate::{PRODUCT_KEY, bins, eventually, read_log};
+use crate::{PRODUCT_KEY, bin, eventually, read_log};
 
 /// A device identity from `tether-service license issue`.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl Cloud {
     /// Starts the service and waits until it listens.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(&bins().service);
+        let mut command = Command::new(bin("tether-service"));
         command
             .args([
                 "serve",
@@ -69,7 +69,7 @@ impl Cloud {
 
     /// Runs a `tether-service` admin command on this service's data dir.
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new(&bins().service);
+        let mut command = Command::new(bin("tether-service"));
         command.args(args).arg("--data-dir").arg(self.data_dir());
         Output::of(command, stdin)
     }

@@ -1,5 +1,7 @@
-//! A device: `tether-host run` with a simulated radio (one router, [`SSID`]), its data
-//! channel on a free port, and `tether-host ctl` to read its status.
+//! A device: `tether-host run` as a process, with its configuration file (by default a
+//! simulated radio with one router, [`SSID`], and the data channel on a free port), its
+//! logs, and `tether-host ctl` to read its status. The end-to-end tests and the host's
+//! own process tests both use it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -9,13 +11,14 @@ use tether_host::config::{HostConfig, IdentityConfig, SimAp};
 use tether_proto::Secret;
 
 use crate::process::{Output, spawn_logged, terminate};
-use crate::{Cloud, License, PRODUCT_KEY, SSID, WIFI_PASSWORD, bins, eventually, read_log};
+use crate::{Cloud, License, PRODUCT_KEY, SSID, WIFI_PASSWORD, bin, eventually, read_log};
 
 /// A running (or stopped) `tether-host run`.
 #[derive(Debug)]
 pub struct DeviceHost {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    socket: PathBuf,
     /// The data channel address of the current process.
     pub channel: String,
 }
@@ -31,26 +34,41 @@ impl DeviceHost {
         };
         let ap = SimAp::instant(SSID, WIFI_PASSWORD);
         let config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
+        Self::start_in(dir, &config)
+    }
+
+    /// Starts a host that runs with `config`.
+    pub fn start_with(config: &HostConfig) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), config)
+    }
+
+    fn start_in(dir: tempfile::TempDir, config: &HostConfig) -> Self {
         let text = config.to_toml().expect("a config writes as TOML");
         std::fs::write(dir.path().join("host.toml"), text).expect("config written");
         let mut host = Self {
             dir,
             child: None,
+            socket: config.ctl.socket.clone(),
             channel: String::new(),
         };
         host.spawn();
         host
     }
 
+    /// The control socket, for clients of the C API.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// Starts the process and waits for the line naming its data channel.
-    fn spawn(&mut self) {
+    /// Starts the process (again) and waits for the line naming its data channel.
+    pub fn spawn(&mut self) {
         let out = self.path("host.out");
         let _ = std::fs::remove_file(&out);
-        let mut command = Command::new(&bins().host);
+        let mut command = Command::new(bin("tether-host"));
         command
             .args(["run", "--config"])
             .arg(self.path("host.toml"))
@@ -84,6 +102,14 @@ impl DeviceHost {
         self.spawn();
     }
 
+    /// Kills the host with SIGKILL, as a power cut would, and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    }
+
     /// Stops the host with SIGTERM; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         self.child
@@ -91,14 +117,19 @@ impl DeviceHost {
             .and_then(|mut child| terminate(&mut child))
     }
 
-    /// `tether-host ctl status --json`.
-    pub fn status(&self) -> Option<Value> {
-        let mut command = Command::new(&bins().host);
+    /// `tether-host ctl ARGS` against this host.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(bin("tether-host"));
         command
             .args(["ctl", "--config"])
             .arg(self.path("host.toml"))
-            .args(["status", "--json"]);
-        let out = Output::of(command, None);
+            .args(args);
+        Output::of(command, None)
+    }
+
+    /// `tether-host ctl status --json`.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.ctl(&["status", "--json"]);
         (out.code == 0)
             .then(|| serde_json::from_str(out.stdout.trim()).ok())
             .flatten()

@@ -29,45 +29,25 @@ pub const WIFI_PASSWORD: &str = "correct horse";
 /// How long any one wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// Paths of the three binaries.
-#[derive(Debug)]
-pub struct Bins {
-    /// `tether-service`.
-    pub service: PathBuf,
-    /// `tether-host`.
-    pub host: PathBuf,
-    /// `tether`.
-    pub tether: PathBuf,
-}
-
-/// The binaries next to this test executable (`target/<profile>/`), or in
-/// `TETHER_E2E_BIN_DIR`.
-pub fn bins() -> &'static Bins {
-    static BINS: OnceLock<Bins> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let dir = match std::env::var_os("TETHER_E2E_BIN_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-                .expect("the test executable lives in target/<profile>/deps"),
-        };
-        let find = |name: &str| {
-            let path = dir.join(name);
-            assert!(
-                path.is_file(),
-                "{} is missing: the end-to-end tests run the real binaries. `cargo test --workspace` \
-                 builds them; alone, run `cargo build --bins` first (or set TETHER_E2E_BIN_DIR)",
-                path.display()
-            );
-            path
-        };
-        Bins {
-            service: find("tether-service"),
-            host: find("tether-host"),
-            tether: find("tether"),
-        }
-    })
+/// The path of the built binary `name` (`tether-service`, `tether-host` or `tether`):
+/// next to this test executable (`target/<profile>/`), or in `TETHER_E2E_BIN_DIR`.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| match std::env::var_os("TETHER_E2E_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+            .expect("the test executable lives in target/<profile>/deps"),
+    });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: the end-to-end tests run the real binaries. `cargo test --workspace` \
+         builds them; alone, run `cargo build --bins` first (or set TETHER_E2E_BIN_DIR)",
+        path.display()
+    );
+    path
 }
 
 /// Calls `probe` every 50 ms until it gives a value; fails the test after [`WAIT`] with

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::process::Output;
-use crate::{Cloud, bins};
+use crate::{Cloud, bin};
 
 /// One account and its `tether` config dir.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl User {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&bins().tether);
+        let mut command = Command::new(bin("tether"));
         command
             .args(args)
             .env("TETHER_SERVER", &self.server)

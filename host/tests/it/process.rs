@@ -1,27 +1,22 @@
 //! `tether-host run` as a separate process, as on a board: pairing with `tether-host ctl`
 //! and with the C API, SIGKILL at several phases and restart, and logs free of secrets.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
-use tether_host::ctl::CtlClient;
-use tether_proto::ctl::CtlRequest;
-
+use tether_e2e::DeviceHost;
 use tether_host::config::HostConfig;
 
 use crate::device::{Cloud, host_config};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether-host");
-const WAIT: Duration = Duration::from_secs(30);
-
+/// A device host process (the end-to-end harness's [`DeviceHost`]) driven from these
+/// async tests: its waits run with `block_in_place`, so the in-process cloud keeps
+/// serving meanwhile.
 pub(crate) struct Host {
-    pub(crate) config: PathBuf,
+    config: HostConfig,
     socket: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
+    device: Option<DeviceHost>,
 }
 
 impl Host {
@@ -29,71 +24,41 @@ impl Host {
         Self::configured(&host_config(cloud, 0, dir), dir)
     }
 
-    /// A host that runs with `config`, written to `dir/host.toml`.
-    pub(crate) fn configured(config: &HostConfig, dir: &Path) -> Self {
-        let text = config.to_toml().expect("a config writes as TOML");
-        let config = dir.join("host.toml");
-        std::fs::write(&config, text).expect("config written");
+    /// A host that runs with `config` (its data dir is `dir`).
+    pub(crate) fn configured(config: &HostConfig, _dir: &Path) -> Self {
         Self {
-            config,
-            socket: dir.join("ctl.sock"),
-            log: dir.join("host.log"),
-            child: None,
+            config: config.clone(),
+            socket: config.ctl.socket.clone(),
+            device: None,
         }
     }
 
-    /// Starts `tether-host run` and waits until its control socket answers.
-    pub(crate) async fn start(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the host starts");
-        self.child = Some(child);
-        self.status_until("up", |_| true).await;
+    fn device(&self) -> &DeviceHost {
+        self.device.as_ref().expect("the host was started")
     }
 
+    /// Starts `tether-host run` (again) and waits until it serves.
+    pub(crate) async fn start(&mut self) {
+        tokio::task::block_in_place(|| match &mut self.device {
+            Some(device) => device.spawn(),
+            None => self.device = Some(DeviceHost::start_with(&self.config)),
+        });
+    }
+
+    /// SIGKILL, as a power cut.
     pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
+        if let Some(device) = &mut self.device {
+            device.kill();
         }
     }
 
     pub(crate) async fn status_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let ctl = CtlClient::new(&self.socket);
-        let every = Duration::from_millis(50);
-        let found = tether_service::local::eventually(WAIT, every, || async {
-            match ctl.ask::<Value>(&CtlRequest::Status {}).await {
-                Ok(status) if check(&status) => Ok(status),
-                _ => Err(()),
-            }
-        })
-        .await;
-        found.unwrap_or_else(|()| panic!("never {what}; log:\n{}", self.logs()))
+        tokio::task::block_in_place(|| self.device().wait_for(what, check))
     }
 
     pub(crate) fn ctl(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN)
-            .arg("ctl")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("ctl runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = self.device().ctl(args);
+        (out.code == 0, out.stdout, out.stderr)
     }
 
     /// `ctl user-cfg`, which must be accepted.
@@ -134,13 +99,7 @@ impl Host {
     }
 
     fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
+        self.device().logs()
     }
 }
 
