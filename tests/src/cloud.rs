@@ -32,7 +32,23 @@ pub struct Cloud {
 impl Cloud {
     /// Starts the service and waits until it listens.
     pub fn start() -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    /// Starts the service with an admin account `name` made at start from a
+    /// `--bootstrap-admin-file` (mode 0600), as an operator deploys it.
+    pub fn start_with_admin(name: &str, password: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("admin.secret");
+        std::fs::write(&file, format!("{name}:{password}\n")).expect("admin file written");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .expect("admin file mode");
+        let file = file.to_str().expect("a UTF-8 temp path").to_owned();
+        Self::start_in(dir, &["--bootstrap-admin-file", &file])
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let mut command = Command::new(bin("tether-service"));
         command
             .args([
@@ -44,6 +60,7 @@ impl Cloud {
             ])
             .args(["--log-format", "json", "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(extra)
             .env("RUST_LOG", "debug");
         let log = dir.path().join("service.log");
         let mut child = spawn_logged(command, &dir.path().join("service.out"), &log);

@@ -2,123 +2,32 @@
 //! `license issue` on the same data dir while it runs, a graceful stop on SIGTERM, and
 //! logs that carry no secret.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tether_e2e::{Cloud, Output, PRODUCT_KEY, bin};
 use tether_proto::signing::{AuthHeader, Principal, new_nonce};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether-service");
-
+/// `tether-service ARGS` with `stdin`, with no service running.
 fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("written");
-    }
-    let out = child.wait_with_output().expect("it ends");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Starts `serve` and returns the child, its log lines as they come, and the bound
-/// HTTP address.
-fn serve(data_dir: &str) -> (Child, mpsc::Receiver<String>, String) {
-    // The admin's password comes from a file, not the command line or the environment.
-    let admin_file = format!("{data_dir}/admin.secret");
-    std::fs::write(&admin_file, "root:r00t-passw0rd\n").expect("admin file written");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-            "--log-format",
-            "json",
-            "--bootstrap-admin-file",
-            &admin_file,
-        ])
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no listening line in {seen:?}");
-        };
-        let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if let Some(url) = parsed["fields"]["public_http"].as_str() {
-            let url = url.to_owned();
-            seen.push(line);
-            return (child, lines, url);
-        }
-        seen.push(line);
-    }
+    let mut command = Command::new(bin("tether-service"));
+    command.args(args);
+    let out = Output::of(command, stdin);
+    (out.code == 0, out.stdout, out.stderr)
 }
 
 #[tokio::test]
 async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_logs_no_secret() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().expect("utf-8 path");
-    let (mut child, lines, base) = serve(data);
+    // The admin's password comes from a file, not the command line or the environment.
+    let mut cloud = Cloud::start_with_admin("root", "r00t-passw0rd");
+    let base = cloud.url.clone();
     let http = reqwest::Client::new();
 
     // Account and license made with the CLI while the service runs on the same data dir.
-    let (ok, _, err) = cli(
-        &["user", "add", "ann", "--data-dir", data],
-        Some("ann-passw0rd\n"),
-    );
-    assert!(ok, "{err}");
-    let (ok, out, err) = cli(
-        &[
-            "license",
-            "issue",
-            "--product-key",
-            "p0123456789abcde",
-            "--count",
-            "1",
-            "--data-dir",
-            data,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
-    let license: Value = serde_json::from_str(out.lines().next().expect("one line")).expect("json");
-    let (uuid, authkey) = (
-        license["uuid"].as_str().expect("uuid"),
-        license["authkey"].as_str().expect("authkey"),
-    );
+    cloud.add_user("ann", "ann-passw0rd");
+    let license = cloud.licenses(1).remove(0);
+    let (uuid, authkey) = (license.uuid.as_str(), license.authkey.as_str());
 
     let login: Value = http
         .post(format!("{base}/v1/auth/token"))
@@ -141,7 +50,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
         .await
         .expect("json");
     let token = token["token"].as_str().expect("token");
-    let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": token, "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");
+    let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": PRODUCT_KEY, "token": token, "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");
     let header = AuthHeader::sign(
         Principal::Uuid(uuid.into()),
         authkey.as_bytes(),
@@ -172,17 +81,10 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     assert!(ok && out.trim() == "ready", "{out}{err}");
 
     // SIGTERM: the service finishes and exits 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = child.wait().expect("it exits");
-    assert!(exit.success(), "exit status {exit}");
+    assert_eq!(cloud.stop(), Some(0), "a clean exit on SIGTERM");
     let (ok, _, err) = cli(&["healthcheck", "--addr", addr], None);
     assert!(!ok && err.contains("nothing answers"), "{err}");
-    let logs: Vec<String> = lines.try_iter().collect();
-    let logs = logs.join("\n");
+    let logs = cloud.logs();
     assert!(logs.contains("\"stopped\""), "no clean stop in:\n{logs}");
     for secret in [
         "r00t-passw0rd",
