@@ -5,7 +5,6 @@
 use anyhow::Context;
 use tether_proto::Secret;
 use tether_proto::activation::{ActivateRequest, ActivateResponse};
-use tether_proto::signing::{AuthHeader, Principal};
 use tether_service::licenses::License;
 use tether_service::local::{self, Account};
 use tether_service::users::Role;
@@ -95,17 +94,7 @@ pub fn activation(license: &License, token: &str) -> anyhow::Result<(Vec<u8>, St
         reset: false,
         timings: None,
     };
-    let body = serde_json::to_vec(&req).context("activation body")?;
-    let header = AuthHeader::sign(
-        Principal::Uuid(license.uuid.clone()),
-        license.authkey.expose().as_bytes(),
-        tether_service::unix_now(),
-        tether_proto::signing::new_nonce().context("no randomness")?,
-        "POST",
-        ACTIVATE,
-        &body,
-    );
-    Ok((body, header.to_string()))
+    local::signed_activation(&license.uuid, license.authkey.expose(), &req)
 }
 
 /// Activates every license of `seeded` with `concurrency` requests in flight, printing

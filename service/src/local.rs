@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tether_proto::Secret;
+use tether_proto::signing::{AuthHeader, Principal, new_nonce};
 use tokio::sync::oneshot;
 
 use crate::licenses::{self, License};
@@ -154,6 +155,29 @@ impl Drop for LocalCloud {
             let _ = stop.send(());
         }
     }
+}
+
+/// The path devices activate at.
+pub const ACTIVATE: &str = "/v1/devices/activate";
+
+/// An activation request as the license `uuid` sends it: `body` as JSON and the
+/// `Authorization` value, signed now with `authkey` and a fresh nonce.
+pub fn signed_activation(
+    uuid: &str,
+    authkey: &str,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<(Vec<u8>, String)> {
+    let body = serde_json::to_vec(body).context("the activation body")?;
+    let header = AuthHeader::sign(
+        Principal::Uuid(uuid.to_owned()),
+        authkey.as_bytes(),
+        crate::unix_now(),
+        new_nonce().context("no randomness for a nonce")?,
+        "POST",
+        ACTIVATE,
+        &body,
+    );
+    Ok((body, header.to_string()))
 }
 
 /// Calls `probe` every `every` until it answers `Ok` (its value is returned) or `within`

@@ -276,19 +276,12 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
     let (uuid, authkey) = cloud.licenses[0].clone();
     let http = reqwest::Client::new();
     for _ in 0..40 {
-        let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");
-        let header = tether_proto::signing::AuthHeader::sign(
-            tether_proto::signing::Principal::Uuid(uuid.clone()),
-            authkey.as_bytes(),
-            tether_service::unix_now(),
-            tether_proto::signing::new_nonce().expect("nonce"),
-            "POST",
-            "/v1/devices/activate",
-            &body,
-        );
+        let request = json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false});
+        let (body, header) =
+            tether_service::local::signed_activation(&uuid, &authkey, &request).expect("signed");
         let _ = http
             .post(format!("{}/v1/devices/activate", cloud.base))
-            .header("authorization", header.to_string())
+            .header("authorization", header)
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -3,6 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal, new_nonce};
+use tether_service::local;
 
 use crate::support::{World, assert_error, now, sql};
 
@@ -260,20 +261,15 @@ async fn race(w: &World, token: &str) -> Vec<(StatusCode, serde_json::Value)> {
         let addr = w.service.addr;
         let token = token.to_owned();
         tasks.push(tokio::spawn(async move {
-            let body =
-                serde_json::to_vec(&device.activation_body(&token, false)).expect("serialises");
-            let header = AuthHeader::sign(
-                device.principal(),
-                device.authkey.as_bytes(),
-                now(),
-                new_nonce().expect("nonce"),
-                "POST",
-                "/v1/devices/activate",
-                &body,
-            );
+            let (body, header) = local::signed_activation(
+                &device.uuid,
+                &device.authkey,
+                &device.activation_body(&token, false),
+            )
+            .expect("signed");
             let resp = reqwest::Client::new()
                 .post(format!("http://{addr}/v1/devices/activate"))
-                .header("authorization", header.to_string())
+                .header("authorization", header)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()

@@ -7,7 +7,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tether_e2e::{Cloud, Output, PRODUCT_KEY, bin};
-use tether_proto::signing::{AuthHeader, Principal, new_nonce};
+use tether_service::local;
 
 /// `tether-service ARGS` with `stdin`, with no service running.
 fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -50,19 +50,11 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
         .await
         .expect("json");
     let token = token["token"].as_str().expect("token");
-    let body = serde_json::to_vec(&json!({"uuid": uuid, "product_key": PRODUCT_KEY, "token": token, "sw_ver": "1", "module_version": "1", "reset": false})).expect("json");
-    let header = AuthHeader::sign(
-        Principal::Uuid(uuid.into()),
-        authkey.as_bytes(),
-        tether_service::unix_now(),
-        new_nonce().expect("nonce"),
-        "POST",
-        "/v1/devices/activate",
-        &body,
-    );
+    let request = json!({"uuid": uuid, "product_key": PRODUCT_KEY, "token": token, "sw_ver": "1", "module_version": "1", "reset": false});
+    let (body, header) = local::signed_activation(uuid, authkey, &request).expect("signed");
     let resp = http
         .post(format!("{base}/v1/devices/activate"))
-        .header("authorization", header.to_string())
+        .header("authorization", header)
         .header("content-type", "application/json")
         .body(body)
         .send()
