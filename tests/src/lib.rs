@@ -13,7 +13,7 @@ mod user;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use cloud::{Cloud, License};
 pub use host::DeviceHost;
@@ -51,25 +51,31 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Calls `probe` every 50 ms until it gives a value; fails the test after [`WAIT`] with
-/// `what` and the last `context`.
+/// `what` and the last `context`. The waiting is `tether_service::local::eventually`'s,
+/// on a runtime of its own, since these tests and their probes are blocking: call it
+/// from a plain thread, `spawn_blocking` or `block_in_place`, never on a runtime's
+/// thread.
 pub fn eventually<T>(
     what: &str,
     mut probe: impl FnMut() -> Option<T>,
     context: impl Fn() -> String,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime for waiting");
+    let every = Duration::from_millis(50);
+    let found = runtime.block_on(tether_service::local::eventually(WAIT, every, || {
+        let seen = probe().ok_or(());
+        async move { seen }
+    }));
+    found.unwrap_or_else(|()| {
+        panic!(
             "{what} did not happen within {} s\n{}",
             WAIT.as_secs(),
             context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    })
 }
 
 /// Reads a log file as text (empty if it does not exist yet).

@@ -20,7 +20,11 @@ fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 #[tokio::test]
 async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_logs_no_secret() {
     // The admin's password comes from a file, not the command line or the environment.
-    let mut cloud = Cloud::start_with_admin("root", "r00t-passw0rd");
+    // The harness blocks while it waits for the process, so it starts off the runtime.
+    let mut cloud =
+        tokio::task::spawn_blocking(|| Cloud::start_with_admin("root", "r00t-passw0rd"))
+            .await
+            .expect("the service starts");
     let base = cloud.url.clone();
     let http = reqwest::Client::new();
 
