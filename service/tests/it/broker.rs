@@ -91,6 +91,19 @@ impl Mqtt {
         }
     }
 
+    /// Subscribes to `filter` and returns the broker's answer codes.
+    pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queued");
+        self.next(|p| match p {
+            Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits until the connection drops.
     pub async fn closed(&mut self) {
         loop {
@@ -106,14 +119,7 @@ pub async fn online_device(w: &World, login: &Login) -> Mqtt {
     let mut device = mqtt_client(w, &login.dev_id, &login.dev_id, &login.password);
     device.connect().await.expect("accepted");
     let in_topic = format!("smart/device/in/{}", login.dev_id);
-    device
-        .client
-        .subscribe(&in_topic, QoS::AtLeastOnce)
-        .await
-        .expect("queued");
-    device
-        .next(|p| matches!(p, Packet::SubAck(_)).then_some(()))
-        .await;
+    device.subscribe(&in_topic).await;
     device_until(w, &login.dev_id, |d| d["online"] == true).await;
     device
 }
@@ -175,17 +181,7 @@ async fn the_whole_path_from_login_to_report_and_presence() {
         .await
         .expect("the issued credentials are accepted");
     let in_topic = format!("smart/device/in/{}", login.dev_id);
-    device
-        .client
-        .subscribe(&in_topic, QoS::AtLeastOnce)
-        .await
-        .expect("queued");
-    let granted = device
-        .next(|p| match p {
-            Packet::SubAck(ack) => Some(ack.return_codes.clone()),
-            _ => None,
-        })
-        .await;
+    let granted = device.subscribe(&in_topic).await;
     assert_eq!(
         granted,
         vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
@@ -245,17 +241,7 @@ async fn a_device_cannot_subscribe_to_another_devices_topic_or_to_everything() {
         "#".to_owned(),
         "smart/device/out/+".to_owned(),
     ] {
-        device
-            .client
-            .subscribe(&filter, QoS::AtLeastOnce)
-            .await
-            .expect("queued");
-        let codes = device
-            .next(|p| match p {
-                Packet::SubAck(ack) => Some(ack.return_codes.clone()),
-                _ => None,
-            })
-            .await;
+        let codes = device.subscribe(&filter).await;
         assert_eq!(codes, vec![SubscribeReasonCode::Failure], "{filter}");
     }
 }
