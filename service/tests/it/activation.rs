@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, Principal, new_nonce};
+use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, new_nonce};
 use tether_service::local;
 
 use crate::support::{World, assert_error, now, sql};
@@ -295,18 +295,8 @@ async fn an_activated_device_refreshes_its_credentials_with_its_dev_secret() {
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let (_, activated) = w.service.activate(&w.devices[0], &token, false).await;
     let dev_id = activated["dev_id"].as_str().expect("dev_id");
-    let secret = activated["dev_secret"].as_str().expect("secret");
     let path = format!("/v1/devices/{dev_id}/mqtt-credentials");
-    let (status, body, _) = w
-        .service
-        .signed_at(
-            Principal::DevId(dev_id.into()),
-            secret,
-            now(),
-            &path,
-            &json!({}),
-        )
-        .await;
+    let (status, body) = w.service.refresh_credentials(&activated).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["mqtt"]["client_id"], dev_id);
     // Signed with the authkey instead: refused.

@@ -2,10 +2,9 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tether_proto::signing::Principal;
 
 use crate::broker::mqtt_client;
-use crate::support::{Service, World, now};
+use crate::support::{Service, World};
 
 #[tokio::test]
 async fn a_restart_keeps_users_tokens_devices_and_keys() {
@@ -30,20 +29,9 @@ async fn a_restart_keeps_users_tokens_devices_and_keys() {
     );
 
     // The device's dev-secret still signs.
-    let dev_id = activated["dev_id"].as_str().expect("dev_id");
-    let secret = activated["dev_secret"].as_str().expect("secret");
-    let refresh = format!("/v1/devices/{dev_id}/mqtt-credentials");
-    let (status, body, _) = w
-        .service
-        .signed_at(
-            Principal::DevId(dev_id.into()),
-            secret,
-            now(),
-            &refresh,
-            &json!({}),
-        )
-        .await;
+    let (status, body) = w.service.refresh_credentials(&activated).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let dev_id = activated["dev_id"].as_str().expect("dev_id");
 
     // The MQTT password issued before the restart still connects.
     let password = activated["mqtt"]["password"].as_str().expect("password");

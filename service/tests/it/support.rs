@@ -156,6 +156,19 @@ impl Service {
         )
     }
 
+    /// Asks for fresh MQTT credentials as the device `activated` (an activation answer)
+    /// names, signed with its dev-secret.
+    pub async fn refresh_credentials(&self, activated: &Value) -> (StatusCode, Value) {
+        let dev_id = activated["dev_id"].as_str().expect("dev_id");
+        let secret = activated["dev_secret"].as_str().expect("secret");
+        let path = format!("/v1/devices/{dev_id}/mqtt-credentials");
+        let principal = Principal::DevId(dev_id.into());
+        let (status, body, _) = self
+            .signed_at(principal, secret, now(), &path, &json!({}))
+            .await;
+        (status, body)
+    }
+
     /// Activates `device` with `token`.
     pub async fn activate(&self, device: &Device, token: &str, reset: bool) -> (StatusCode, Value) {
         let body = device.activation_body(token, reset);
