@@ -243,11 +243,14 @@ fn run(config: HostConfig, source: RuntimeSource, mut providers: Providers, wiri
                 return;
             }
         }
+        // Every input passes here: compare first, clone only on a change.
         outcomes.send_if_modified(|last| {
             let now = home.last_outcome();
-            let changed = *last != now;
-            *last = now;
-            changed
+            if last.as_ref() == now {
+                return false;
+            }
+            *last = now.cloned();
+            true
         });
         dispatch(&mut instance, &mut providers);
     }

@@ -380,8 +380,8 @@ impl Home {
     }
 
     /// The last update outcome recorded.
-    pub fn last_outcome(&self) -> Option<Outcome> {
-        self.slots.last_outcome.clone()
+    pub fn last_outcome(&self) -> Option<&Outcome> {
+        self.slots.last_outcome.as_ref()
     }
 }
 
