@@ -1,15 +1,148 @@
-//! The data channel, protocol v1: one JSON object per line between a provisioner and an
-//! unpaired device. The pairing component parses [`ChannelRequest`]s and answers with
-//! [`ChannelReply`]s; the CLI sends the one and reads the other. Framing and its bounds
-//! are the component's business.
+//! The data channel: one JSON object per line between a provisioner and a device.
+//!
+//! Protocol v2 (the default): the provisioner sends [`ClearRequest`]s and the device
+//! answers [`ClearReply`]s — `info`, the SPAKE2+ handshake (`pake_params`, `pake1`,
+//! `pake3`), then `sealed` frames (see [`crate::secure`]). A sealed frame from the
+//! provisioner holds one [`ChannelRequest`], one from the device one [`ChannelReply`].
+//!
+//! Protocol v1 (only behind the device's development switch): the same
+//! [`ChannelRequest`]s and [`ChannelReply`]s in clear. The pairing component parses and
+//! answers; the CLI sends and reads. Framing and its bounds are the component's business.
 
 use serde::{Deserialize, Serialize};
 
+use crate::b64::B64;
 use crate::status::DeviceStatus;
 use crate::{ErrorCode, ReplyCode, Secret};
 
-/// The protocol version `info` reports.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version of the secure channel.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The plaintext protocol, offered only behind the development switch.
+pub const PLAINTEXT_PROTOCOL: u32 = 1;
+
+/// A line from the provisioner, in clear (protocol v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClearRequest {
+    /// What the device offers; [`PublicInfo`] answers. Nothing in it is private.
+    Info {},
+    /// Starts a handshake: the salt of the device's setup code; `pake_params` answers.
+    PakeParams {},
+    /// SPAKE2+'s `shareP`; `pake2` answers.
+    Pake1 {
+        /// The prover's share, an uncompressed P-256 point.
+        share_p: B64,
+    },
+    /// SPAKE2+'s `confirmP`; a sealed [`ChannelReply::Ready`] answers.
+    Pake3 {
+        /// The prover's key confirmation.
+        confirm_p: B64,
+    },
+    /// One sealed [`ChannelRequest`].
+    Sealed {
+        /// Ciphertext and tag.
+        data: B64,
+    },
+}
+
+/// A line from the device, in clear (protocol v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClearReply {
+    /// The answer to `info`.
+    Info(PublicInfo),
+    /// The answer to `pake_params`.
+    PakeParams {
+        /// The security mode the handshake runs ([`crate::secure::SECURITY_MODE`]).
+        mode: String,
+        /// The salt the setup code is hashed with.
+        salt: B64,
+    },
+    /// SPAKE2+'s `shareV` and `confirmV`.
+    Pake2 {
+        /// The verifier's share.
+        share_v: B64,
+        /// The verifier's key confirmation.
+        confirm_v: B64,
+    },
+    /// One sealed [`ChannelReply`].
+    Sealed {
+        /// Ciphertext and tag.
+        data: B64,
+    },
+    /// The device refused; most refusals also close the connection.
+    Refused(Refusal),
+}
+
+/// What anyone in range may learn: no uuid, no device id, no network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicInfo {
+    /// The product key.
+    pub product_key: String,
+    /// The protocol versions the device speaks (1 only behind its development switch).
+    pub protocols: Vec<u32>,
+    /// The security modes of protocol 2.
+    pub security: Vec<String>,
+}
+
+/// A refusal on the channel, with its typed reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub code: ChannelError,
+    /// Detail for people.
+    pub message: String,
+    /// When `backoff`: how long to wait before the next handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Why the channel refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelError {
+    /// The key confirmation failed: the setup code is wrong.
+    AuthFailed,
+    /// Too soon after a failed handshake; wait `retry_after_ms`.
+    Backoff,
+    /// Too many failed handshakes: open the pairing window on the device to unlock it.
+    Locked,
+    /// The device is paired and its pairing window is closed.
+    WindowClosed,
+    /// Too many connections or handshakes at once.
+    Busy,
+    /// A line that is not a request, or a request out of order.
+    BadRequest,
+    /// A sealed frame that failed to open; the session is over.
+    BadFrame,
+    /// The handshake or the session took too long or sat idle.
+    Timeout,
+    /// Plaintext (v1) is off, or the device has no pairing verifier.
+    Unsupported,
+}
+
+impl ChannelError {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AuthFailed => "auth_failed",
+            Self::Backoff => "backoff",
+            Self::Locked => "locked",
+            Self::WindowClosed => "window_closed",
+            Self::Busy => "busy",
+            Self::BadRequest => "bad_request",
+            Self::BadFrame => "bad_frame",
+            Self::Timeout => "timeout",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What a provisioner asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +162,17 @@ pub enum ChannelRequest {
     Status {},
     /// Scan for access points; `scan` answers once the scan is done.
     Scan {},
-    /// Identity and versions; `info` answers.
+    /// Identity and versions; `info` answers (inside a session only: `info` in clear is
+    /// [`ClearRequest::Info`]).
     Info {},
+    /// A paired device moves to another router without pairing again: it tries the new
+    /// network and keeps the old one until it is online on the new one. `ack` answers.
+    Wifi {
+        /// The new router's network name.
+        ssid: String,
+        /// Its password.
+        passwd: Secret,
+    },
 }
 
 /// What a device answers.
@@ -51,6 +193,14 @@ pub enum ChannelReply {
         /// The access points seen.
         aps: Vec<AccessPoint>,
     },
+    /// The session is established (the answer to `pake3`).
+    Ready {
+        /// Seconds the pairing window stays open, if it was opened locally.
+        window_secs: Option<u32>,
+    },
+    /// A request the channel refused inside a session (such as `config` after the
+    /// window closed).
+    Refused(Refusal),
     /// A refused request. A malformed line or too many connections also closes the
     /// connection.
     Error {
@@ -147,5 +297,52 @@ mod tests {
             info,
             ChannelReply::Info(DeviceInfo { protocol: 1, .. })
         ));
+    }
+
+    #[test]
+    fn v2_lines_have_their_wire_form() {
+        let pake1: ClearRequest =
+            serde_json::from_str(r#"{"type":"pake1","share_p":"BAEC"}"#).expect("parses");
+        assert_eq!(
+            pake1,
+            ClearRequest::Pake1 {
+                share_p: B64(vec![4, 1, 2])
+            }
+        );
+        assert_round_trip(&pake1);
+        assert_unknown_field_refused::<ClearRequest>(r#"{"type":"info","uuid":"x"}"#, "uuid");
+        // A v1 request is not a v2 line (the component tries v1 only behind its switch).
+        assert!(serde_json::from_str::<ClearRequest>(r#"{"type":"status"}"#).is_err());
+        let refused = ClearReply::Refused(Refusal {
+            code: ChannelError::Backoff,
+            message: "wait".into(),
+            retry_after_ms: Some(500),
+        });
+        assert_eq!(
+            String::from_utf8(crate::json_line(&refused)).expect("utf-8"),
+            "{\"type\":\"refused\",\"code\":\"backoff\",\"message\":\"wait\",\"retry_after_ms\":500}\n"
+        );
+        assert_round_trip(&refused);
+        let info = ClearReply::Info(PublicInfo {
+            product_key: "p".into(),
+            protocols: vec![2],
+            security: vec![crate::secure::SECURITY_MODE.into()],
+        });
+        assert_round_trip(&info);
+        let wifi: ChannelRequest =
+            serde_json::from_str(r#"{"type":"wifi","ssid":"new","passwd":"correct horse"}"#)
+                .expect("parses");
+        assert!(!format!("{wifi:?}").contains("correct horse"));
+        assert_round_trip(&ChannelReply::Ready {
+            window_secs: Some(60),
+        });
+        for code in [
+            ChannelError::AuthFailed,
+            ChannelError::Locked,
+            ChannelError::WindowClosed,
+            ChannelError::BadFrame,
+        ] {
+            assert_eq!(serde_json::to_value(code).expect("serialises"), code.name());
+        }
     }
 }

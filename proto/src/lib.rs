@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod api;
 pub mod api_error;
+pub mod b64;
 #[cfg(feature = "bundle")]
 pub mod bundle;
 pub mod channel;
@@ -20,6 +21,8 @@ pub mod random;
 pub mod reply_code;
 pub mod reports;
 pub mod secret;
+pub mod secure;
+pub mod setup_code;
 pub mod signing;
 pub mod status;
 pub mod token;
