@@ -22,6 +22,7 @@ pub fn device_config(dir: &Path, url: &str, license: &License) -> HostConfig {
         uuid: license.uuid.clone(),
         authkey: license.authkey.clone(),
         product_key: license.product_key.clone(),
+        pairing_verifier: Some(license.pairing_verifier.clone()),
     };
     HostConfig::simulated(dir, url, identity, SimAp::instant(SSID, WIFI_PASSWORD))
 }

@@ -4,12 +4,15 @@
 use std::process::ExitCode;
 
 use tether_proto::ErrorCode;
+use tether_proto::channel::ChannelError;
 
 /// Exit codes by class of failure.
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 internal error; 2 usage; 3 server or device unreachable; \
 4 not logged in or wrong credentials; 5 not found; 6 pairing token refused (invalid, expired, used); \
 7 Wi-Fi failure (wrong password, network not found, DHCP, association); 8 the cloud refused the device \
-(already bound, signature, activation, IoT DNS); 9 timed out; 10 invalid input.";
+(already bound, signature, activation, IoT DNS); 9 timed out; 10 invalid input; 11 wrong setup code; \
+12 the device's channel is locked by failed attempts or backing off (open its pairing window); \
+13 the device is paired and its pairing window is closed.";
 
 /// A failed command.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,14 @@ pub enum Failure {
     /// The input was refused.
     #[error("{0}")]
     Invalid(String),
+    /// The device's data channel refused.
+    #[error("{code}: {message}")]
+    Channel {
+        /// Why.
+        code: ChannelError,
+        /// Detail.
+        message: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -85,6 +96,15 @@ impl Failure {
             },
             Self::Timeout(_) => 9,
             Self::Invalid(_) => 10,
+            Self::Channel { code, .. } => match code {
+                ChannelError::AuthFailed => 11,
+                ChannelError::Locked | ChannelError::Backoff => 12,
+                ChannelError::WindowClosed => 13,
+                ChannelError::Busy => 3,
+                ChannelError::Timeout => 9,
+                ChannelError::Unsupported => 10,
+                ChannelError::BadRequest | ChannelError::BadFrame => 1,
+            },
         })
     }
 }

@@ -3,7 +3,6 @@
 
 mod client;
 mod demo;
-mod failure;
 mod module;
 mod progress;
 mod provision;
@@ -16,11 +15,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use tether_proto::channel::{ChannelReply, ChannelRequest};
+use tether_proto::setup_code::{QrPayload, SetupCode};
 use tether_proto::token_status::CreateTokenRequest;
 use tether_proto::{PairingToken, PublicId, Secret};
 
 use client::Api;
-use failure::{EXIT_CODES, Failure};
+use tether::channel;
+use tether::failure::{self, EXIT_CODES, Failure};
 
 /// Tether provisioner: pair devices and control them.
 #[derive(Debug, Parser)]
@@ -65,12 +67,15 @@ enum Command {
     /// Pairing tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Hand a device the router's credentials and a pairing token over its data channel,
-    /// and follow it until it is online or has failed.
+    /// Hand a device the router's credentials and a pairing token over its data channel
+    /// (encrypted with the setup code on its label), and follow it until it is online or
+    /// has failed.
     Provision {
         /// The device's data channel, HOST:PORT.
         #[arg(long)]
         device: String,
+        #[command(flatten)]
+        security: SecurityArgs,
         /// Router network name.
         #[arg(long)]
         ssid: String,
@@ -87,6 +92,36 @@ enum Command {
         token: Option<String>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// List the Wi-Fi networks a device sees (over its encrypted data channel).
+    Scan {
+        /// The device's data channel, HOST:PORT.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        security: SecurityArgs,
+    },
+    /// Move a paired device to another router without pairing it again: open its
+    /// pairing window first (`tether-host ctl pairing open`, or its button). It keeps the
+    /// old network until it is online on the new one.
+    Wifi {
+        /// The device's data channel, HOST:PORT.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        security: SecurityArgs,
+        /// The new router's network name.
+        #[arg(long)]
+        ssid: String,
+        /// Its password (prefer --password-file).
+        #[arg(long, default_value = "")]
+        password: String,
+        /// Read the password from the first line of this file ('-' for standard input).
+        #[arg(long, conflicts_with = "password")]
+        password_file: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 90)]
         timeout: u64,
     },
     /// List your devices.
@@ -229,8 +264,35 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             token_status(cli, token, *wait).await
         }
         Command::Token(TokenCommand::Revoke { token }) => token_revoke(cli, token).await,
+        Command::Scan { device, security } => scan(cli, device, &security.resolve()?).await,
+        Command::Wifi {
+            device,
+            security,
+            ssid,
+            password,
+            password_file,
+            timeout,
+        } => {
+            let password = match password_file {
+                Some(path) => read_secret_line(path)?,
+                None => password.clone(),
+            };
+            let progress = progress::Progress::new(progress::Style::detect(cli.json));
+            let now = provision::change_wifi(
+                device,
+                &security.resolve()?,
+                (ssid, &password),
+                Duration::from_secs(*timeout),
+                |phase| progress.phase(phase),
+            )
+            .await?;
+            progress.finish();
+            print(cli, &json!({"ssid": now}), || format!("online on {now:?}"));
+            Ok(())
+        }
         Command::Provision {
             device,
+            security,
             ssid,
             password,
             password_file,
@@ -243,6 +305,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             };
             let target = ProvisionTarget {
                 device,
+                security: security.resolve()?,
                 ssid,
                 password: &password,
                 token: token.as_deref(),
@@ -365,6 +428,7 @@ fn public_id(token: &str) -> Result<PublicId, Failure> {
 /// What `tether provision` was asked to do.
 struct ProvisionTarget<'a> {
     device: &'a str,
+    security: channel::Security,
     ssid: &'a str,
     password: &'a str,
     token: Option<&'a str>,
@@ -385,8 +449,8 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
     let done = provision::provision(
         &api,
         target.device,
-        target.ssid,
-        target.password,
+        &target.security,
+        (target.ssid, target.password),
         token.expose(),
         target.timeout,
         |phase| progress.phase(phase),
@@ -405,6 +469,65 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
             ms(t.activate_ms),
             ms(t.mqtt_ms)
         )
+    });
+    Ok(())
+}
+
+/// How the CLI proves itself to a device.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct SecurityArgs {
+    /// The setup code on the device's label (10 digits; spaces and dashes are fine).
+    #[arg(long, env = "TETHER_SETUP_CODE", hide_env_values = true)]
+    setup_code: Option<String>,
+    /// The payload of the device's QR code (`tether:pair?…`), which holds the setup code.
+    #[arg(long)]
+    qr: Option<String>,
+    /// Development only: talk protocol 1 in clear to a device whose `channel.plaintext`
+    /// switch is on. The Wi-Fi password and the token cross the air readable.
+    #[arg(long)]
+    plaintext: bool,
+}
+
+impl SecurityArgs {
+    fn resolve(&self) -> Result<channel::Security, Failure> {
+        let invalid = |e: tether_proto::setup_code::SetupCodeError| Failure::Invalid(e.to_string());
+        match (&self.setup_code, &self.qr) {
+            (Some(code), _) => Ok(channel::Security::SetupCode(
+                SetupCode::parse(code).map_err(invalid)?,
+            )),
+            (None, Some(qr)) => Ok(channel::Security::SetupCode(
+                qr.parse::<QrPayload>().map_err(invalid)?.code,
+            )),
+            (None, None) => {
+                eprintln!(
+                    "warning: protocol 1 in clear: anyone nearby can read the Wi-Fi password and the token"
+                );
+                Ok(channel::Security::Plaintext)
+            }
+        }
+    }
+}
+
+async fn scan(cli: &Cli, device: &str, security: &channel::Security) -> Result<(), Failure> {
+    let mut channel = channel::DeviceChannel::open(device, security).await?;
+    let aps = match channel.ask(&ChannelRequest::Scan {}).await? {
+        ChannelReply::Scan { aps } => aps,
+        ChannelReply::Error { code, message } => {
+            return Err(Failure::Pairing { code, message });
+        }
+        other => return Err(Failure::Other(format!("unexpected answer: {other:?}"))),
+    };
+    print(cli, &aps, || {
+        aps.iter()
+            .map(|ap| {
+                format!(
+                    "{:<32}  {:>4} dBm  ch {:>2}  {}",
+                    ap.ssid, ap.rssi, ap.channel, ap.security
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     });
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `tether provision`: hands a device the router's credentials and a pairing token over
-//! its data channel, then follows it until it is online or has failed, showing each
-//! phase. The device's own status (over the channel) shows every phase and Wi-Fi
+//! `tether provision`: proves the device's setup code over its data channel, hands it the
+//! router's credentials and a pairing token in a sealed frame, then follows it until it
+//! is online or has failed, showing each phase. `tether wifi` moves a paired device to
+//! another router the same way, without a token. The device's own status (over the channel) shows every phase and Wi-Fi
 //! failures; the token's long-poll confirms the activation in the cloud.
 
 use std::time::{Duration, Instant};
@@ -10,10 +11,8 @@ use tether_proto::channel::{ChannelReply, ChannelRequest};
 use tether_proto::status::NetState;
 use tether_proto::token_status::TokenState;
 use tether_proto::{ErrorCode, PairingToken, PublicId, ReplyCode, Secret};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::channel::{DeviceChannel, Security};
 use crate::client::Api;
 use crate::failure::Failure;
 
@@ -32,68 +31,23 @@ pub struct Provisioned {
     pub token: String,
 }
 
-/// One connection to a device's data channel.
-#[derive(Debug)]
-pub struct Channel {
-    lines: Lines<BufReader<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
-}
-
-impl Channel {
-    /// Connects to the channel at `device` (HOST:PORT).
-    pub async fn open(device: &str) -> Result<Self, Failure> {
-        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(device))
-            .await
-            .map_err(|_| Failure::Unreachable(format!("the device at {device} did not answer")))?
-            .map_err(|e| {
-                Failure::Unreachable(format!("cannot reach the device at {device}: {e}"))
-            })?;
-        let (reader, writer) = stream.into_split();
-        Ok(Self {
-            lines: BufReader::new(reader).lines(),
-            writer,
-        })
-    }
-
-    /// Sends one request line and parses the answer line.
-    pub async fn ask(&mut self, request: &ChannelRequest) -> Result<ChannelReply, Failure> {
-        let line = self.ask_raw(request).await?;
-        serde_json::from_str(&line).map_err(|e| {
-            Failure::Other(format!(
-                "the device answered something this CLI does not understand ({e}): {line}"
-            ))
-        })
-    }
-
-    /// Sends one request line and returns the answer line as sent.
-    pub async fn ask_raw(&mut self, request: &ChannelRequest) -> Result<String, Failure> {
-        let lost =
-            |e: std::io::Error| Failure::Unreachable(format!("the device's channel failed: {e}"));
-        self.writer
-            .write_all(&tether_proto::json_line(request))
-            .await
-            .map_err(lost)?;
-        tokio::time::timeout(Duration::from_secs(5), self.lines.next_line())
-            .await
-            .map_err(|_| Failure::Timeout("the device did not answer on its channel".into()))?
-            .map_err(lost)?
-            .ok_or_else(|| Failure::Unreachable("the device closed its channel".into()))
-    }
-}
-
 /// Provisions the device at `device` (HOST:PORT) with the router's credentials and
 /// `token` (all 14 characters), reporting phases through `progress`.
 pub async fn provision(
     api: &Api,
     device: &str,
-    ssid: &str,
-    password: &str,
+    security: &Security,
+    network: (&str, &str),
     token: &str,
     deadline: Duration,
     mut progress: impl FnMut(&str),
 ) -> Result<Provisioned, Failure> {
+    let (ssid, password) = network;
     let started = Instant::now();
-    let mut channel = Channel::open(device).await?;
+    let mut channel = DeviceChannel::open(device, security).await?;
+    if matches!(security, Security::SetupCode(_)) {
+        progress("setup code proved; the channel is encrypted");
+    }
     let config = ChannelRequest::Config {
         ssid: ssid.to_owned(),
         passwd: Secret::new(password),
@@ -173,6 +127,59 @@ pub async fn provision(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Moves the paired device at `device` to another router (its pairing window must be
+/// open), and follows it until it is online there, or back on its old network.
+pub async fn change_wifi(
+    device: &str,
+    security: &Security,
+    network: (&str, &str),
+    deadline: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<String, Failure> {
+    let (ssid, password) = network;
+    let started = Instant::now();
+    let mut channel = DeviceChannel::open(device, security).await?;
+    let request = ChannelRequest::Wifi {
+        ssid: ssid.to_owned(),
+        passwd: Secret::new(password),
+    };
+    match channel.ask(&request).await? {
+        ChannelReply::Ack {
+            code: ReplyCode::Ok,
+        } => progress("the device is trying the new network"),
+        ChannelReply::Ack { code } => return Err(refusal(code, "the device refused the network")),
+        other => return Err(unexpected(&other)),
+    }
+    let mut last_state = None;
+    while started.elapsed() < deadline {
+        tokio::time::sleep(POLL).await;
+        let status = match channel.ask(&ChannelRequest::Status {}).await? {
+            ChannelReply::Status(status) => status,
+            other => return Err(unexpected(&other)),
+        };
+        if last_state != Some(status.state) {
+            progress(status.state.name());
+            last_state = Some(status.state);
+        }
+        if status.state == NetState::Online {
+            return match (status.last_error, status.ssid) {
+                (Some(code), _) => Err(refusal(
+                    ReplyCode::Error(code),
+                    "the device could not use the new network and went back to the old one",
+                )),
+                (None, Some(now)) if now == ssid => Ok(now),
+                (None, other) => Err(Failure::Other(format!(
+                    "the device is online on {other:?}, not on {ssid:?}"
+                ))),
+            };
+        }
+    }
+    Err(Failure::Timeout(format!(
+        "the device was not online again within {} s",
+        deadline.as_secs()
+    )))
 }
 
 /// The cloud agrees: the token lists the device.

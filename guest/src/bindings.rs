@@ -5,17 +5,19 @@
 
 use std::cell::RefCell;
 
-use tether_proto::ErrorCode;
 use tether_proto::channel::{
     AccessPoint, ChannelReply, ChannelRequest, DeviceInfo, PROTOCOL_VERSION,
 };
+use tether_proto::status::ChannelView;
+use tether_proto::{ErrorCode, ReplyCode};
 
-use crate::channel::{self, Channel, Output};
+use crate::channel::guard::GuardRecord;
+use crate::channel::{Channel, Output, Setup};
 use crate::machine::{self, Action, Clock, Event as MachineEvent, Machine, Stored, keys};
 
 wit_bindgen::generate!({ path: "../wit", world: "pairing" });
 
-use exports::pairing::{Event, Guest, NetState, PairingStatus, Timings};
+use exports::pairing::{ChannelState, Event, Guest, NetState, PairingStatus, Timings};
 use tether::pairing::types::ErrorCode as WitErrorCode;
 use tether::pairing::{device, http, kv, log, mqtt, timer, wifi};
 
@@ -23,6 +25,10 @@ tether_proto::wit_error_code_conversions!(WitErrorCode);
 
 /// MQTT keep-alive the device asks for.
 const KEEP_ALIVE_SECS: u16 = 60;
+/// The channel's sweep timer (the machine's timers are numbered from 1).
+const SWEEP_TIMER: u32 = 100;
+/// Where the channel's guard keeps its count of failed handshakes.
+const GUARD_KEY: &str = "channel_guard";
 
 struct State {
     machine: Machine,
@@ -39,7 +45,7 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with_borrow_mut(|s| {
         let state = s.get_or_insert_with(|| State {
             machine: Machine::new(identity(), seed()),
-            channel: Channel::default(),
+            channel: new_channel(),
             scan_waiters: Vec::new(),
         });
         f(state)
@@ -61,7 +67,7 @@ impl Guest for Component {
         STATE.with_borrow_mut(|s| {
             *s = Some(State {
                 machine,
-                channel: Channel::default(),
+                channel: new_channel(),
                 scan_waiters: Vec::new(),
             })
         });
@@ -79,8 +85,15 @@ impl Guest for Component {
     fn handle(ev: Event) {
         let event = match ev {
             Event::WifiScanDone(aps) => return scan_done(&aps),
-            Event::ChannelOpened(open) => return outputs(with(|s| s.channel.opened(open.conn))),
+            Event::ChannelOpened(open) => {
+                let now = clock().mono_ms;
+                return outputs(with(|s| s.channel.opened(open.conn, now)));
+            }
             Event::ChannelData(data) => return channel_data(data.conn, &data.data),
+            Event::TimerFired(SWEEP_TIMER) => {
+                let now = clock().mono_ms;
+                return outputs(with(|s| s.channel.sweep(now)));
+            }
             Event::ChannelClosed(conn) => {
                 return with(|s| {
                     s.channel.closed(conn);
@@ -138,6 +151,24 @@ impl Guest for Component {
         }
     }
 
+    fn open_window(secs: u32) {
+        let now = clock().mono_ms;
+        outputs(with(|s| s.channel.open_window(now, secs)));
+    }
+
+    fn close_window() {
+        with(|s| s.channel.close_window());
+    }
+
+    fn channel_status() -> ChannelState {
+        let c = channel_view();
+        ChannelState {
+            window_secs: c.window_secs,
+            locked: c.locked,
+            failures: c.failures,
+        }
+    }
+
     fn snapshot() -> Vec<u8> {
         with(|s| s.machine.snapshot())
     }
@@ -169,6 +200,41 @@ fn identity() -> machine::Identity {
     }
 }
 
+fn new_channel() -> Channel {
+    let setup = device::pairing_setup();
+    let verifier = setup.verifier.and_then(|text| match text.parse() {
+        Ok(verifier) => Some(verifier),
+        Err(e) => {
+            log::log(
+                log::Level::Error,
+                &format!("the pairing verifier is unusable: {e}"),
+            );
+            None
+        }
+    });
+    let record: GuardRecord = kv::get(GUARD_KEY)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    Channel::new(
+        Setup {
+            verifier,
+            plaintext: setup.plaintext,
+            product_key: identity().product_key,
+        },
+        record,
+    )
+}
+
+fn channel_view() -> ChannelView {
+    let now = clock().mono_ms;
+    let c = with(|s| s.channel.status(now));
+    ChannelView {
+        window_secs: c.window_secs,
+        locked: c.locked,
+        failures: c.failures,
+    }
+}
+
 fn seed() -> u64 {
     let mut bytes = [0u8; 8];
     // Only the retry jitter depends on it; a fixed seed would merely synchronise retries.
@@ -194,6 +260,11 @@ fn stored() -> Stored {
 fn feed(event: MachineEvent) {
     let actions = with(|s| s.machine.handle(clock(), event));
     perform(actions);
+    let paired = with(|s| {
+        let online = s.machine.status().state == machine::NetState::Online;
+        online.then(|| s.channel.paired()).flatten()
+    });
+    outputs(paired.into_iter().collect());
 }
 
 /// Performs actions in order; failures that imports report at once become events.
@@ -323,6 +394,12 @@ fn outputs(outputs: Vec<Output>) {
         match output {
             Output::Send(conn, bytes) => channel_send(conn, &bytes),
             Output::Close(conn) => tether::pairing::channel::close(conn),
+            Output::Persist(record) => {
+                let bytes = serde_json::to_vec(&record).expect("the guard record serialises");
+                warn_on(kv::set(GUARD_KEY, &bytes), "storing the channel guard");
+            }
+            Output::ArmSweep(ms) => timer::set(SWEEP_TIMER, ms),
+            Output::Log(line) => log::log(log::Level::Info, &line),
         }
     }
 }
@@ -333,52 +410,83 @@ fn channel_send(conn: u32, bytes: &[u8]) {
 }
 
 fn channel_data(conn: u32, bytes: &[u8]) {
-    let (requests, out) = with(|s| s.channel.data(conn, bytes));
-    for request in requests {
+    let now = clock().mono_ms;
+    let (requests, out) = with(|s| {
+        let bound = s.machine.is_bound();
+        s.channel.data(conn, bytes, now, bound)
+    });
+    for (conn, request) in requests {
         answer(conn, request);
     }
     outputs(out);
 }
 
+/// Answers a request the channel let through.
 fn answer(conn: u32, request: ChannelRequest) {
     let reply = match request {
         ChannelRequest::Config {
             ssid,
             passwd,
             token,
-        } => channel::ack(
-            Component::user_cfg(ssid, passwd.expose().to_owned(), token.expose().to_owned())
-                .map_err(ErrorCode::from),
-        ),
+        } => ChannelReply::Ack {
+            code: Component::user_cfg(ssid, passwd.expose().to_owned(), token.expose().to_owned())
+                .map_err(ErrorCode::from)
+                .into(),
+        },
+        ChannelRequest::Wifi { ssid, passwd } => {
+            let result = with(|s| s.machine.change_network(clock(), &ssid, passwd.expose()));
+            let code = ReplyCode::from(result.as_ref().map(|_| ()).map_err(|e| *e));
+            if let Ok(actions) = result {
+                perform(actions);
+            }
+            ChannelReply::Ack { code }
+        }
         ChannelRequest::Status {} => {
-            channel::line(&ChannelReply::Status(with(|s| s.machine.status())))
+            let mut status = with(|s| s.machine.status());
+            status.channel = Some(channel_view());
+            ChannelReply::Status(status)
         }
         ChannelRequest::Info {} => {
             let id = identity();
-            channel::line(&ChannelReply::Info(DeviceInfo {
+            ChannelReply::Info(DeviceInfo {
                 uuid: id.uuid,
                 product_key: id.product_key,
                 sw_ver: id.sw_ver,
                 module_version: crate::VERSION.to_owned(),
                 protocol: PROTOCOL_VERSION,
-            }))
+            })
         }
-        ChannelRequest::Scan {} => match wifi::scan() {
-            Ok(()) => {
-                with(|s| s.scan_waiters.push(conn));
-                return;
+        ChannelRequest::Scan {} => {
+            // One scan serves every connection waiting for one.
+            let first = with(|s| {
+                let first = s.scan_waiters.is_empty();
+                if !s.scan_waiters.contains(&conn) {
+                    s.scan_waiters.push(conn);
+                }
+                first
+            });
+            match if first { wifi::scan() } else { Ok(()) } {
+                Ok(()) => return,
+                Err(code) => {
+                    with(|s| s.scan_waiters.clear());
+                    ChannelReply::Error {
+                        code: code.into(),
+                        message: "scan failed".into(),
+                    }
+                }
             }
-            Err(code) => channel::line(&ChannelReply::Error {
-                code: code.into(),
-                message: "scan failed".into(),
-            }),
-        },
+        }
     };
-    channel_send(conn, &reply);
+    reply_on(conn, &reply);
+}
+
+fn reply_on(conn: u32, reply: &ChannelReply) {
+    let out = with(|s| s.channel.reply(conn, reply));
+    outputs(out);
 }
 
 fn scan_done(aps: &[wifi::AccessPoint]) {
-    let aps = aps
+    let aps: Vec<AccessPoint> = aps
         .iter()
         .map(|ap| AccessPoint {
             ssid: ap.ssid.clone(),
@@ -388,9 +496,9 @@ fn scan_done(aps: &[wifi::AccessPoint]) {
             security: format!("{:?}", ap.security).to_lowercase(),
         })
         .collect();
-    let reply = channel::line(&ChannelReply::Scan { aps });
+    let reply = ChannelReply::Scan { aps };
     for conn in with(|s| std::mem::take(&mut s.scan_waiters)) {
-        channel_send(conn, &reply);
+        reply_on(conn, &reply);
     }
 }
 

@@ -33,18 +33,21 @@ impl Credentials {
 /// printable ASCII characters (a WPA passphrase) or 64 hex digits (a raw PSK); a
 /// well-formed pairing token.
 pub fn validate(ssid: &str, passwd: &str, token: &str) -> Result<Credentials, ErrorCode> {
-    if ssid.is_empty() || ssid.len() > MAX_SSID_BYTES {
-        return Err(ErrorCode::InvalidParm);
-    }
-    if !is_valid_password(passwd) {
-        return Err(ErrorCode::InvalidParm);
-    }
+    validate_network(ssid, passwd)?;
     PairingToken::parse(token).map_err(|_| ErrorCode::TokenInvalid)?;
     Ok(Credentials {
         ssid: ssid.to_owned(),
         passwd: Secret::new(passwd),
         token: Secret::new(token),
     })
+}
+
+/// Checks router credentials alone (a network change needs no token).
+pub fn validate_network(ssid: &str, passwd: &str) -> Result<(), ErrorCode> {
+    if ssid.is_empty() || ssid.len() > MAX_SSID_BYTES || !is_valid_password(passwd) {
+        return Err(ErrorCode::InvalidParm);
+    }
+    Ok(())
 }
 
 fn is_valid_password(passwd: &str) -> bool {

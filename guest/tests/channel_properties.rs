@@ -1,24 +1,32 @@
 //! Property tests of the data channel's framing and parsing: whatever bytes arrive, in
 //! whatever pieces, the channel never panics, closes a connection whose line grows past
-//! the limit, and finds the same requests as when the stream arrives whole.
+//! the limit, and finds the same requests as when the stream arrives whole (plaintext
+//! protocol 1, the development switch on, where requests are visible to the test).
 
 use proptest::prelude::*;
-use tether_guest::channel::{Channel, MAX_LINE, Output};
+use tether_guest::channel::framing::MAX_LINE;
+use tether_guest::channel::guard::GuardRecord;
+use tether_guest::channel::{Channel, Output, Setup};
 use tether_proto::channel::ChannelRequest;
 
 /// Feeds `stream` to a fresh connection in pieces cut at `cuts`; the requests seen and
 /// whether the connection was closed.
 fn feed(stream: &[u8], cuts: &[usize]) -> (Vec<ChannelRequest>, bool) {
-    let mut channel = Channel::default();
-    assert!(channel.opened(1).is_empty());
+    let setup = Setup {
+        verifier: None,
+        plaintext: true,
+        product_key: "p0123456789abcde".into(),
+    };
+    let mut channel = Channel::new(setup, GuardRecord::default());
+    channel.opened(1, 0);
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
     points.push(0);
     points.push(stream.len());
     points.sort_unstable();
     let mut requests = Vec::new();
     for pair in points.windows(2) {
-        let (got, out) = channel.data(1, &stream[pair[0]..pair[1]]);
-        requests.extend(got);
+        let (got, out) = channel.data(1, &stream[pair[0]..pair[1]], 0, false);
+        requests.extend(got.into_iter().map(|(_, request)| request));
         if out.iter().any(|o| matches!(o, Output::Close(1))) {
             return (requests, true);
         }
@@ -29,7 +37,6 @@ fn feed(stream: &[u8], cuts: &[usize]) -> (Vec<ChannelRequest>, bool) {
 fn request_line() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(r#"{"type":"status"}"#.to_owned()),
-        Just(r#"{"type":"info"}"#.to_owned()),
         Just(r#"{"type":"scan"}"#.to_owned()),
         ("[ -~]{0,32}", "[ -~]{0,64}", "[A-Za-z0-9]{14}").prop_map(|(s, p, t)| {
             serde_json::json!({"type": "config", "ssid": s, "passwd": p, "token": t}).to_string()

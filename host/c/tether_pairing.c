@@ -1,9 +1,11 @@
 /*
- * tether_pairing.c - tuya_iot_gw_wf_user_cfg() over tether-host's control socket.
+ * tether_pairing.c - tuya_iot_gw_wf_user_cfg() and tether_pairing_window_open()
+ * over tether-host's control socket.
  *
  * One request, one answer: {"cmd":"user-cfg","ssid":...,"passwd":...,"token":...}
- * then {"code":"...","oprt":N}. Any failure to reach the host or to read its
- * answer is OPRT_COM_ERROR; NULL or oversized arguments are OPRT_INVALID_PARM.
+ * or {"cmd":"pairing-open","secs":N}, then {"code":"...","oprt":N}. Any failure to
+ * reach the host or to read its answer is OPRT_COM_ERROR; NULL or oversized
+ * arguments are OPRT_INVALID_PARM.
  */
 #include "tether_pairing.h"
 
@@ -45,21 +47,8 @@ static int append(char *out, int len, int cap, const char *text) {
     return len + n;
 }
 
-OPERATE_RET tuya_iot_gw_wf_user_cfg(const char *ssid, const char *passwd, const char *token) {
-    if (!ssid || !passwd || !token) return OPRT_INVALID_PARM;
-    if (strlen(ssid) > MAX_ARG || strlen(passwd) > MAX_ARG || strlen(token) > MAX_ARG) return OPRT_INVALID_PARM;
-
-    char msg[MAX_MSG];
-    int len = 0;
-    len = append(msg, len, MAX_MSG, "{\"cmd\":\"user-cfg\",\"ssid\":");
-    if (len >= 0) len = json_string(msg, len, MAX_MSG, ssid);
-    if (len >= 0) len = append(msg, len, MAX_MSG, ",\"passwd\":");
-    if (len >= 0) len = json_string(msg, len, MAX_MSG, passwd);
-    if (len >= 0) len = append(msg, len, MAX_MSG, ",\"token\":");
-    if (len >= 0) len = json_string(msg, len, MAX_MSG, token);
-    if (len >= 0) len = append(msg, len, MAX_MSG, "}\n");
-    if (len < 0) return OPRT_INVALID_PARM;
-
+/* Sends one request line to the host and returns the oprt of its answer. */
+static OPERATE_RET ctl_request(const char *msg, int len) {
     const char *path = getenv("TETHER_CTL_SOCKET");
     if (!path || !*path) path = TETHER_DEFAULT_CTL_SOCKET;
     struct sockaddr_un addr;
@@ -96,4 +85,29 @@ OPERATE_RET tuya_iot_gw_wf_user_cfg(const char *ssid, const char *passwd, const 
     const char *oprt = strstr(reply, "\"oprt\":");
     if (!oprt) return OPRT_COM_ERROR;
     return (OPERATE_RET)strtol(oprt + 7, NULL, 10);
+}
+
+OPERATE_RET tuya_iot_gw_wf_user_cfg(const char *ssid, const char *passwd, const char *token) {
+    if (!ssid || !passwd || !token) return OPRT_INVALID_PARM;
+    if (strlen(ssid) > MAX_ARG || strlen(passwd) > MAX_ARG || strlen(token) > MAX_ARG) return OPRT_INVALID_PARM;
+
+    char msg[MAX_MSG];
+    int len = 0;
+    len = append(msg, len, MAX_MSG, "{\"cmd\":\"user-cfg\",\"ssid\":");
+    if (len >= 0) len = json_string(msg, len, MAX_MSG, ssid);
+    if (len >= 0) len = append(msg, len, MAX_MSG, ",\"passwd\":");
+    if (len >= 0) len = json_string(msg, len, MAX_MSG, passwd);
+    if (len >= 0) len = append(msg, len, MAX_MSG, ",\"token\":");
+    if (len >= 0) len = json_string(msg, len, MAX_MSG, token);
+    if (len >= 0) len = append(msg, len, MAX_MSG, "}\n");
+    if (len < 0) return OPRT_INVALID_PARM;
+
+    return ctl_request(msg, len);
+}
+
+OPERATE_RET tether_pairing_window_open(unsigned int secs) {
+    if (secs < 1 || secs > 3600) return OPRT_INVALID_PARM;
+    char msg[64];
+    int len = snprintf(msg, sizeof msg, "{\"cmd\":\"pairing-open\",\"secs\":%u}\n", secs);
+    return ctl_request(msg, len);
 }

@@ -42,6 +42,12 @@ typedef int OPERATE_RET;
 /* Hands credentials and a token to the device; see the file comment. */
 OPERATE_RET tuya_iot_gw_wf_user_cfg(const char *ssid, const char *passwd, const char *token);
 
+/* Opens the data channel's pairing window for secs seconds (1-3600), as a pairing
+ * button would: a provisioner with the setup code may then configure the paired
+ * device (a new Wi-Fi network, say), and a channel locked by failed handshakes
+ * unlocks. */
+OPERATE_RET tether_pairing_window_open(unsigned int secs);
+
 #ifdef __cplusplus
 }
 #endif

@@ -90,6 +90,10 @@ pub struct IdentityConfig {
     pub authkey: Secret,
     /// Product key.
     pub product_key: String,
+    /// The verifier of the setup code printed on the device's label (`spake2p1:…`, as
+    /// `tether-service license issue` prints it). The device keeps no setup code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_verifier: Option<String>,
 }
 
 /// `[wifi]`.
@@ -184,12 +188,17 @@ pub enum SimBehaviour {
 pub struct ChannelConfig {
     /// TCP address the data channel listens on (the soft-AP address on a board).
     pub listen: SocketAddr,
+    /// Development only: also serve plaintext protocol 1, which sends the Wi-Fi
+    /// password and the token in clear. The host warns at start when it is on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plaintext: bool,
 }
 
 impl Default for ChannelConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([192, 168, 4, 1], 6668)),
+            plaintext: false,
         }
     }
 }
@@ -236,6 +245,7 @@ impl HostConfig {
             },
             channel: ChannelConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                plaintext: false,
             },
             ctl: CtlConfig {
                 socket: data_dir.join("ctl.sock"),
@@ -266,6 +276,18 @@ impl HostConfig {
             "iot_dns_url must be an http:// or https:// URL"
         );
         anyhow::ensure!(!config.identity.uuid.is_empty(), "identity.uuid is empty");
+        match &config.identity.pairing_verifier {
+            Some(text) => {
+                text.parse::<tether_proto::setup_code::PairingVerifier>()
+                    .context("identity.pairing_verifier")?;
+            }
+            None => anyhow::ensure!(
+                config.channel.plaintext,
+                "identity.pairing_verifier is missing: write the one `tether-service license \
+                 issue` printed for this device (or, for development only, set \
+                 channel.plaintext = true)"
+            ),
+        }
         config.update.keys()?;
         Ok(config)
     }
@@ -277,6 +299,8 @@ impl HostConfig {
             product_key: self.identity.product_key.clone(),
             authkey: self.identity.authkey.clone(),
             iot_dns_url: self.iot_dns_url.clone(),
+            pairing_verifier: self.identity.pairing_verifier.clone(),
+            plaintext_channel: self.channel.plaintext,
         }
     }
 }
@@ -295,6 +319,11 @@ mod tests {
             !format!("{config:?}").contains(config.identity.authkey.expose()),
             "Debug hides the authkey"
         );
+        // The example's verifier is the one its comment names.
+        let code = tether_proto::setup_code::SetupCode::parse("12345-67890").expect("parses");
+        let expected =
+            tether_proto::setup_code::verifier_for(&code, *b"tether-example-s").expect("derives");
+        assert_eq!(config.identity.pairing_verifier, Some(expected.encode()));
     }
 
     #[test]
@@ -303,6 +332,12 @@ mod tests {
             uuid: "tether0123456789abcd".into(),
             authkey: Secret::new("0123456789abcdef0123456789abcdef"),
             product_key: "p0123456789abcde".into(),
+            pairing_verifier: Some(
+                tether_proto::setup_code::issue()
+                    .expect("issues")
+                    .1
+                    .encode(),
+            ),
         };
         let mut config = HostConfig::simulated(
             Path::new("/tmp/device"),
@@ -333,5 +368,22 @@ mod tests {
         let text = include_str!("../tether-host.example.toml")
             .replace("http://127.0.0.1:8080", "cloud:8080");
         assert!(HostConfig::parse(&text).is_err());
+        // A verifier that does not parse, or none without the development switch.
+        let text = include_str!("../tether-host.example.toml").replace("zPVvNU\"", "zPV\"");
+        let err = HostConfig::parse(&text).expect_err("a bad verifier");
+        assert!(format!("{err:#}").contains("pairing_verifier"), "{err:#}");
+        let example = include_str!("../tether-host.example.toml");
+        let without: String = example
+            .lines()
+            .filter(|l| !l.starts_with("pairing_verifier"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = HostConfig::parse(&without).expect_err("no verifier");
+        assert!(format!("{err:#}").contains("license issue"), "{err:#}");
+        let dev = without.replace("plaintext = false", "plaintext = true");
+        assert!(
+            HostConfig::parse(&dev).is_ok(),
+            "the development switch allows none"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::de::DeserializeOwned;
-use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest, MAX_LINE};
+use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest, MAX_LINE, MAX_WINDOW_SECS};
 use tether_proto::module::ModuleStatus;
 use tether_proto::status::DeviceStatus;
 use tether_proto::{ErrorCode, json_line};
@@ -85,6 +85,26 @@ async fn answer(device: &DeviceHandle, request: CtlRequest) -> Vec<u8> {
             Some(status) => json_line(&status),
             None => json_line(&internal()),
         },
+        CtlRequest::PairingOpen { secs } if !(1..=MAX_WINDOW_SECS).contains(&secs) => {
+            json_line(&CtlReply::error(
+                ErrorCode::InvalidParm,
+                format!("a pairing window lasts 1-{MAX_WINDOW_SECS} s"),
+            ))
+        }
+        CtlRequest::PairingOpen { secs } => json_line(&CtlReply::of(
+            device
+                .pairing_window(Some(secs))
+                .await
+                .then_some(())
+                .ok_or(ErrorCode::Internal),
+        )),
+        CtlRequest::PairingClose {} => json_line(&CtlReply::of(
+            device
+                .pairing_window(None)
+                .await
+                .then_some(())
+                .ok_or(ErrorCode::Internal),
+        )),
     }
 }
 

@@ -190,7 +190,11 @@ fn run(config: HostConfig, source: RuntimeSource, mut providers: Providers, wiri
                 {
                     let _ = notices.send(notice);
                 }
-                instance.handle(&event)
+                let handled = instance.handle(&event);
+                if let Event::ChannelData(data) = &event {
+                    providers.channel_consumed(data.conn, data.data.len());
+                }
+                handled
             }
             Input::UserCfg {
                 ssid,
@@ -202,8 +206,14 @@ fn run(config: HostConfig, source: RuntimeSource, mut providers: Providers, wiri
                 .map(|r| {
                     let _ = reply.send(r);
                 }),
-            Input::Status(reply) => instance.status().map(|s| {
-                let _ = reply.send(s.into());
+            Input::Status(reply) => instance.status().and_then(|s| {
+                let mut status: tether_proto::status::DeviceStatus = s.into();
+                status.channel = Some(instance.channel_status()?.into());
+                let _ = reply.send(status);
+                Ok(())
+            }),
+            Input::Window(secs, reply) => instance.pairing_window(secs).map(|()| {
+                let _ = reply.send(());
             }),
             Input::Reset(reply) => instance.reset().map(|()| {
                 let _ = reply.send(());

@@ -27,6 +27,8 @@ pub(crate) enum Input {
     },
     Status(oneshot::Sender<DeviceStatus>),
     Reset(oneshot::Sender<()>),
+    /// Open the pairing window for so many seconds, or close it.
+    Window(Option<u32>, oneshot::Sender<()>),
     /// Check a bundle; the compile happens off this thread.
     CheckUpdate {
         bytes: Vec<u8>,
@@ -110,6 +112,13 @@ impl DeviceHandle {
     pub async fn reset(&self) -> bool {
         let (reply, answer) = oneshot::channel();
         self.send(Input::Reset(reply)) && answer.await.is_ok()
+    }
+
+    /// Opens the data channel's pairing window for `secs` seconds, or closes it with
+    /// `None`.
+    pub async fn pairing_window(&self, secs: Option<u32>) -> bool {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Window(secs, reply)) && answer.await.is_ok()
     }
 
     /// The component in use and the update slots; `None` once the device has stopped.

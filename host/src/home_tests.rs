@@ -20,6 +20,7 @@ fn config(dir: &Path) -> HostConfig {
             uuid: "u".repeat(20),
             authkey: Secret::new("k".repeat(32)),
             product_key: "p0123456789abcde".into(),
+            pairing_verifier: None,
         },
         SimAp {
             ssid: "home".into(),

@@ -105,6 +105,23 @@ enum CtlCommand {
     /// Hot update of the pairing component.
     #[command(subcommand)]
     Module(ModuleCommand),
+    /// The data channel's pairing window (what a pairing button would open).
+    #[command(subcommand)]
+    Pairing(PairingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PairingCommand {
+    /// Open the window: a provisioner with the setup code may then configure this
+    /// device even when it is paired (a new Wi-Fi network, say), and a channel locked by
+    /// failed handshakes unlocks.
+    Open {
+        /// How long it stays open, in seconds (1-3600).
+        #[arg(long, default_value_t = tether_proto::ctl::DEFAULT_WINDOW_SECS)]
+        secs: u32,
+    },
+    /// Close the window now.
+    Close,
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +235,8 @@ fn ctl(config: &std::path::Path, request: CtlCommand) -> ExitCode {
                 token: Secret::new(token),
             },
             CtlCommand::Reset => CtlRequest::Reset {},
+            CtlCommand::Pairing(PairingCommand::Open { secs }) => CtlRequest::PairingOpen { secs },
+            CtlCommand::Pairing(PairingCommand::Close) => CtlRequest::PairingClose {},
             CtlCommand::Module(ModuleCommand::Load { bundle }) => CtlRequest::ModuleLoad {
                 path: std::path::absolute(&bundle)
                     .with_context(|| format!("bad path {}", bundle.display()))?,
@@ -289,6 +308,16 @@ fn print_status(status: &DeviceStatus) {
         ms(t.activate_ms),
         ms(t.mqtt_ms)
     );
+    if let Some(c) = &status.channel {
+        let window = c
+            .window_secs
+            .map_or_else(|| "closed".to_owned(), |s| format!("open, {s} s left"));
+        let lock = if c.locked { ", locked" } else { "" };
+        println!(
+            "pairing     window {window}; {} failed handshakes{lock}",
+            c.failures
+        );
+    }
 }
 
 fn check_component(path: Option<PathBuf>, config: RuntimeConfig) -> anyhow::Result<()> {

@@ -38,7 +38,21 @@ pub enum CtlRequest {
     },
     /// The component in use and the update slots.
     ModuleStatus {},
+    /// Opens the data channel's pairing window (a local action, as a button press is):
+    /// an authenticated provisioner may then configure a paired device, and a channel
+    /// locked by failed handshakes unlocks.
+    PairingOpen {
+        /// How long, in seconds (1-3600).
+        secs: u32,
+    },
+    /// Closes the pairing window.
+    PairingClose {},
 }
+
+/// How long `pairing open` keeps the window open unless told otherwise.
+pub const DEFAULT_WINDOW_SECS: u32 = 180;
+/// The longest pairing window.
+pub const MAX_WINDOW_SECS: u32 = 3_600;
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

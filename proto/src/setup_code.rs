@@ -215,7 +215,7 @@ impl fmt::Debug for PairingVerifier {
 }
 
 #[cfg(feature = "setup-code")]
-pub use derive::{issue, prover_secret};
+pub use derive::{issue, prover_secret, verifier_for};
 
 #[cfg(feature = "setup-code")]
 mod derive {
@@ -259,8 +259,16 @@ mod derive {
         let code = SetupCode::generate()?;
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt).map_err(|_| SetupCodeError::Random)?;
-        let record = prover_secret(&code, &salt)?.verifier_record();
-        Ok((code, PairingVerifier { salt, record }))
+        Ok((code.clone(), verifier_for(&code, salt)?))
+    }
+
+    /// The verifier for a given code and salt.
+    pub fn verifier_for(
+        code: &SetupCode,
+        salt: [u8; SALT_LEN],
+    ) -> Result<PairingVerifier, SetupCodeError> {
+        let record = prover_secret(code, &salt)?.verifier_record();
+        Ok(PairingVerifier { salt, record })
     }
 }
 

@@ -59,6 +59,20 @@ pub struct DeviceStatus {
     pub ssid: Option<String>,
     /// The pairing component's version.
     pub version: String,
+    /// The data channel's guard and window (absent from components that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelView>,
+}
+
+/// The data channel's guard and pairing window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    /// Seconds the locally opened pairing window has left; none when closed.
+    pub window_secs: Option<u32>,
+    /// Locked by failed handshakes until the window is opened.
+    pub locked: bool,
+    /// Failed handshakes since the last success.
+    pub failures: u32,
 }
 
 #[cfg(test)]

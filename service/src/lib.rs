@@ -13,6 +13,7 @@ pub mod expiring;
 pub mod iot_dns;
 pub mod json;
 pub mod keys;
+pub mod labels;
 pub mod licenses;
 pub mod local;
 pub mod metrics;

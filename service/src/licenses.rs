@@ -1,5 +1,8 @@
 //! Device identities (licenses): a uuid and an authkey per device, issued to a
-//! manufacturer for a product. `POST /v1/licenses` (admin) and
+//! manufacturer for a product, with the setup code for its label, the QR payload that
+//! carries it, and the pairing verifier the device keeps in the code's place. The
+//! service stores the uuid and authkey only: the setup code, its QR payload and the
+//! verifier are shown once, at issue. `POST /v1/licenses` (admin) and
 //! `tether-service license issue` share [`issue`].
 
 use anyhow::Context;
@@ -11,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 use tether_proto::Secret;
 use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
+use tether_proto::setup_code::{self, QrPayload};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -31,6 +35,13 @@ pub struct License {
     pub authkey: Secret,
     /// The product.
     pub product_key: String,
+    /// The setup code for the label, `12345-67890`.
+    pub setup_code: Secret,
+    /// The QR payload for the label: `tether:pair?v=1&pk=…&uuid=…&code=…`.
+    pub qr: Secret,
+    /// What the device keeps instead of the code (`identity.pairing_verifier` in its
+    /// host config).
+    pub pairing_verifier: String,
 }
 
 /// Body of `POST /v1/licenses`.
@@ -74,6 +85,15 @@ pub async fn issue(
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(LicenseError::BadCount);
     }
+    // Argon2id per code: off the async threads.
+    let labels = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .map(|_| setup_code::issue())
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .context("the setup-code task failed")?
+    .context("cannot make setup codes")?;
     let now = crate::db_time(crate::unix_now());
     let mut tx = pool
         .begin()
@@ -88,11 +108,20 @@ pub async fn issue(
     .await
     .context("failed to store the product")?;
     let mut issued = Vec::with_capacity(count as usize);
-    for _ in 0..count {
+    for (code, verifier) in labels {
+        let uuid = random::string(LOWER_ALPHANUMERIC, 20).context("random source")?;
+        let qr = QrPayload {
+            product_key: product_key.to_owned(),
+            uuid: uuid.clone(),
+            code: code.clone(),
+        };
         let license = License {
-            uuid: random::string(LOWER_ALPHANUMERIC, 20).context("random source")?,
+            uuid,
             authkey: Secret::new(random::string(ALPHANUMERIC, 32).context("random source")?),
             product_key: product_key.to_owned(),
+            setup_code: Secret::new(code.to_string()),
+            qr: Secret::new(qr.encode()),
+            pairing_verifier: verifier.encode(),
         };
         sqlx::query(
             "INSERT INTO licenses (uuid, authkey, product_key, created_at) VALUES (?, ?, ?, ?)",
@@ -115,7 +144,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/licenses", post(issue_licenses))
 }
 
-/// Issue device identities (the authkeys are shown only here).
+/// Issue device identities (authkeys, setup codes and verifiers are shown only here).
 #[utoipa::path(post, path = "/v1/licenses", tag = "admin", security(("bearer" = [])),
     request_body = IssueRequest,
     responses((status = 201, description = "issued", body = Vec<License>), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 403, description = "needs the admin role", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]

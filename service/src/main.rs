@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tether_proto::Secret;
 use tether_service::config::{DataDirArg, LogFormat, ServeArgs};
 use tether_service::users::{self, Role};
-use tether_service::{Application, ServeConfig, db, licenses};
+use tether_service::{Application, ServeConfig, db, labels, licenses};
 
 /// The Tether cloud service: pairing tokens, IoT DNS, activation and device sessions.
 #[derive(Debug, Parser)]
@@ -57,7 +57,10 @@ enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 enum LicenseCommand {
-    /// Issue device identities; prints one JSON object per line: {"uuid","authkey","product_key"}.
+    /// Issue device identities; prints one JSON object per line: {"uuid", "authkey",
+    /// "product_key", "setup_code", "qr", "pairing_verifier"}. The setup code goes on the
+    /// device's label (as text and as the QR code of "qr"); the device's host config gets
+    /// the uuid, authkey, product key and pairing verifier, never the code.
     Issue {
         /// Product key (16 letters or digits); the product is created if new.
         #[arg(long)]
@@ -65,6 +68,12 @@ enum LicenseCommand {
         /// How many identities (1-1000).
         #[arg(long)]
         count: u32,
+        /// Also draw each label's QR code on stderr.
+        #[arg(long)]
+        qr: bool,
+        /// Write each label's QR code to DIR/UUID.svg and DIR/UUID.png.
+        #[arg(long, value_name = "DIR")]
+        qr_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -111,21 +120,54 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::License(LicenseCommand::Issue {
             product_key,
             count,
+            qr,
+            qr_dir,
             data,
         }) => {
+            if let Some(dir) = &qr_dir {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
             let pool = db::open(&data.resolve()).await?;
+            if count > 20 {
+                eprintln!("making {count} setup codes (Argon2id for each)…");
+            }
             for license in licenses::issue(&pool, &product_key, count).await? {
-                let line = serde_json::json!({
-                    "uuid": license.uuid,
-                    "authkey": license.authkey.expose(),
-                    "product_key": license.product_key,
-                });
-                println!("{line}");
+                println!("{}", serde_json::to_string(&license)?);
+                write_label(&license, qr, qr_dir.as_deref())?;
             }
             Ok(())
         }
         Command::Healthcheck { addr } => healthcheck(&addr).await,
     }
+}
+
+/// A license's QR code, drawn on stderr and/or written as SVG and PNG.
+fn write_label(
+    license: &licenses::License,
+    draw: bool,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let payload = license.qr.expose();
+    if draw {
+        eprintln!(
+            "{}\n{} setup code {}\n",
+            labels::terminal(payload)?,
+            license.uuid,
+            license.setup_code.expose()
+        );
+    }
+    if let Some(dir) = dir {
+        for (ext, bytes) in [
+            ("svg", labels::svg(payload)?.into_bytes()),
+            ("png", labels::png(payload)?),
+        ] {
+            let path = dir.join(format!("{}.{ext}", license.uuid));
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `GET /readyz` over plain HTTP/1.0; ready means a 200 within 5 s.

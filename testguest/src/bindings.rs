@@ -1,6 +1,6 @@
 //! The WIT exports of the misbehaving component.
 
-use exports::pairing::{Event, Guest, NetState, PairingStatus, Timings};
+use exports::pairing::{ChannelState, Event, Guest, NetState, PairingStatus, Timings};
 use tether::pairing::types::ErrorCode;
 
 wit_bindgen::generate!({ path: "../wit", world: "pairing" });
@@ -63,6 +63,18 @@ impl Guest for Misbehaving {
     }
 
     fn reset() {}
+
+    fn open_window(_secs: u32) {}
+
+    fn close_window() {}
+
+    fn channel_status() -> ChannelState {
+        ChannelState {
+            window_secs: None,
+            locked: false,
+            failures: 0,
+        }
+    }
 }
 
 /// Spins until the host's deadline interrupts it.

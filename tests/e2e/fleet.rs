@@ -27,6 +27,8 @@ fn twenty_devices_paired_at_once_with_one_batch_token_are_all_online() {
                 "provision",
                 "--device",
                 &host.channel,
+                "--setup-code",
+                host.setup_code.as_deref().expect("a setup code"),
                 "--ssid",
                 tether_e2e::SSID,
                 "--password",

@@ -29,7 +29,7 @@ impl World {
 
     /// Provisions with the right password and returns `tether provision --json`'s answer.
     fn provision(&self, user: &User) -> Value {
-        let out = user.provision(&self.host.channel, WIFI_PASSWORD, &["--json"]);
+        let out = user.provision(&self.host, WIFI_PASSWORD, &["--json"]);
         out.json()
     }
 }
@@ -43,10 +43,7 @@ fn device(user: &User, dev_id: &str) -> Value {
 #[test]
 fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     let w = World::new();
-    let out = w
-        .ann
-        .provision(&w.host.channel, WIFI_PASSWORD, &[])
-        .success();
+    let out = w.ann.provision(&w.host, WIFI_PASSWORD, &[]).success();
     assert!(out.stdout.starts_with("online as d"), "{}", out.stdout);
     assert!(out.stdout.contains("timings: wifi"), "{}", out.stdout);
     assert!(
@@ -78,7 +75,12 @@ fn provision_brings_the_device_online_and_send_gets_the_report_back() {
     // Nothing secret in either log, at debug level.
     let logs = format!("{}{}", w.cloud.logs(), w.host.logs());
     assert!(logs.contains("activat"), "the logs are real logs");
-    for secret in [WIFI_PASSWORD, w.ann.password(), &w.license.authkey] {
+    for secret in [
+        WIFI_PASSWORD,
+        w.ann.password(),
+        &w.license.authkey,
+        &w.license.setup_code,
+    ] {
         assert!(!logs.contains(secret), "a secret is in the logs");
     }
 }
@@ -87,7 +89,7 @@ fn provision_brings_the_device_online_and_send_gets_the_report_back() {
 fn a_wrong_password_fails_with_passwd_error_then_the_right_one_succeeds_without_a_restart() {
     let w = World::new();
     let pid = w.host.pid();
-    let out = w.ann.provision(&w.host.channel, "not the password", &[]);
+    let out = w.ann.provision(&w.host, "not the password", &[]);
     assert_eq!(
         out.code, 7,
         "the Wi-Fi exit code: {}{}",
@@ -111,7 +113,13 @@ fn a_paired_device_given_a_wrong_password_says_passwd_error_and_stays_online() {
         .as_str()
         .expect("dev_id")
         .to_owned();
-    let out = w.ann.provision(&w.host.channel, "not the password", &[]);
+    // Paired: the channel takes nothing until the window is opened on the device.
+    let out = w.ann.provision(&w.host, WIFI_PASSWORD, &[]);
+    assert_eq!(out.code, 13, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("window_closed"), "{}", out.stderr);
+    let open = w.host.ctl(&["pairing", "open", "--secs", "60"]);
+    assert_eq!(open.code, 0, "{}", open.stderr);
+    let out = w.ann.provision(&w.host, "not the password", &[]);
     assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("passwd_error"), "{}", out.stderr);
     assert!(out.stderr.contains("previous network"), "{}", out.stderr);

@@ -18,6 +18,10 @@ pub struct License {
     pub uuid: String,
     /// Its authkey.
     pub authkey: String,
+    /// The setup code on its label.
+    pub setup_code: String,
+    /// What the device keeps of the code.
+    pub pairing_verifier: String,
 }
 
 /// A running `tether-service serve`.
@@ -120,6 +124,11 @@ impl Cloud {
                 License {
                     uuid: v["uuid"].as_str().expect("uuid").to_owned(),
                     authkey: v["authkey"].as_str().expect("authkey").to_owned(),
+                    setup_code: v["setup_code"].as_str().expect("setup code").to_owned(),
+                    pairing_verifier: v["pairing_verifier"]
+                        .as_str()
+                        .expect("pairing verifier")
+                        .to_owned(),
                 }
             })
             .collect()

@@ -21,6 +21,8 @@ pub struct DeviceHost {
     socket: PathBuf,
     /// The data channel address of the current process.
     pub channel: String,
+    /// The setup code on the device's label, when the host was started from a license.
+    pub setup_code: Option<String>,
 }
 
 impl DeviceHost {
@@ -31,10 +33,13 @@ impl DeviceHost {
             uuid: license.uuid.clone(),
             authkey: Secret::new(&license.authkey),
             product_key: PRODUCT_KEY.into(),
+            pairing_verifier: Some(license.pairing_verifier.clone()),
         };
         let ap = SimAp::instant(SSID, WIFI_PASSWORD);
         let config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
-        Self::start_in(dir, &config)
+        let mut host = Self::start_in(dir, &config);
+        host.setup_code = Some(license.setup_code.clone());
+        host
     }
 
     /// Starts a host that runs with `config`.
@@ -50,6 +55,7 @@ impl DeviceHost {
             child: None,
             socket: config.ctl.socket.clone(),
             channel: String::new(),
+            setup_code: None,
         };
         host.spawn();
         host

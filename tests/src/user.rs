@@ -72,16 +72,22 @@ impl User {
             .expect("tether starts")
     }
 
-    /// `tether provision` of the device whose channel is `channel` with `password`
-    /// (passed in a file, as a user should), plus any extra arguments.
-    pub fn provision(&self, channel: &str, password: &str, extra: &[&str]) -> Output {
+    /// `tether provision` of `host` with its setup code and `password` (passed in a
+    /// file, as a user should), plus any extra arguments.
+    pub fn provision(&self, host: &crate::DeviceHost, password: &str, extra: &[&str]) -> Output {
         let file = self.home.path().join("wifi-password");
         std::fs::write(&file, format!("{password}\n")).expect("password file written");
         let file = file.to_str().expect("a UTF-8 path").to_owned();
+        let code = host
+            .setup_code
+            .as_deref()
+            .expect("a host with a setup code");
         let mut args = vec![
             "provision",
             "--device",
-            channel,
+            &host.channel,
+            "--setup-code",
+            code,
             "--ssid",
             crate::SSID,
             "--password-file",

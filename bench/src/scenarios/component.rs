@@ -156,6 +156,8 @@ fn add(report: &mut Report, what: &str, s: &Samples) {
 
 fn identity() -> DeviceIdentity {
     DeviceIdentity {
+        pairing_verifier: None,
+        plaintext_channel: false,
         uuid: "benchuuid00000000000".into(),
         product_key: crate::cloud::PRODUCT_KEY.into(),
         authkey: tether_proto::Secret::new("0123456789abcdef0123456789abcdef"),
@@ -173,10 +175,14 @@ async fn device_updates(
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).context("no randomness")?;
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let (code, verifier) = tether_proto::setup_code::issue().context("setup code")?;
     let license = tether_service::licenses::License {
         uuid: identity().uuid,
         authkey: identity().authkey,
         product_key: crate::cloud::PRODUCT_KEY.into(),
+        setup_code: tether_proto::Secret::new(code.to_string()),
+        qr: tether_proto::Secret::new(String::new()),
+        pairing_verifier: verifier.encode(),
     };
     let mut config = rig::device_config(&dir.join("device"), "http://127.0.0.1:9", &license);
     config.update = UpdateConfig {

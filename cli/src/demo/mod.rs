@@ -8,12 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tether::channel::Security;
 use tether_host::config::{HostConfig, IdentityConfig, SimAp, UpdateConfig};
 use tether_host::daemon::Device;
 use tether_host::{RuntimeConfig, UpdateReport};
 use tether_proto::PairingToken;
 use tether_proto::activation::PhaseTimings;
 use tether_proto::api::DeviceView;
+use tether_proto::setup_code::SetupCode;
 use tether_proto::token_status::CreateTokenRequest;
 use tether_service::ServeConfig;
 use tether_service::local::{self, Account, LocalCloud};
@@ -124,7 +126,13 @@ pub async fn run(options: Options) -> Result<(), Failure> {
         "device host up: pairing component {version}, simulated router {SSID:?}, data channel {channel}"
     ));
 
-    let mut outcome = pair_and_command(&steps, &api_url, &password, &channel).await;
+    let setup_code = SetupCode::parse(license.setup_code.expose())
+        .map_err(|e| Failure::Other(format!("the cloud made a malformed setup code: {e}")))?;
+    steps.detail(format_args!(
+        "the device's label: setup code {setup_code}, QR payload {}",
+        license.qr.expose()
+    ));
+    let mut outcome = pair_and_command(&steps, &api_url, &password, &channel, &setup_code).await;
     if options.update
         && let Ok(summary) = &mut outcome
     {
@@ -135,6 +143,7 @@ pub async fn run(options: Options) -> Result<(), Failure> {
             key: &module_key,
             device: &device,
             channel: &channel,
+            setup_code: &setup_code,
             dev_id: &summary.dev_id,
             user: &summary.api,
         };
@@ -212,6 +221,7 @@ fn device_config(
         uuid: license.uuid.clone(),
         authkey: license.authkey.clone(),
         product_key: PRODUCT_KEY.into(),
+        pairing_verifier: Some(license.pairing_verifier.clone()),
     };
     HostConfig {
         update: UpdateConfig {
@@ -242,6 +252,7 @@ async fn pair_and_command(
     api_url: &str,
     password: &str,
     channel: &str,
+    setup_code: &SetupCode,
 ) -> Result<Summary, Failure> {
     let api = Api::new(api_url)?;
     let access = api.login(USER, password).await?;
@@ -260,13 +271,13 @@ async fn pair_and_command(
     ));
 
     steps.say(format_args!(
-        "provisioning: SSID {SSID:?}, password and token sent over the data channel"
+        "provisioning: setup code proved over the data channel (SPAKE2+), then SSID {SSID:?}, password and token sent encrypted"
     ));
     let done = provision::provision(
         &api,
         channel,
-        SSID,
-        WIFI_PASSWORD,
+        &Security::SetupCode(setup_code.clone()),
+        (SSID, WIFI_PASSWORD),
         token.expose(),
         Duration::from_secs(60),
         |phase| steps.detail(format_args!("· {phase}")),

@@ -15,11 +15,12 @@ use tether_proto::api::{DeviceTargets, DeviceView, RolloutRequest};
 use tether_proto::bundle::Bundle;
 use tether_proto::channel::{ChannelReply, ChannelRequest};
 use tether_proto::module::{UpdateReport, UpdateResult};
+use tether_proto::setup_code::SetupCode;
 
 use super::Steps;
 use crate::client::Api;
 use crate::failure::Failure;
-use crate::provision::Channel;
+use tether::channel::{DeviceChannel, Security};
 
 /// The version of the demonstration update.
 const NEXT_VERSION: &str = "0.2.0";
@@ -31,16 +32,20 @@ pub(super) struct Target<'a> {
     pub key: &'a SigningKey,
     pub device: &'a Device,
     pub channel: &'a str,
+    pub setup_code: &'a SetupCode,
     pub dev_id: &'a str,
     pub user: &'a Api,
 }
 
 /// Runs the update and returns its measures.
 pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<UpdateReport, Failure> {
-    let before = info(t.channel).await?;
+    let before = info(t).await?;
     steps.say(format_args!(
         "before the update, the channel's info reply: {before}"
     ));
+    steps.detail(
+        "(the device is paired: its channel answers only after its pairing window is opened locally, as its button would)",
+    );
 
     let bundle = Bundle::sign(NEXT_COMPONENT, NEXT_VERSION, 1, WORLD, HOST_VERSION, t.key)
         .map_err(|e| Failure::Other(format!("cannot sign the update: {e}")))?;
@@ -79,7 +84,7 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<UpdateR
         status.dev_id.as_deref().unwrap_or("?"),
         started.elapsed().as_millis()
     ));
-    let after = info(t.channel).await?;
+    let after = info(t).await?;
     steps.say(format_args!(
         "after the update, the channel's info reply:  {after}"
     ));
@@ -94,16 +99,30 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<UpdateR
     Ok(swap)
 }
 
-/// The channel's `info` reply, as the line the device sent.
-async fn info(channel: &str) -> Result<String, Failure> {
-    let reply = Channel::open(channel)
-        .await?
-        .ask_raw(&ChannelRequest::Info {})
-        .await?;
-    match serde_json::from_str::<ChannelReply>(&reply) {
-        Ok(ChannelReply::Info(_)) => Ok(reply),
-        _ => Err(Failure::Other(format!(
-            "unexpected answer to info: {reply}"
+/// The channel's `info` reply, over a session with the setup code in a pairing window
+/// opened for the purpose and closed right after.
+async fn info(t: &Target<'_>) -> Result<String, Failure> {
+    if !t.device.pairing_window(Some(30)).await {
+        return Err(Failure::Other(
+            "the device did not open its pairing window".into(),
+        ));
+    }
+    let security = Security::SetupCode(t.setup_code.clone());
+    let asked = async {
+        DeviceChannel::open(t.channel, &security)
+            .await?
+            .ask(&ChannelRequest::Info {})
+            .await
+    }
+    .await;
+    t.device.pairing_window(None).await;
+    match asked? {
+        ChannelReply::Info(info) => Ok(format!(
+            "uuid {}, component {}, protocol {}",
+            info.uuid, info.module_version, info.protocol
+        )),
+        other => Err(Failure::Other(format!(
+            "unexpected answer to info: {other:?}"
         ))),
     }
 }

@@ -24,6 +24,8 @@ struct World {
     home: tempfile::TempDir,
     server: String,
     device: Device,
+    /// The setup code on the device's label.
+    setup_code: String,
 }
 
 impl World {
@@ -44,10 +46,12 @@ impl World {
             .expect("service starts");
         let server = cloud.api_url();
         let device_dir = tempfile::tempdir().expect("temp dir");
+        let setup_code = license.setup_code.expose().to_owned();
         let identity = IdentityConfig {
             uuid: license.uuid,
             authkey: license.authkey,
             product_key: PRODUCT.into(),
+            pairing_verifier: Some(license.pairing_verifier),
         };
         let ap = SimAp::instant("home", "correct horse");
         let config = HostConfig::simulated(device_dir.path(), &server, identity, ap);
@@ -61,6 +65,7 @@ impl World {
             home: tempfile::tempdir().expect("temp dir"),
             server,
             device,
+            setup_code,
         }
     }
 
@@ -91,7 +96,15 @@ impl World {
     /// `tether provision` at this world's device and router, with `args` after.
     fn provision(&self, args: &[&str]) -> (i32, String, String) {
         let channel = self.channel();
-        let mut all = vec!["provision", "--device", &channel, "--ssid", "home"];
+        let mut all = vec![
+            "provision",
+            "--device",
+            &channel,
+            "--setup-code",
+            &self.setup_code,
+            "--ssid",
+            "home",
+        ];
         all.extend_from_slice(args);
         self.tether(&all)
     }

@@ -13,7 +13,7 @@ mod online;
 mod types;
 
 use serde::{Deserialize, Serialize};
-use tether_proto::ErrorCode;
+use tether_proto::{ErrorCode, Secret};
 
 pub use types::*;
 
@@ -26,6 +26,8 @@ const SNAPSHOT_VERSION: u32 = 2;
 pub const WIFI_ATTEMPTS: u32 = 3;
 /// Pause between attempts at joining a new network.
 pub const WIFI_RETRY_MS: u32 = 1_000;
+/// How long a paired device's move to another network may take before it goes back.
+pub const NETWORK_CHANGE_MS: u32 = 60_000;
 
 /// The clock, read by the bindings for every input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub struct Machine {
     identity: Identity,
     /// Credentials of the pairing under way.
     pending: Option<Credentials>,
+    /// The network a paired device is moving to (no new pairing).
+    #[serde(default)]
+    moving: Option<Network>,
     /// The network the station is joining or on.
     joining: Option<Network>,
     /// The network that last went online.
@@ -77,6 +82,7 @@ impl Machine {
             phase_started_ms: 0,
             identity,
             pending: None,
+            moving: None,
             joining: None,
             network: None,
             activation: None,
@@ -175,6 +181,7 @@ impl Machine {
             passwd: creds.passwd.clone(),
         };
         self.pending = Some(creds);
+        self.moving = None;
         self.last_error = None;
         self.timings = PhaseTimings::default();
         self.wifi_attempts = 0;
@@ -183,6 +190,46 @@ impl Machine {
         self.enter(NetState::Connecting, clock);
         actions.extend(self.join(network));
         Ok(actions)
+    }
+
+    /// A paired device moves to another router without pairing again: it joins the new
+    /// network and goes online there with its binding; only then does the new network
+    /// replace the old one. Any failure on the way, or [`NETWORK_CHANGE_MS`] without
+    /// success, takes it back to the old network, with the reason in `last_error`.
+    pub fn change_network(
+        &mut self,
+        clock: Clock,
+        ssid: &str,
+        passwd: &str,
+    ) -> Result<Vec<Action>, ErrorCode> {
+        crate::validate::validate_network(ssid, passwd)?;
+        if self.activation.is_none() || self.network.is_none() {
+            return Err(ErrorCode::InvalidParm);
+        }
+        if self.pending.is_some() {
+            return Err(ErrorCode::Busy);
+        }
+        let network = Network {
+            ssid: ssid.to_owned(),
+            passwd: Secret::new(passwd),
+        };
+        let mut actions = vec![log(
+            Level::Info,
+            format!("moving to network {ssid:?}; the previous one stays until then"),
+        )];
+        actions.extend(self.stop_work());
+        self.moving = Some(network.clone());
+        self.last_error = None;
+        self.wifi_attempts = 0;
+        self.enter(NetState::Connecting, clock);
+        actions.extend(self.join(network));
+        actions.push(Action::SetTimer(Timer::NetworkChange, NETWORK_CHANGE_MS));
+        Ok(actions)
+    }
+
+    /// Whether the device is paired (activated).
+    pub fn is_bound(&self) -> bool {
+        self.activation.is_some()
     }
 
     /// Reacts to one event.
@@ -212,6 +259,10 @@ impl Machine {
             Event::MqttMessage { topic, payload } => self.on_mqtt_message(clock, &topic, &payload),
             Event::TimerFired(Timer::MqttRetry) => self.connect_mqtt(),
             Event::TimerFired(Timer::RefreshCredentials) => self.refresh_credentials(),
+            Event::TimerFired(Timer::NetworkChange) if self.moving.is_some() => {
+                self.fail_pairing(clock, ErrorCode::Timeout)
+            }
+            Event::TimerFired(Timer::NetworkChange) => Vec::new(),
         }
     }
 
@@ -262,6 +313,7 @@ impl Machine {
                 .or(self.network.as_ref())
                 .map(|n| n.ssid.clone()),
             version: crate::VERSION.to_owned(),
+            channel: None,
         }
     }
 
@@ -318,7 +370,8 @@ impl Machine {
         if self.state != NetState::Connecting && self.state != NetState::Offline {
             return Vec::new();
         }
-        let pairing_network = self.pending.as_ref().map(|p| p.ssid.clone());
+        let pairing_network = (self.pending.as_ref().map(|p| p.ssid.clone()))
+            .or_else(|| self.moving.as_ref().map(|n| n.ssid.clone()));
         let joining_pending = pairing_network.is_some()
             && pairing_network == self.joining.as_ref().map(|n| n.ssid.clone());
         if !joining_pending {
@@ -353,7 +406,7 @@ impl Machine {
     fn on_wifi_lost(&mut self, clock: Clock, code: ErrorCode) -> Vec<Action> {
         match self.state {
             NetState::AwaitingCredentials | NetState::Connecting => Vec::new(),
-            _ if self.pending.is_some() => {
+            _ if self.pending.is_some() || self.moving.is_some() => {
                 // Lost the new network mid-pairing: join it again.
                 let mut actions = self.stop_work();
                 self.enter(NetState::Connecting, clock);
@@ -383,6 +436,7 @@ impl Machine {
         let mut actions = self.stop_work();
         self.last_error = Some(code);
         self.pending = None;
+        self.moving = None;
         self.inflight = None;
         actions.push(Action::KvDelete(keys::PENDING));
         actions.push(log(Level::Warn, format!("pairing failed: {code}")));
@@ -411,6 +465,7 @@ impl Machine {
             Timer::CloudRetry,
             Timer::MqttRetry,
             Timer::RefreshCredentials,
+            Timer::NetworkChange,
         ]
         .into_iter()
         .map(Action::CancelTimer)

@@ -24,7 +24,11 @@ impl Machine {
             return Vec::new();
         };
         let mut actions = Vec::new();
-        if self.pending.take().is_some() {
+        let moved = self.moving.take().is_some();
+        if moved {
+            actions.push(Action::CancelTimer(Timer::NetworkChange));
+        }
+        if self.pending.take().is_some() || moved {
             self.timings.mqtt_ms = Some(self.elapsed_ms(clock));
             // Online with the new credentials: only now do they replace the old ones.
             if let Some(network) = self.joining.clone() {
@@ -56,6 +60,10 @@ impl Machine {
             NetState::MqttConnecting | NetState::Online | NetState::Offline
         ) {
             return Vec::new();
+        }
+        if self.moving.is_some() {
+            // The new network does not reach the broker: back to the old one.
+            return self.fail_pairing(clock, code);
         }
         self.enter(NetState::Offline, clock);
         let mut actions = vec![Action::CancelTimer(Timer::RefreshCredentials)];

@@ -703,3 +703,5 @@ fn restore_refuses_garbage_other_versions_and_broken_invariants() {
             .contains("without an activation")
     );
 }
+
+mod network_change;

@@ -69,6 +69,8 @@ pub enum Timer {
     MqttRetry = 3,
     /// Refresh MQTT credentials before they expire.
     RefreshCredentials = 4,
+    /// A network change that is not online by now goes back to the previous network.
+    NetworkChange = 5,
 }
 
 impl Timer {
@@ -79,6 +81,7 @@ impl Timer {
             Self::CloudRetry,
             Self::MqttRetry,
             Self::RefreshCredentials,
+            Self::NetworkChange,
         ]
         .into_iter()
         .find(|t| *t as u32 == id)

@@ -24,6 +24,10 @@ pub struct DeviceIdentity {
     pub authkey: Secret,
     /// The factory-set IoT DNS base URL.
     pub iot_dns_url: String,
+    /// The verifier of the setup code on the label (`spake2p1:…`).
+    pub pairing_verifier: Option<String>,
+    /// The development switch: the data channel also serves plaintext protocol 1.
+    pub plaintext_channel: bool,
 }
 
 /// What activation bound the device to.
@@ -201,6 +205,8 @@ mod tests {
 
     fn identity() -> DeviceIdentity {
         DeviceIdentity {
+            pairing_verifier: None,
+            plaintext_channel: false,
             uuid: "tether0123456789abcd".into(),
             product_key: "p0123456789abcde".into(),
             authkey: Secret::new("0123456789abcdef0123456789abcdef"),

@@ -254,6 +254,14 @@ impl device::Host for HostState {
         self.device.dev_id().map(str::to_owned)
     }
 
+    fn pairing_setup(&mut self) -> device::ChannelSecurity {
+        let id = self.device.identity();
+        device::ChannelSecurity {
+            verifier: id.and_then(|i| i.pairing_verifier.clone()),
+            plaintext: id.is_some_and(|i| i.plaintext_channel),
+        }
+    }
+
     fn set_endpoints(&mut self, endpoints: device::CloudEndpoints) -> WitResult<()> {
         let endpoints = crate::capabilities::CloudEndpoints {
             http_url: endpoints.http_url,

@@ -1,5 +1,7 @@
 //! The data channel's TCP server: accepts connections and moves bytes between them and
-//! the component, which owns the protocol. Bounded in connections and read size.
+//! the component, which owns the protocol. Bounded in connections, read size and bytes in
+//! flight: a connection stops being read while more than [`MAX_UNREAD`] of its bytes wait
+//! for the component, so a fast sender cannot fill the host's queues.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +20,17 @@ use crate::runtime::wit::{ChannelData, ChannelOpen, Event};
 const MAX_CONNECTIONS: usize = 8;
 /// Largest read handed to the component at once.
 const READ_CHUNK: usize = 4096;
+/// Bytes of one connection read but not yet handed to the component, at most.
+const MAX_UNREAD: usize = 64 * 1024;
+
+/// One connection's bytes in flight to the component.
+#[derive(Default)]
+struct Unread {
+    bytes: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+type Budgets = Arc<Mutex<HashMap<u32, Arc<Unread>>>>;
 
 enum Out {
     Data(Vec<u8>),
@@ -30,6 +43,7 @@ type Writers = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Out>>>>;
 pub struct ChannelServer {
     addr: SocketAddr,
     writers: Writers,
+    budgets: Budgets,
     accepting: tokio::task::JoinHandle<()>,
 }
 
@@ -64,7 +78,9 @@ impl ChannelServer {
             .with_context(|| format!("failed to listen for the data channel on {listen}"))?;
         let addr = listener.local_addr()?;
         let writers: Writers = Arc::default();
+        let budgets: Budgets = Arc::default();
         let accepted = writers.clone();
+        let budgeted = budgets.clone();
         let accepting = tokio::spawn(async move {
             let next = AtomicU32::new(1);
             loop {
@@ -81,17 +97,28 @@ impl ChannelServer {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(conn, tx);
+                let unread = Arc::new(Unread::default());
+                budgeted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(conn, unread.clone());
                 let _ = events.send(Event::ChannelOpened(ChannelOpen {
                     conn,
                     peer: peer.to_string(),
                 }));
-                tokio::spawn(serve(stream, conn, rx, events.clone(), accepted.clone()));
+                let ends = Ends {
+                    conn,
+                    writers: accepted.clone(),
+                    budgets: budgeted.clone(),
+                };
+                tokio::spawn(serve(stream, rx, events.clone(), unread, ends));
             }
         });
         tracing::info!(%addr, "data channel listening");
         Ok(Self {
             addr,
             writers,
+            budgets,
             accepting,
         })
     }
@@ -111,6 +138,20 @@ impl ChannelServer {
         }
     }
 
+    /// The component has taken `n` bytes of `conn`: its reader may go on.
+    pub fn consumed(&self, conn: u32, n: usize) {
+        let unread = self
+            .budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&conn)
+            .cloned();
+        if let Some(unread) = unread {
+            unread.bytes.fetch_sub(n, Ordering::AcqRel);
+            unread.drained.notify_one();
+        }
+    }
+
     pub fn close(&self, conn: u32) {
         if let Some(tx) = self
             .writers
@@ -123,23 +164,34 @@ impl ChannelServer {
     }
 }
 
+/// What a connection's task removes when it ends.
+struct Ends {
+    conn: u32,
+    writers: Writers,
+    budgets: Budgets,
+}
+
 async fn serve(
     stream: tokio::net::TcpStream,
-    conn: u32,
     mut out: mpsc::UnboundedReceiver<Out>,
     events: Events,
-    writers: Writers,
+    unread: Arc<Unread>,
+    ends: Ends,
 ) {
+    let conn = ends.conn;
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        let room = unread.bytes.load(Ordering::Acquire) < MAX_UNREAD;
         tokio::select! {
-            read = reader.read(&mut buf) => match read {
+            read = reader.read(&mut buf), if room => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    unread.bytes.fetch_add(n, Ordering::AcqRel);
                     let _ = events.send(Event::ChannelData(ChannelData { conn, data: buf[..n].to_vec() }));
                 }
             },
+            () = unread.drained.notified(), if !room => {}
             next = out.recv() => match next {
                 Some(Out::Data(bytes)) => {
                     if writer.write_all(&bytes).await.is_err() {
@@ -153,7 +205,11 @@ async fn serve(
             },
         }
     }
-    writers
+    ends.writers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&conn);
+    ends.budgets
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&conn);

@@ -58,6 +58,11 @@ impl Providers {
         })
     }
 
+    /// The component has taken `n` bytes of channel connection `conn`.
+    pub fn channel_consumed(&self, conn: u32, n: usize) {
+        self.channel.consumed(conn, n);
+    }
+
     /// The data channel's bound address.
     pub fn channel_addr(&self) -> SocketAddr {
         self.channel.addr()

@@ -41,6 +41,17 @@ impl From<export::PairingStatus> for tether_proto::status::DeviceStatus {
             dev_id: s.dev_id,
             ssid: s.ssid,
             version: s.version,
+            channel: None,
+        }
+    }
+}
+
+impl From<export::ChannelState> for tether_proto::status::ChannelView {
+    fn from(c: export::ChannelState) -> Self {
+        Self {
+            window_secs: c.window_secs,
+            locked: c.locked,
+            failures: c.failures,
         }
     }
 }

@@ -7,7 +7,7 @@ use tether_proto::ErrorCode;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 
 use super::bindings::Pairing;
-use super::bindings::export::{Event, PairingStatus};
+use super::bindings::export::{ChannelState, Event, PairingStatus};
 use super::limits::MemoryCapExceeded;
 use super::{RuntimeConfig, RuntimeError, epoch};
 use crate::capabilities::{Command, HostState};
@@ -65,6 +65,11 @@ impl Instance {
         self.call(|p, s| p.pairing().call_status(s))
     }
 
+    /// The data channel's guard and pairing window.
+    pub fn channel_status(&mut self) -> Result<ChannelState, RuntimeError> {
+        self.call(|p, s| p.pairing().call_channel_status(s))
+    }
+
     /// `snapshot`.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, RuntimeError> {
         self.call(|p, s| p.pairing().call_snapshot(s))
@@ -78,6 +83,14 @@ impl Instance {
     /// `reset`: local factory reset.
     pub fn reset(&mut self) -> Result<(), RuntimeError> {
         self.call(|p, s| p.pairing().call_reset(s))
+    }
+
+    /// Opens the pairing window for `secs` seconds, or closes it.
+    pub fn pairing_window(&mut self, secs: Option<u32>) -> Result<(), RuntimeError> {
+        match secs {
+            Some(secs) => self.call(|p, s| p.pairing().call_open_window(s, secs)),
+            None => self.call(|p, s| p.pairing().call_close_window(s)),
+        }
     }
 
     /// Commands the component issued since the last call, oldest first.

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_cli::channel::{DeviceChannel, Security};
+use tether_cli::failure::Failure;
 use tether_host::RuntimeConfig;
 use tether_host::config::HostConfig;
 use tether_host::config::{IdentityConfig, SimAp, SimBehaviour};
@@ -13,9 +15,12 @@ use tether_host::ctl::CtlClient;
 use tether_host::daemon::Device;
 use tether_proto::ErrorCode;
 use tether_proto::Secret;
+use tether_proto::channel::ChannelRequest;
 use tether_proto::ctl::CtlRequest;
+use tether_proto::setup_code::SetupCode;
 use tether_proto::status::DeviceStatus;
 use tether_service::ServeConfig;
+use tether_service::licenses::License;
 
 use crate::support::wait;
 use tether_service::local::{self, Account, LocalCloud};
@@ -33,7 +38,7 @@ pub(crate) struct Cloud {
     pub(crate) base: String,
     service: LocalCloud,
     access: String,
-    pub(crate) licenses: Vec<(String, String)>,
+    pub(crate) licenses: Vec<License>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -70,10 +75,7 @@ impl Cloud {
         Self {
             _dir: dir,
             access,
-            licenses: licenses
-                .into_iter()
-                .map(|l| (l.uuid, l.authkey.expose().to_owned()))
-                .collect(),
+            licenses,
             base,
             service,
             http,
@@ -171,11 +173,12 @@ async fn login(http: &reqwest::Client, base: &str, name: &str, password: &str) -
 /// A test device: the simulated radio with a working router (`home`), one whose DHCP
 /// never answers and a slow one; its data channel on a free port.
 pub(crate) fn host_config(cloud: &Cloud, license: usize, dir: &Path) -> HostConfig {
-    let (uuid, authkey) = &cloud.licenses[license];
+    let license = &cloud.licenses[license];
     let identity = IdentityConfig {
-        uuid: uuid.clone(),
-        authkey: Secret::new(authkey),
+        uuid: license.uuid.clone(),
+        authkey: license.authkey.clone(),
         product_key: PRODUCT.into(),
+        pairing_verifier: Some(license.pairing_verifier.clone()),
     };
     let mut config = HostConfig::simulated(
         dir,
@@ -224,21 +227,37 @@ pub(crate) async fn until(
     .await
 }
 
-/// Sends one line on the data channel and reads the answer.
-pub(crate) async fn channel(device: &Device, request: Value) -> Value {
-    let mut stream = TcpStream::connect(device.channel_addr())
-        .await
-        .expect("channel accepts");
-    stream
-        .write_all(format!("{request}\n").as_bytes())
-        .await
-        .expect("sent");
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .await
-        .expect("answer");
-    serde_json::from_str(&line).expect("json answer")
+impl Cloud {
+    /// The setup code on the label of license `i`.
+    pub(crate) fn setup_code(&self, i: usize) -> SetupCode {
+        SetupCode::parse(self.licenses[i].setup_code.expose()).expect("a valid setup code")
+    }
+}
+
+/// Proves license `license`'s setup code on the device's data channel, sends `request`
+/// sealed and returns the answer as JSON (a refusal as `{"type": "refused", "code"}`).
+pub(crate) async fn channel(
+    cloud: &Cloud,
+    license: usize,
+    device: &Device,
+    request: Value,
+) -> Value {
+    let request: ChannelRequest = serde_json::from_value(request).expect("a channel request");
+    let addr = device.channel_addr().to_string();
+    let security = Security::SetupCode(cloud.setup_code(license));
+    let asked = async {
+        DeviceChannel::open(&addr, &security)
+            .await?
+            .ask(&request)
+            .await
+    };
+    match asked.await {
+        Ok(reply) => serde_json::to_value(reply).expect("json"),
+        Err(Failure::Channel { code, message }) => {
+            json!({"type": "refused", "code": code.name(), "message": message})
+        }
+        Err(e) => panic!("the channel failed: {e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +267,8 @@ async fn credentials_over_the_channel_bring_the_device_online_and_a_command_roun
     let token = cloud.token().await;
 
     let ack = channel(
+        &cloud,
+        0,
         &device,
         json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
     )
@@ -291,10 +312,15 @@ async fn credentials_over_the_channel_bring_the_device_online_and_a_command_roun
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
-    // The channel's status answer agrees.
-    let answer = channel(&device, json!({"type": "status"})).await;
+    // Paired and outside its pairing window, the device answers no handshake; inside
+    // it, the channel's status answer agrees.
+    let answer = channel(&cloud, 0, &device, json!({"type": "status"})).await;
+    assert_eq!(answer["code"], "window_closed", "{answer}");
+    assert!(device.pairing_window(Some(60)).await);
+    let answer = channel(&cloud, 0, &device, json!({"type": "status"})).await;
     assert_eq!(answer["state"], "online");
     assert_eq!(answer["dev_id"], dev_id.as_str());
+    assert_eq!(answer["channel"]["window_secs"], 60, "{answer}");
     device.stop();
 }
 
@@ -379,7 +405,7 @@ async fn wifi_failures_are_typed_and_readable_in_status_and_over_the_channel() {
         })
         .await;
         assert_eq!(status.state.name(), "awaiting-credentials");
-        let answer = channel(&device, json!({"type": "status"})).await;
+        let answer = channel(&cloud, 0, &device, json!({"type": "status"})).await;
         assert_eq!(answer["last_error"], code);
     }
     // The right password then succeeds without restarting the device.
@@ -416,26 +442,56 @@ async fn bad_channel_input_gets_an_error_and_a_close_and_the_device_keeps_workin
     let cloud = Cloud::start(1).await;
     let (_dir, device) = start_device(&cloud, 0).await;
     let long = vec![b'x'; 70 * 1024];
-    for bad in [
-        &b"garbage\n"[..],
-        b"\xff\xfe\xfd\n",
-        &long,
-        b"{\"type\":\"format-disk\"}\n",
+    let config =
+        br#"{"type":"config","ssid":"home","passwd":"correct horse","token":"EUab12CD34wxYZ"}
+"#;
+    for (bad, code) in [
+        (&b"garbage\n"[..], "bad_request"),
+        (b"\xff\xfe\xfd\n", "bad_request"),
+        (&long, "bad_request"),
+        (b"{\"type\":\"format-disk\"}\n", "bad_request"),
+        (
+            b"{\"type\":\"pake3\",\"confirm_p\":\"AAAA\"}\n",
+            "bad_request",
+        ),
+        (b"{\"type\":\"sealed\",\"data\":\"AAAA\"}\n", "bad_request"),
+        // Plaintext protocol 1 is off by default.
+        (config, "unsupported"),
     ] {
         let lines = raw_channel(&device, bad, false).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert_eq!(lines[0]["type"], "error");
-        assert_eq!(lines[0]["code"], "invalid_parm");
+        assert_eq!(lines[0]["type"], "refused");
+        assert_eq!(lines[0]["code"], code, "{lines:?}");
     }
     // A half-sent frame followed by a close is dropped without an answer.
     let lines = raw_channel(&device, b"{\"type\":\"sta", true).await;
     assert!(lines.is_empty(), "{lines:?}");
+    // `info` in clear tells only the product, the protocols and the security modes.
+    let mut stream = TcpStream::connect(device.channel_addr())
+        .await
+        .expect("channel accepts");
+    stream
+        .write_all(b"{\"type\":\"info\"}\n")
+        .await
+        .expect("sent");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .await
+        .expect("answer");
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).expect("json"),
+        json!({"type": "info", "product_key": PRODUCT, "protocols": [2],
+            "security": [tether_proto::secure::SECURITY_MODE]})
+    );
     // The device still answers and still pairs.
-    let info = channel(&device, json!({"type": "info"})).await;
-    assert_eq!(info["protocol"], 1);
-    assert_eq!(info["uuid"], cloud.licenses[0].0.as_str());
+    let info = channel(&cloud, 0, &device, json!({"type": "info"})).await;
+    assert_eq!(info["protocol"], 2);
+    assert_eq!(info["uuid"], cloud.licenses[0].uuid.as_str());
     let token = cloud.token().await;
     let ack = channel(
+        &cloud,
+        0,
         &device,
         json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
     )

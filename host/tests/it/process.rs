@@ -162,7 +162,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
 
     let (token, online) = host.pair(&cloud).await;
     let dev_id = online["dev_id"].as_str().expect("dev-id").to_owned();
-    let uuid = cloud.licenses[0].0.clone();
+    let uuid = cloud.licenses[0].uuid.clone();
     assert_eq!(activations(&cloud, &uuid).await, 1);
 
     host.kill();
@@ -226,7 +226,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
     assert!(logs.contains("device running"), "the log was captured");
     for secret in [
         "correct horse",
-        cloud.licenses[0].1.as_str(),
+        cloud.licenses[0].authkey.expose(),
         // Whole tokens: a four-character secret alone may occur by chance in the log's ids.
         &token,
         &fresh,
@@ -277,7 +277,10 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
     let token = cloud.token().await;
     // Use up the device's activation rate limit, so the cloud answers 429 and the device
     // stays in the activating phase, retrying.
-    let (uuid, authkey) = cloud.licenses[0].clone();
+    let (uuid, authkey) = (
+        cloud.licenses[0].uuid.clone(),
+        cloud.licenses[0].authkey.expose().to_owned(),
+    );
     let http = reqwest::Client::new();
     for _ in 0..40 {
         let request = json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false});

@@ -24,6 +24,8 @@ pub fn runtime() -> Runtime {
 /// The identity test devices are given.
 pub fn identity() -> DeviceIdentity {
     DeviceIdentity {
+        pairing_verifier: None,
+        plaintext_channel: false,
         uuid: "tether0123456789abcd".into(),
         product_key: "p0123456789abcde".into(),
         authkey: tether_proto::Secret::new("0123456789abcdef0123456789abcdef"),

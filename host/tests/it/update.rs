@@ -59,6 +59,8 @@ pub(crate) fn trusting(
 pub(crate) async fn pair(cloud: &Cloud, device: &Device) -> String {
     let token = cloud.token().await;
     let ack = channel(
+        &cloud,
+        0,
         device,
         json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),
     )
