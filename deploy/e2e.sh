@@ -99,10 +99,15 @@ step "account and licenses"
 echo 'ann-passw0rd' | dc run --rm -T --no-deps cloud user add ann >/dev/null
 dc run --rm -T --no-deps cloud license issue --product-key pe2e00000000000a --count 3 >deploy/e2e/licenses.jsonl
 n=0
+declare -A setup
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 while read -r license; do
     n=$((n + 1))
-    uuid=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["uuid"])' "$license")
-    authkey=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["authkey"])' "$license")
+    uuid=$(field "$license" uuid)
+    authkey=$(field "$license" authkey)
+    verifier=$(field "$license" pairing_verifier)
+    # The label's setup code stays with the provisioner; the device gets its verifier.
+    setup[$n]=$(field "$license" setup_code)
     cat >"deploy/e2e/devices/device$n.toml" <<TOML
 data_dir = "/data"
 iot_dns_url = "http://cloud:8080"
@@ -110,6 +115,7 @@ iot_dns_url = "http://cloud:8080"
 uuid = "$uuid"
 authkey = "$authkey"
 product_key = "pe2e00000000000a"
+pairing_verifier = "$verifier"
 [wifi]
 backend = "sim"
 [[wifi.sim.ap]]
@@ -129,14 +135,14 @@ dc up -d device1 device2 device3
 
 step "provisioning (fault 4 first: a wrong password on device1)"
 set +e
-out=$(provisioner provision --device 10.41.1.2:6668 --ssid home --password 'wrong password' 2>&1)
+out=$(provisioner provision --device 10.41.1.2:6668 --setup-code "${setup[1]}" --ssid home --password 'wrong password' 2>&1)
 code=$?
 set -e
 [[ $code == 7 && $out == *passwd_error* ]] || fail "wrong password: exit $code, $out"
 echo "    wrong password: exit 7, passwd_error"
 declare -A dev
 for n in 1 2 3; do
-    dev[$n]=$(provisioner provision --device "10.41.$n.2:6668" --ssid home --password 'correct horse' --json |
+    dev[$n]=$(provisioner provision --device "10.41.$n.2:6668" --setup-code "${setup[$n]}" --ssid home --password 'correct horse' --json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["dev_id"])')
     echo "    device$n online as ${dev[$n]}"
 done

@@ -17,6 +17,8 @@ const PRODUCT: &str = "p0123456789abcde";
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
+mod secure;
+
 struct World {
     _cloud_dir: tempfile::TempDir,
     _cloud: LocalCloud,
@@ -54,7 +56,12 @@ impl World {
             pairing_verifier: Some(license.pairing_verifier),
         };
         let ap = SimAp::instant("home", "correct horse");
-        let config = HostConfig::simulated(device_dir.path(), &server, identity, ap);
+        let mut config = HostConfig::simulated(device_dir.path(), &server, identity, ap);
+        config
+            .wifi
+            .sim
+            .ap
+            .push(SimAp::instant("office", "office password"));
         let device = Device::start(config, RuntimeConfig::default())
             .await
             .expect("device starts");

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use super::Events;
 use crate::runtime::wit::{ChannelData, ChannelOpen, Event};
 
-/// Most connections kept open at once.
-const MAX_CONNECTIONS: usize = 8;
+/// Most connections kept open at once. Above the component's own cap (which closes the
+/// oldest idle connection to make room), so the component, not this, decides who stays.
+const MAX_CONNECTIONS: usize = 16;
 /// Largest read handed to the component at once.
 const READ_CHUNK: usize = 4096;
 /// Bytes of one connection read but not yet handed to the component, at most.
