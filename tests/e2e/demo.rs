@@ -75,8 +75,10 @@ fn the_update_demo_swaps_the_component_live_and_the_cloud_shows_it() {
             "rolled out: 1 device notified over MQTT (protocol 15)",
             "the device runs 0.2.0: swap pause ",
             "still online as d",
-            "\"module_version\":\"0.2.0\"",
-            "\"version\":\"0.2.0\"",
+            "before the update, the channel's info reply: uuid ",
+            "component 0.1.0, protocol 2",
+            "after the update, the channel's info reply:  uuid ",
+            "component 0.2.0, protocol 2",
             "running 0.2.0 (rollout applied)",
         ],
     );

@@ -29,7 +29,7 @@ use framing::Lines;
 use guard::{Guard, GuardRecord};
 
 /// Most connections served at once.
-pub const MAX_CONNECTIONS: usize = 4;
+pub const MAX_CONNECTIONS: usize = 8;
 /// A handshake must be confirmed this long after the connection opened.
 pub const HANDSHAKE_MS: u64 = 10_000;
 /// An established session with nothing sent for this long is closed.
@@ -97,9 +97,12 @@ struct Conn {
 }
 
 impl Conn {
-    /// Whether closing it to make room costs nobody a handshake under way.
+    /// Whether closing it to make room costs nobody a handshake under way: only
+    /// connections that have not asked for one. (A provisioner between `pake_params` and
+    /// `pake1` is hashing the setup code; every stage but the session ends at
+    /// [`HANDSHAKE_MS`] anyway.)
     fn evictable(&self) -> bool {
-        matches!(self.stage, Stage::Fresh | Stage::Params)
+        matches!(self.stage, Stage::Fresh)
     }
 }
 
@@ -136,8 +139,9 @@ impl Channel {
         }
     }
 
-    /// A connection opened. At the cap, the oldest connection that has not begun a
-    /// handshake makes room; if every one has, the new one is refused as busy.
+    /// A connection opened. At the cap, the least recently active connection that has
+    /// not begun a handshake makes room; if every one has, the new one is refused as
+    /// busy (for at most [`HANDSHAKE_MS`], when unconfirmed handshakes end).
     pub fn opened(&mut self, conn: u32, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         if self.conns.len() >= MAX_CONNECTIONS {

@@ -36,7 +36,11 @@ pub const WORLD: &str = tether_proto::bundle::PAIRING_WORLD;
 pub struct RuntimeConfig {
     /// Linear memory cap per instance, in bytes.
     pub memory_cap: usize,
-    /// Budget of every call into a component, instantiation included.
+    /// Budget of every call into a component, instantiation included. It is wall-clock
+    /// time (Wasmtime's epochs), so it must leave room for a busy CPU: the longest
+    /// legitimate call, the data channel's SPAKE2+ step (a few elliptic-curve
+    /// multiplications), takes milliseconds alone but far longer when the call waits for
+    /// a core.
     pub call_deadline: Duration,
     /// How many instances may exist at once (a running one plus an update candidate,
     /// with room to spare).
@@ -47,7 +51,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             memory_cap: 16 << 20,
-            call_deadline: Duration::from_millis(100),
+            call_deadline: Duration::from_secs(1),
             instance_slots: 4,
         }
     }
