@@ -70,6 +70,8 @@ pub enum Scenario {
     Sessions,
     /// Instantiate, call, swap and update the pairing component.
     Component,
+    /// The data channel's handshake and sealed frames against plaintext, on the device.
+    Channel,
     /// `user-cfg` to MQTT online, repeated.
     Pairing,
     /// Many devices in one process paired at once.

@@ -48,6 +48,12 @@ impl Device {
     pub async fn start_with(config: HostConfig, source: RuntimeSource) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("failed to create {}", config.data_dir.display()))?;
+        if config.channel.plaintext {
+            tracing::warn!(
+                "channel.plaintext is on: the data channel also serves protocol 1, where the \
+                 Wi-Fi password and the token cross the air in clear (development only)"
+            );
+        }
         let wifi: Arc<dyn WifiBackend> = match config.wifi.backend {
             WifiBackendKind::Sim => Arc::new(SimWifi::new(config.wifi.sim.ap.clone())),
             WifiBackendKind::WpaSupplicant => Arc::new(

@@ -1,6 +1,7 @@
 //! The scenarios, one module each.
 
 mod activation;
+mod channel;
 mod component;
 mod fleet;
 mod footprint;
@@ -15,6 +16,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
     match scenario {
         Scenario::Activation => activation::run(options).await,
         Scenario::Component => component::run(options).await,
+        Scenario::Channel => channel::run(options).await,
         Scenario::Pairing => pairing::run(options).await,
         Scenario::Sessions => sessions::run(options).await,
         Scenario::Fleet => fleet::run(options).await,
