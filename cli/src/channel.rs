@@ -133,7 +133,10 @@ impl DeviceChannel {
     pub async fn ask(&mut self, request: &ChannelRequest) -> Result<ChannelReply, Failure> {
         if self.plaintext {
             self.send(&tether_proto::json_line(request)).await?;
-            return self.read().await;
+            return match self.read().await? {
+                ChannelReply::Refused(refusal) => Err(refused(refusal)),
+                reply => Ok(reply),
+            };
         }
         let session = self.session.as_mut().ok_or_else(|| {
             Failure::Other("no session: authenticate with the setup code first".into())

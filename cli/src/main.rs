@@ -71,22 +71,10 @@ enum Command {
     /// (encrypted with the setup code on its label), and follow it until it is online or
     /// has failed.
     Provision {
-        /// The device's data channel, HOST:PORT.
-        #[arg(long)]
-        device: String,
         #[command(flatten)]
-        security: SecurityArgs,
-        /// Router network name.
-        #[arg(long)]
-        ssid: String,
-        /// Router password (empty for an open network). Command lines are visible to other
-        /// local users: prefer --password-file.
-        #[arg(long, default_value = "")]
-        password: String,
-        /// Read the router password from the first line of this file ('-' for standard
-        /// input) instead of the command line.
-        #[arg(long, conflicts_with = "password")]
-        password_file: Option<PathBuf>,
+        target: DeviceArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
         /// A pairing token to use; by default a new single-use one is created.
         #[arg(long)]
         token: Option<String>,
@@ -96,30 +84,17 @@ enum Command {
     },
     /// List the Wi-Fi networks a device sees (over its encrypted data channel).
     Scan {
-        /// The device's data channel, HOST:PORT.
-        #[arg(long)]
-        device: String,
         #[command(flatten)]
-        security: SecurityArgs,
+        target: DeviceArgs,
     },
     /// Move a paired device to another router without pairing it again: open its
     /// pairing window first (`tether-host ctl pairing open`, or its button). It keeps the
     /// old network until it is online on the new one.
     Wifi {
-        /// The device's data channel, HOST:PORT.
-        #[arg(long)]
-        device: String,
         #[command(flatten)]
-        security: SecurityArgs,
-        /// The new router's network name.
-        #[arg(long)]
-        ssid: String,
-        /// Its password (prefer --password-file).
-        #[arg(long, default_value = "")]
-        password: String,
-        /// Read the password from the first line of this file ('-' for standard input).
-        #[arg(long, conflicts_with = "password")]
-        password_file: Option<PathBuf>,
+        target: DeviceArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 90)]
         timeout: u64,
@@ -264,24 +239,18 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             token_status(cli, token, *wait).await
         }
         Command::Token(TokenCommand::Revoke { token }) => token_revoke(cli, token).await,
-        Command::Scan { device, security } => scan(cli, device, &security.resolve()?).await,
+        Command::Scan { target } => scan(cli, &target.device, &target.security.resolve()?).await,
         Command::Wifi {
-            device,
-            security,
-            ssid,
-            password,
-            password_file,
+            target,
+            network,
             timeout,
         } => {
-            let password = match password_file {
-                Some(path) => read_secret_line(path)?,
-                None => password.clone(),
-            };
+            let password = network.password()?;
             let progress = progress::Progress::new(progress::Style::detect(cli.json));
             let now = provision::change_wifi(
-                device,
-                &security.resolve()?,
-                (ssid, &password),
+                &target.device,
+                &target.security.resolve()?,
+                (&network.ssid, &password),
                 Duration::from_secs(*timeout),
                 |phase| progress.phase(phase),
             )
@@ -291,22 +260,16 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Provision {
-            device,
-            security,
-            ssid,
-            password,
-            password_file,
+            target,
+            network,
             token,
             timeout,
         } => {
-            let password = match password_file {
-                Some(path) => read_secret_line(path)?,
-                None => password.clone(),
-            };
+            let password = network.password()?;
             let target = ProvisionTarget {
-                device,
-                security: security.resolve()?,
-                ssid,
+                device: &target.device,
+                security: target.security.resolve()?,
+                ssid: &network.ssid,
                 password: &password,
                 token: token.as_deref(),
                 timeout: Duration::from_secs(*timeout),
@@ -471,6 +434,41 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
         )
     });
     Ok(())
+}
+
+/// Which device, and how to prove the right to talk to it.
+#[derive(Debug, clap::Args)]
+struct DeviceArgs {
+    /// The device's data channel, HOST:PORT.
+    #[arg(long)]
+    device: String,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+/// The router a device should join.
+#[derive(Debug, clap::Args)]
+struct NetworkArgs {
+    /// Router network name.
+    #[arg(long)]
+    ssid: String,
+    /// Router password (empty for an open network). Command lines are visible to other
+    /// local users: prefer --password-file.
+    #[arg(long, default_value = "")]
+    password: String,
+    /// Read the router password from the first line of this file ('-' for standard
+    /// input) instead of the command line.
+    #[arg(long, conflicts_with = "password")]
+    password_file: Option<PathBuf>,
+}
+
+impl NetworkArgs {
+    fn password(&self) -> Result<String, Failure> {
+        match &self.password_file {
+            Some(path) => read_secret_line(path),
+            None => Ok(self.password.clone()),
+        }
+    }
 }
 
 /// How the CLI proves itself to a device.

@@ -32,6 +32,11 @@ struct World {
 
 impl World {
     async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// A world whose device config `edit` changed.
+    async fn with(edit: impl FnOnce(&mut HostConfig)) -> Self {
         let cloud_dir = tempfile::tempdir().expect("temp dir");
         let ann = Account {
             name: "ann",
@@ -62,6 +67,7 @@ impl World {
             .sim
             .ap
             .push(SimAp::instant("office", "office password"));
+        edit(&mut config);
         let device = Device::start(config, RuntimeConfig::default())
             .await
             .expect("device starts");
@@ -102,11 +108,15 @@ impl World {
 
     /// `tether provision` at this world's device and router, with `args` after.
     fn provision(&self, args: &[&str]) -> (i32, String, String) {
-        let channel = self.channel();
+        self.provision_at(&self.channel(), args)
+    }
+
+    /// Like [`World::provision`], through the channel at `device` (a relay, say).
+    fn provision_at(&self, device: &str, args: &[&str]) -> (i32, String, String) {
         let mut all = vec![
             "provision",
             "--device",
-            &channel,
+            device,
             "--setup-code",
             &self.setup_code,
             "--ssid",
@@ -122,6 +132,19 @@ impl World {
         assert_eq!(code, 0, "{args:?}: {out}{err}");
         serde_json::from_str(out.trim())
             .unwrap_or_else(|_| panic!("{args:?} printed no JSON: {out}"))
+    }
+
+    /// `tether scan` of this world's device with `code`, with `args` after.
+    fn scan(&self, code: &str, args: &[&str]) -> (i32, String, String) {
+        let channel = self.channel();
+        let mut all = vec!["scan", "--device", &channel, "--setup-code", code];
+        all.extend_from_slice(args);
+        self.tether(&all)
+    }
+
+    /// `tether scan --plaintext` of this world's device.
+    fn scan_plaintext(&self) -> (i32, String, String) {
+        self.tether(&["scan", "--device", &self.channel(), "--plaintext"])
     }
 
     fn channel(&self) -> String {

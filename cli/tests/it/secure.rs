@@ -161,6 +161,22 @@ impl Raw {
     }
 }
 
+/// `tether wifi` of the world's device to `ssid`.
+fn wifi(w: &World, ssid: &str, password: &str) -> (i32, String, String) {
+    let channel = w.channel();
+    w.tether(&[
+        "wifi",
+        "--device",
+        &channel,
+        "--setup-code",
+        &w.setup_code,
+        "--ssid",
+        ssid,
+        "--password",
+        password,
+    ])
+}
+
 fn code_of(w: &World) -> SetupCode {
     SetupCode::parse(&w.setup_code).expect("a setup code")
 }
@@ -183,20 +199,10 @@ async fn a_pairing_over_v2_puts_no_password_token_or_setup_code_on_the_wire() {
         .as_str()
         .expect("token")
         .to_owned();
-    let (code, out, err) = w.tether(&[
-        "provision",
-        "--device",
+    let (code, out, err) = w.provision_at(
         &tap.addr,
-        "--setup-code",
-        &w.setup_code,
-        "--ssid",
-        "home",
-        "--password",
-        "correct horse",
-        "--token",
-        &token,
-        "--json",
-    ]);
+        &["--password", "correct horse", "--token", &token, "--json"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let bytes = tap.captured();
     assert!(
@@ -239,7 +245,7 @@ async fn wrong_setup_codes_fail_reveal_nothing_and_the_fifth_locks_the_channel()
         assert!(err.contains("auth_failed"), "{err}");
         assert!(!err.contains("awaiting") && uuid.dev_id.is_none());
         // The next attempt must wait, twice as long each time.
-        let (code, _, err) = w.tether(&["scan", "--device", &w.channel(), "--setup-code", &wrong]);
+        let (code, _, err) = w.scan(&wrong, &[]);
         assert_eq!(code, 12, "{err}");
         assert!(
             err.contains(if attempt < 4 { "backoff" } else { "locked" }),
@@ -249,13 +255,7 @@ async fn wrong_setup_codes_fail_reveal_nothing_and_the_fifth_locks_the_channel()
             .await;
     }
     // Locked: the right code too, however long one waits.
-    let (code, _, err) = w.tether(&[
-        "scan",
-        "--device",
-        &w.channel(),
-        "--setup-code",
-        &w.setup_code,
-    ]);
+    let (code, _, err) = w.scan(&w.setup_code, &[]);
     assert_eq!(code, 12, "{err}");
     assert!(err.contains("locked"), "{err}");
     let status = w.device.status().await.expect("status");
@@ -265,14 +265,7 @@ async fn wrong_setup_codes_fail_reveal_nothing_and_the_fifth_locks_the_channel()
     );
     // Opening the window on the device (a local act) unlocks it.
     assert!(w.device.pairing_window(Some(60)).await);
-    let (code, out, err) = w.tether(&[
-        "scan",
-        "--device",
-        &w.channel(),
-        "--setup-code",
-        &w.setup_code,
-        "--json",
-    ]);
+    let (code, out, err) = w.scan(&w.setup_code, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let aps: Value = serde_json::from_str(out.trim()).expect("json");
     assert!(
@@ -283,8 +276,7 @@ async fn wrong_setup_codes_fail_reveal_nothing_and_the_fifth_locks_the_channel()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flipped_replayed_and_reordered_frames_end_the_session_and_a_recorded_session_achieves_nothing()
- {
+async fn tampered_frames_end_the_session_and_a_replayed_session_achieves_nothing() {
     let w = World::new().await;
     let code = code_of(&w);
     let addr = w.channel();
@@ -323,17 +315,7 @@ async fn flipped_replayed_and_reordered_frames_end_the_session_and_a_recorded_se
 
     // A whole recorded pairing, replayed after the device was reset, pairs nothing.
     let tap = Tap::start(w.device.channel_addr()).await;
-    let (code_ok, out, err) = w.tether(&[
-        "provision",
-        "--device",
-        &tap.addr,
-        "--setup-code",
-        &w.setup_code,
-        "--ssid",
-        "home",
-        "--password",
-        "correct horse",
-    ]);
+    let (code_ok, out, err) = w.provision_at(&tap.addr, &["--password", "correct horse"]);
     assert_eq!(code_ok, 0, "{out}{err}");
     assert!(w.device.reset().await);
     let recorded = tap.sent.lock().expect("lock")[0].clone();
@@ -389,18 +371,7 @@ async fn a_paired_device_says_nothing_outside_its_window_and_moves_networks_insi
 
     // Inside it, the owner moves the device to another router; it stays bound.
     assert!(w.device.pairing_window(Some(120)).await);
-    let (code, out, err) = w.tether(&[
-        "wifi",
-        "--device",
-        &w.channel(),
-        "--setup-code",
-        &w.setup_code,
-        "--ssid",
-        "office",
-        "--password",
-        "office password",
-        "--json",
-    ]);
+    let (code, out, err) = wifi(&w, "office", "office password");
     assert_eq!(code, 0, "{out}{err}");
     let status = w.device.status().await.expect("status");
     assert_eq!(status.dev_id.as_deref(), Some(dev_id.as_str()));
@@ -417,17 +388,7 @@ async fn a_paired_device_says_nothing_outside_its_window_and_moves_networks_insi
 
     // A wrong password for the next network: back on office, still bound.
     assert!(w.device.pairing_window(Some(120)).await);
-    let (code, _, err) = w.tether(&[
-        "wifi",
-        "--device",
-        &w.channel(),
-        "--setup-code",
-        &w.setup_code,
-        "--ssid",
-        "home",
-        "--password",
-        "not the password",
-    ]);
+    let (code, _, err) = wifi(&w, "home", "not the password");
     assert_eq!(code, 7, "{err}");
     assert!(
         err.contains("passwd_error") && err.contains("old one"),
@@ -455,4 +416,34 @@ async fn idle_connections_cannot_block_provisioning() {
     let done = w.provision_json(&["--password", "correct horse", "--json"]);
     assert!(done["dev_id"].as_str().is_some(), "{done}");
     drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_works_only_behind_the_development_switch_and_the_cli_warns() {
+    let w = World::new().await;
+    let (code, _, err) = w.scan_plaintext();
+    assert_eq!(code, 10, "the switch is off: {err}");
+    assert!(
+        err.contains("unsupported") && err.contains("warning"),
+        "{err}"
+    );
+
+    let w = World::with(|config| config.channel.plaintext = true).await;
+    let (code, out, err) = w.scan_plaintext();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("warning: protocol 1 in clear"), "{err}");
+    assert!(out.contains("office"), "{out}");
+    // The window rule holds in clear too: once paired, no config.
+    w.provision_json(&["--password", "correct horse", "--json"]);
+    let (code, _, err) = w.tether(&[
+        "provision",
+        "--device",
+        &w.channel(),
+        "--plaintext",
+        "--ssid",
+        "home",
+        "--password",
+        "correct horse",
+    ]);
+    assert_eq!(code, 13, "{err}");
 }

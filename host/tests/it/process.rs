@@ -122,7 +122,7 @@ fn c_program(dir: &Path) -> PathBuf {
     let main = dir.join("pair.c");
     std::fs::write(
         &main,
-        "#include <stdio.h>\n#include \"tether_pairing.h\"\nint main(int argc, char **argv) {\n  if (argc != 4) return 2;\n  OPERATE_RET r = tuya_iot_gw_wf_user_cfg(argv[1], argv[2], argv[3]);\n  printf(\"%d\\n\", r);\n  return 0;\n}\n",
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include \"tether_pairing.h\"\nint main(int argc, char **argv) {\n  OPERATE_RET r;\n  if (argc == 3 && strcmp(argv[1], \"window\") == 0) r = tether_pairing_window_open((unsigned)atoi(argv[2]));\n  else if (argc == 4) r = tuya_iot_gw_wf_user_cfg(argv[1], argv[2], argv[3]);\n  else return 2;\n  printf(\"%d\\n\", r);\n  return 0;\n}\n",
     )
     .expect("written");
     let exe = dir.join("pair");
@@ -141,7 +141,7 @@ fn c_program(dir: &Path) -> PathBuf {
     exe
 }
 
-fn run_c(exe: &Path, socket: &Path, args: [&str; 3]) -> i32 {
+fn run_c(exe: &Path, socket: &Path, args: &[&str]) -> i32 {
     let out = Command::new(exe)
         .args(args)
         .env("TETHER_CTL_SOCKET", socket)
@@ -180,16 +180,20 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
     // The C API, compiled with cc, against the running host.
     let exe = c_program(dir.path());
     assert_eq!(
-        run_c(&exe, &host.socket, ["home", "correct horse", "not-a-token"]),
+        run_c(
+            &exe,
+            &host.socket,
+            &["home", "correct horse", "not-a-token"]
+        ),
         -2001
     );
     assert_eq!(
-        run_c(&exe, &host.socket, ["home", &"p".repeat(70), &token]),
+        run_c(&exe, &host.socket, &["home", &"p".repeat(70), &token]),
         -2
     );
     let fresh = cloud.token().await;
     assert_eq!(
-        run_c(&exe, &host.socket, ["home", "correct horse", &fresh]),
+        run_c(&exe, &host.socket, &["home", "correct horse", &fresh]),
         0
     );
     host.status_until("online again", |s| {
@@ -200,7 +204,7 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
         run_c(
             &exe,
             &dir.path().join("no.sock"),
-            ["home", "correct horse", &fresh]
+            &["home", "correct horse", &fresh]
         ),
         -1,
         "no host: OPRT_COM_ERROR"
@@ -209,6 +213,24 @@ async fn a_killed_activated_device_comes_back_online_without_reactivation_and_th
     // `ctl status` and a refused `ctl user-cfg`.
     let (ok, out, _) = host.ctl(&["status"]);
     assert!(ok && out.contains("state       online"), "{out}");
+    assert!(out.contains("pairing     window closed"), "{out}");
+
+    // The pairing window, from C (as a button handler would) and from `ctl`.
+    for bad in ["0", "3601"] {
+        assert_eq!(run_c(&exe, &host.socket, &["window", bad]), -2, "{bad} s");
+    }
+    assert_eq!(run_c(&exe, &host.socket, &["window", "60"]), 0);
+    let (ok, out, _) = host.ctl(&["status"]);
+    assert!(
+        ok && out.contains("pairing     window open, 60 s left"),
+        "{out}"
+    );
+    let (ok, _, err) = host.ctl(&["pairing", "open", "--secs", "0"]);
+    assert!(!ok && err.contains("invalid_parm"), "{err}");
+    let (ok, _, err) = host.ctl(&["pairing", "close"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = host.ctl(&["status"]);
+    assert!(out.contains("pairing     window closed"), "{out}");
     let (ok, _, err) = host.ctl(&[
         "user-cfg",
         "--ssid",

@@ -59,7 +59,7 @@ pub(crate) fn trusting(
 pub(crate) async fn pair(cloud: &Cloud, device: &Device) -> String {
     let token = cloud.token().await;
     let ack = channel(
-        &cloud,
+        cloud,
         0,
         device,
         json!({"type": "config", "ssid": "home", "passwd": "correct horse", "token": token}),

@@ -172,7 +172,8 @@ fn a_device_refuses_a_forged_confirmation_and_malformed_shares() {
 #[test]
 fn tampered_replayed_reordered_and_truncated_frames_break_the_session() {
     let (code, verifier) = label();
-    let attacks: [fn(Vec<Vec<u8>>) -> Vec<Vec<u8>>; 4] = [
+    type Attack = fn(Vec<Vec<u8>>) -> Vec<Vec<u8>>;
+    let attacks: [Attack; 4] = [
         |mut f| {
             f[0][3] ^= 0x01;
             f

@@ -7,6 +7,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tether_e2e::{Cloud, Output, PRODUCT_KEY, bin};
+use tether_proto::setup_code::{PairingVerifier, QrPayload, SetupCode};
 use tether_service::local;
 
 /// `tether-service ARGS` with `stdin`, with no service running.
@@ -127,4 +128,86 @@ fn cli_errors_are_clear_and_exit_non_zero() {
     let (ok, _, err) = cli(&["serve", "--region", "europe", "--data-dir", data], None);
     assert!(!ok);
     assert!(err.contains("two upper-case letters"), "{err}");
+}
+
+#[test]
+fn license_issue_prints_labels_and_verifiers_and_draws_the_qr_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let qr_dir = dir.path().join("labels");
+    let (data, qr) = (
+        data.to_str().expect("utf-8"),
+        qr_dir.to_str().expect("utf-8"),
+    );
+    let (ok, out, err) = cli(
+        &[
+            "license",
+            "issue",
+            "--product-key",
+            PRODUCT_KEY,
+            "--count",
+            "2",
+            "--qr",
+            "--qr-dir",
+            qr,
+            "--data-dir",
+            data,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let licenses: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON license per line"))
+        .collect();
+    assert_eq!(licenses.len(), 2);
+    for license in &licenses {
+        let uuid = license["uuid"].as_str().expect("uuid");
+        let code = SetupCode::parse(license["setup_code"].as_str().expect("code")).expect("a code");
+        let qr: QrPayload = license["qr"]
+            .as_str()
+            .expect("qr")
+            .parse()
+            .expect("a payload");
+        assert_eq!(
+            (qr.uuid.as_str(), qr.product_key.as_str()),
+            (uuid, PRODUCT_KEY)
+        );
+        assert_eq!(qr.code, code);
+        // The verifier is the code's: the same salt and code give the same record.
+        let verifier: PairingVerifier = license["pairing_verifier"]
+            .as_str()
+            .expect("verifier")
+            .parse()
+            .expect("a verifier");
+        let again =
+            tether_proto::setup_code::verifier_for(&code, *verifier.salt()).expect("derives");
+        assert_eq!(again.encode(), verifier.encode());
+        // Drawn on stderr with its code, written as SVG and PNG.
+        assert!(
+            err.contains(uuid) && err.contains(&code.to_string()),
+            "{err}"
+        );
+        let svg = std::fs::read_to_string(qr_dir.join(format!("{uuid}.svg"))).expect("svg");
+        assert!(svg.contains("<svg"));
+        let png = std::fs::read(qr_dir.join(format!("{uuid}.png"))).expect("png");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    assert_ne!(licenses[0]["setup_code"], licenses[1]["setup_code"]);
+    // The service keeps no setup code or verifier.
+    let mut db = Vec::new();
+    for entry in std::fs::read_dir(data).expect("the data dir") {
+        let path = entry.expect("an entry").path();
+        if path.to_string_lossy().contains(tether_service::db::FILE) {
+            db.extend(std::fs::read(&path).expect("readable"));
+        }
+    }
+    assert!(!db.is_empty(), "the database files were read");
+    for license in &licenses {
+        let digits = SetupCode::parse(license["setup_code"].as_str().expect("code"))
+            .expect("a code")
+            .digits()
+            .to_owned();
+        assert!(!db.windows(digits.len()).any(|w| w == digits.as_bytes()));
+    }
 }
