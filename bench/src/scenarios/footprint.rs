@@ -221,23 +221,9 @@ async fn online_rss(binary: &Path, component: Option<&Path>) -> anyhow::Result<M
     let dir = tempfile::tempdir()?;
     let license = &seeded.licenses[0];
     let config = dir.path().join("host.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{component}data_dir = \"{d}/data\"\niot_dns_url = \"{url}\"\n\n[identity]\nuuid = \"{uuid}\"\nauthkey = \"{key}\"\nproduct_key = \"{product}\"\n\n\
-             [wifi]\nbackend = \"sim\"\n\n[[wifi.sim.ap]]\nssid = \"{ssid}\"\npasswd = \"{pw}\"\n\n[channel]\nlisten = \"127.0.0.1:0\"\n\n[ctl]\nsocket = \"{d}/ctl.sock\"\n",
-            component = component
-                .map(|c| format!("component = \"{}\"\n", c.display()))
-                .unwrap_or_default(),
-            d = dir.path().display(),
-            url = service.url(),
-            uuid = license.uuid,
-            key = license.authkey.expose(),
-            product = license.product_key,
-            ssid = rig::SSID,
-            pw = rig::WIFI_PASSWORD,
-        ),
-    )?;
+    let mut host_config = rig::device_config(&dir.path().join("data"), &service.url(), license);
+    host_config.component = component.map(Path::to_path_buf);
+    std::fs::write(&config, host_config.to_toml()?)?;
     let mut host = Command::new(binary)
         .arg("run")
         .arg("--config")

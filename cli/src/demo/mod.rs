@@ -128,10 +128,9 @@ pub async fn run(options: Options) -> Result<(), Failure> {
 
     let setup_code = SetupCode::parse(license.setup_code.expose())
         .map_err(|e| Failure::Other(format!("the cloud made a malformed setup code: {e}")))?;
-    steps.detail(format_args!(
-        "the device's label: setup code {setup_code}, QR payload {}",
-        license.qr.expose()
-    ));
+    steps.detail(
+        "its label carries a setup code (10 digits, and as a QR code); the device keeps only the code's verifier",
+    );
     let mut outcome = pair_and_command(&steps, &api_url, &password, &channel, &setup_code).await;
     if options.update
         && let Ok(summary) = &mut outcome

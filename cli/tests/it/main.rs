@@ -28,6 +28,8 @@ struct World {
     device: Device,
     /// The setup code on the device's label.
     setup_code: String,
+    /// The payload of the label's QR code.
+    qr: String,
 }
 
 impl World {
@@ -54,6 +56,7 @@ impl World {
         let server = cloud.api_url();
         let device_dir = tempfile::tempdir().expect("temp dir");
         let setup_code = license.setup_code.expose().to_owned();
+        let qr = license.qr.expose().to_owned();
         let identity = IdentityConfig {
             uuid: license.uuid,
             authkey: license.authkey,
@@ -79,6 +82,7 @@ impl World {
             server,
             device,
             setup_code,
+            qr,
         }
     }
 

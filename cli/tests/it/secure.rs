@@ -263,9 +263,12 @@ async fn wrong_setup_codes_fail_reveal_nothing_and_the_fifth_locks_the_channel()
         status.channel.map(|c| (c.locked, c.failures)),
         Some((true, 5))
     );
-    // Opening the window on the device (a local act) unlocks it.
+    // Opening the window on the device (a local act) unlocks it; the label's QR payload
+    // carries the code as well as the typed code does.
     assert!(w.device.pairing_window(Some(60)).await);
-    let (code, out, err) = w.scan(&w.setup_code, &["--json"]);
+    let (code, _, err) = w.tether(&["scan", "--device", &w.channel(), "--qr", "tether:pair?v=9"]);
+    assert_eq!(code, 10, "a malformed payload is invalid input: {err}");
+    let (code, out, err) = w.tether(&["scan", "--device", &w.channel(), "--qr", &w.qr, "--json"]);
     assert_eq!(code, 0, "{err}");
     let aps: Value = serde_json::from_str(out.trim()).expect("json");
     assert!(
