@@ -260,10 +260,8 @@ fn stored() -> Stored {
 fn feed(event: MachineEvent) {
     let actions = with(|s| s.machine.handle(clock(), event));
     perform(actions);
-    let paired = with(|s| {
-        let online = s.machine.status().state == machine::NetState::Online;
-        online.then(|| s.channel.paired()).flatten()
-    });
+    // After every event: cheap, no status built.
+    let paired = with(|s| s.machine.is_online().then(|| s.channel.paired()).flatten());
     outputs(paired.into_iter().collect());
 }
 

@@ -227,6 +227,11 @@ impl Machine {
         Ok(actions)
     }
 
+    /// Whether the MQTT session is up.
+    pub fn is_online(&self) -> bool {
+        self.state == NetState::Online
+    }
+
     /// Whether the device is paired (activated).
     pub fn is_bound(&self) -> bool {
         self.activation.is_some()
