@@ -78,6 +78,8 @@ pub enum Scenario {
     Fleet,
     /// Host binary size and memory.
     Footprint,
+    /// The service's rate limiter against governor's.
+    Limits,
 }
 
 /// Options every scenario sees.

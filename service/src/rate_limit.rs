@@ -1,24 +1,89 @@
-//! Fixed-window rate limits kept in memory, per key (a client address, a username, a
-//! user, a device, a token's public id). A refusal says how many seconds remain in the
-//! window, for `Retry-After`. Keys are validated and short before they get here, and the
-//! maps sweep windows that ended, so a flood of new keys costs bounded memory.
+//! Rate limits kept in memory, per key (a client address, a username, a user, a device, a
+//! token's public id). Event limits run on `governor`'s keyed GCRA limiter; failure
+//! limits, which must be asked before the work they guard without counting, are fixed
+//! windows over a swept map (governor cannot be asked without spending a cell). A refusal
+//! says how many seconds to wait, for `Retry-After`. Keys are validated and short before
+//! they get here, and both kinds forget idle keys, so a flood of new keys costs bounded
+//! memory (`tether-bench limits` measures both against each other).
 
+use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::ApiError;
 use crate::expiring::Expiring;
 
-/// A limit of `max` events per `window` for each key.
+/// The fewest checks between two sweeps of an event limit.
+const MIN_SWEEP: usize = 4096;
+
+/// At most `max` events per `window` for each key, `max` of them at once (a burst), then
+/// one more each `window / max`.
 #[derive(Debug)]
 pub struct RateLimit {
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// Checks since the last sweep.
+    checks: AtomicUsize,
+    /// Checks between sweeps: the keys the last sweep kept, at least `MIN_SWEEP`.
+    sweep_every: AtomicUsize,
+}
+
+impl RateLimit {
+    /// A limit of `max` events per `window`.
+    pub fn new(max: u32, window: Duration) -> Self {
+        let burst = NonZeroU32::new(max).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(window / burst.get())
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            checks: AtomicUsize::new(0),
+            sweep_every: AtomicUsize::new(MIN_SWEEP),
+        }
+    }
+
+    /// Counts one event for `key`, or refuses with the seconds until the next is allowed.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        self.sweep();
+        self.limiter.check_key(&key.to_owned()).map_err(|until| {
+            let wait = until.wait_time_from(self.limiter.clock().now());
+            ApiError::RateLimited(wait.as_secs().max(1))
+        })
+    }
+
+    /// Forgets keys whose state is back to fresh once there have been as many checks
+    /// since the last sweep as keys were kept by it, so sweeping costs a constant per check.
+    fn sweep(&self) {
+        let due = self.sweep_every.load(Ordering::Relaxed);
+        if self.checks.fetch_add(1, Ordering::Relaxed) + 1 < due {
+            return;
+        }
+        // One thread sweeps; the others go on checking.
+        if self.checks.swap(0, Ordering::AcqRel) < due {
+            return;
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let kept = self.limiter.len();
+        self.sweep_every
+            .store(kept.max(MIN_SWEEP), Ordering::Relaxed);
+    }
+}
+
+/// At most `max` failures per `window` for each key: the work a failure follows (a
+/// password hash, a token lookup) is refused until the window ends.
+#[derive(Debug)]
+pub struct FailureLimit {
     max: u32,
     window: Duration,
     windows: Mutex<Expiring<String, (Instant, u32)>>,
 }
 
-impl RateLimit {
-    /// A limit of `max` events per `window`.
+impl FailureLimit {
+    /// A limit of `max` failures per `window`.
     pub fn new(max: u32, window: Duration) -> Self {
         Self {
             max,
@@ -27,21 +92,20 @@ impl RateLimit {
         }
     }
 
-    /// Refuses when `key` has spent its events in the current window, without counting.
+    /// Refuses when `key` has spent its failures in the current window, without counting.
     pub fn refuse_if_spent(&self, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
         let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         match windows.get(key) {
             Some((start, n)) if *n >= self.max && now.duration_since(*start) < self.window => {
-                let left = self.window.saturating_sub(now.duration_since(*start));
-                Err(ApiError::RateLimited(left.as_secs().max(1)))
+                Err(self.refusal(now, *start))
             }
             _ => Ok(()),
         }
     }
 
-    /// Counts one event for `key`, or refuses with the seconds left in the window.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+    /// Counts one failure for `key`; refuses when it was over the limit.
+    pub fn fail(&self, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let windows = windows.swept(|_, (start, _)| now.duration_since(*start) < self.window);
@@ -50,11 +114,15 @@ impl RateLimit {
             *entry = (now, 0);
         }
         if entry.1 >= self.max {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(ApiError::RateLimited(left.as_secs().max(1)));
+            return Err(self.refusal(now, entry.0));
         }
         entry.1 += 1;
         Ok(())
+    }
+
+    fn refusal(&self, now: Instant, start: Instant) -> ApiError {
+        let left = self.window.saturating_sub(now.duration_since(start));
+        ApiError::RateLimited(left.as_secs().max(1))
     }
 }
 
@@ -66,7 +134,7 @@ pub struct RateLimits {
     pub login_client: RateLimit,
     /// Failed logins per account. Its window ends, so the owner is never locked out for
     /// good; an attacker's attempts from one address are stopped by `login_client` first.
-    pub login_account: RateLimit,
+    pub login_account: FailureLimit,
     /// Token creations per user.
     pub tokens: RateLimit,
     /// Activation attempts per device uuid.
@@ -74,7 +142,7 @@ pub struct RateLimits {
     /// Pairing reports per signing device.
     pub reports: RateLimit,
     /// Wrong secrets presented per token public id.
-    pub token_guesses: RateLimit,
+    pub token_guesses: FailureLimit,
 }
 
 impl Default for RateLimits {
@@ -82,7 +150,7 @@ impl Default for RateLimits {
         let minute = Duration::from_secs(60);
         Self {
             login_client: RateLimit::new(30, minute),
-            login_account: RateLimit::new(10, minute),
+            login_account: FailureLimit::new(10, minute),
             tokens: RateLimit::new(60, minute),
             activation: RateLimit::new(30, minute),
             reports: RateLimit::new(20, minute),
@@ -96,23 +164,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_is_refused_past_its_limit_with_the_time_left_and_others_are_not() {
+    fn a_key_is_refused_past_its_burst_with_a_wait_and_others_are_not() {
         let limit = RateLimit::new(2, Duration::from_secs(30));
         assert!(limit.check("a").is_ok());
         assert!(limit.check("a").is_ok());
         match limit.check("a") {
-            Err(ApiError::RateLimited(secs)) => assert!((1..=30).contains(&secs)),
+            Err(ApiError::RateLimited(secs)) => assert!((1..=15).contains(&secs)),
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert!(limit.check("b").is_ok());
     }
 
     #[test]
-    fn the_window_resets() {
+    fn an_event_limit_refills() {
         let limit = RateLimit::new(1, Duration::from_millis(20));
         assert!(limit.check("a").is_ok());
         assert!(limit.check("a").is_err());
         std::thread::sleep(Duration::from_millis(25));
         assert!(limit.check("a").is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_is_swept_once_they_are_fresh_again() {
+        let limit = RateLimit::new(1, Duration::from_millis(5));
+        for i in 1..MIN_SWEEP {
+            assert!(limit.check(&format!("k{i}")).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        // The MIN_SWEEP-th check sweeps.
+        assert!(limit.check("last").is_ok());
+        assert!(
+            limit.limiter.len() < 16,
+            "{} keys kept",
+            limit.limiter.len()
+        );
+    }
+
+    #[test]
+    fn failures_are_asked_without_counting_and_refused_until_the_window_ends() {
+        let limit = FailureLimit::new(2, Duration::from_millis(40));
+        for _ in 0..5 {
+            assert!(limit.refuse_if_spent("a").is_ok(), "asking does not count");
+        }
+        assert!(limit.fail("a").is_ok());
+        assert!(limit.fail("a").is_ok());
+        assert!(matches!(
+            limit.refuse_if_spent("a"),
+            Err(ApiError::RateLimited(1))
+        ));
+        assert!(limit.refuse_if_spent("b").is_ok());
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(limit.refuse_if_spent("a").is_ok());
     }
 }

@@ -164,7 +164,7 @@ pub(crate) async fn issue_token(
         .map_err(|_| ApiError::RateLimited(1))?;
     let Some((id, _, role)) = row.filter(|_| verified && found) else {
         // Only failures count against the account, and the window ends.
-        let _ = state.limits.login_account.check(&req.username);
+        let _ = state.limits.login_account.fail(&req.username);
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
     let now = crate::unix_now();

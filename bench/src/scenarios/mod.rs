@@ -5,6 +5,7 @@ mod channel;
 mod component;
 mod fleet;
 mod footprint;
+mod limits;
 mod pairing;
 mod sessions;
 
@@ -21,5 +22,6 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
         Scenario::Sessions => sessions::run(options).await,
         Scenario::Fleet => fleet::run(options).await,
         Scenario::Footprint => footprint::run(options).await,
+        Scenario::Limits => limits::run(options).await,
     }
 }

@@ -15,7 +15,7 @@ use tether_proto::{ErrorCode, PairingToken, Secret};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::FailureLimit;
 
 /// Wrong secrets accepted for one public id per [`GUESS_WINDOW`]: past them the token
 /// is refused even with the right secret until the window ends (429), so an online guess
@@ -109,15 +109,15 @@ pub async fn find_presented(
         Some(row) if row.secret_matches(state.keys.token_hash_key(), &token) => Ok((token, row)),
         _ => {
             // Counted whether or not the public id exists, so both answer alike.
-            let _ = guesses.check(token.public_id());
+            let _ = guesses.fail(token.public_id());
             Err(ApiError::pairing(ErrorCode::TokenInvalid))
         }
     }
 }
 
 /// A limit of wrong secrets per public id.
-pub fn guess_limit() -> RateLimit {
-    RateLimit::new(MAX_WRONG_SECRETS, GUESS_WINDOW)
+pub fn guess_limit() -> FailureLimit {
+    FailureLimit::new(MAX_WRONG_SECRETS, GUESS_WINDOW)
 }
 
 /// Stores a new token of `owner` for `region`; returns it with its expiry (Unix secs).
