@@ -537,7 +537,12 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
         .await
         .expect("db");
     sqlx::query("UPDATE pairing_tokens SET expires_at = 1 WHERE public_id = ?")
-        .bind(&expired[..10])
+        .bind(
+            tether_proto::token::PairingToken::parse(&expired)
+                .expect("a token")
+                .public()
+                .to_string(),
+        )
         .execute(&db)
         .await
         .expect("aged");

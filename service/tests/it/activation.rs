@@ -5,7 +5,7 @@ use serde_json::json;
 use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, new_nonce};
 use tether_service::local;
 
-use crate::support::{World, assert_error, now, sql};
+use crate::support::{World, assert_error, now, public_id, sql};
 
 #[tokio::test]
 async fn a_signed_activation_returns_identity_credentials_and_topics() {
@@ -71,7 +71,7 @@ async fn malformed_unknown_and_wrong_secret_tokens_are_token_invalid() {
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let wrong_secret = format!(
         "{}{}",
-        &token[..10],
+        &public_id(&token),
         if &token[10..] == "AAAA" {
             "BBBB"
         } else {
@@ -92,7 +92,7 @@ async fn an_expired_token_is_token_expired() {
         w.dir.path(),
         &format!(
             "UPDATE pairing_tokens SET expires_at = 1 WHERE public_id = '{}'",
-            &token[..10]
+            &public_id(&token)
         ),
     )
     .await;
@@ -246,7 +246,7 @@ async fn fifty_devices_on_a_fifty_device_token_all_activate() {
         .service
         .call(
             reqwest::Method::GET,
-            &format!("/v1/pairing-tokens/{}", &token[..10]),
+            &format!("/v1/pairing-tokens/{}", &public_id(&token)),
             Some(&w.ann),
             None,
         )

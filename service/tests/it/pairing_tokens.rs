@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{World, assert_error};
+use crate::support::{World, assert_error, public_id};
 
 #[tokio::test]
 async fn a_new_token_is_pending_with_its_limits() {
@@ -29,13 +29,13 @@ async fn a_new_token_is_pending_with_its_limits() {
     let (status, status_body) = w
         .service
         .get(
-            &format!("/v1/pairing-tokens/{}", &token[..10]),
+            &format!("/v1/pairing-tokens/{}", public_id(token)),
             Some(&w.ann),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{status_body}");
     assert_eq!(status_body["state"], "pending");
-    assert_eq!(status_body["token"], &token[..10]);
+    assert_eq!(status_body["token"], public_id(token));
     assert_eq!(status_body["devices"], json!([]));
     assert!(
         !status_body.to_string().contains(&token[10..]),
@@ -64,7 +64,7 @@ async fn another_users_token_is_not_found() {
     let w = World::new(0).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let bob = w.user("bob").await;
-    let path = format!("/v1/pairing-tokens/{}", &token[..10]);
+    let path = format!("/v1/pairing-tokens/{}", public_id(&token));
     let (status, body) = w.service.get(&path, Some(&bob)).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = w.service.delete(&path, Some(&bob)).await;
@@ -77,7 +77,7 @@ async fn another_users_token_is_not_found() {
 async fn a_revoked_token_shows_revoked_and_cannot_activate() {
     let w = World::new(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
-    let path = format!("/v1/pairing-tokens/{}", &token[..10]);
+    let path = format!("/v1/pairing-tokens/{}", public_id(&token));
     let (status, _) = w.service.delete(&path, Some(&w.ann)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = w.service.get(&path, Some(&w.ann)).await;
@@ -90,7 +90,7 @@ async fn a_revoked_token_shows_revoked_and_cannot_activate() {
 async fn long_poll_returns_as_soon_as_the_device_activates() {
     let w = World::new(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
-    let path = format!("/v1/pairing-tokens/{}?wait=30", &token[..10]);
+    let path = format!("/v1/pairing-tokens/{}?wait=30", public_id(&token));
     let started = Instant::now();
     let poll = {
         let http = w.service.http.clone();
@@ -127,7 +127,7 @@ async fn long_poll_times_out_with_the_unchanged_status() {
     let (status, body) = w
         .service
         .get(
-            &format!("/v1/pairing-tokens/{}?wait=1", &token[..10]),
+            &format!("/v1/pairing-tokens/{}?wait=1", public_id(&token)),
             Some(&w.ann),
         )
         .await;
@@ -137,7 +137,7 @@ async fn long_poll_times_out_with_the_unchanged_status() {
     let (status, body) = w
         .service
         .get(
-            &format!("/v1/pairing-tokens/{}?wait=61", &token[..10]),
+            &format!("/v1/pairing-tokens/{}?wait=61", public_id(&token)),
             Some(&w.ann),
         )
         .await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{World, assert_error};
+use crate::support::{World, assert_error, public_id};
 
 #[tokio::test]
 async fn a_failure_report_shows_in_the_token_status_and_wakes_the_long_poll() {
@@ -13,7 +13,7 @@ async fn a_failure_report_shows_in_the_token_status_and_wakes_the_long_poll() {
         let http = w.service.http.clone();
         let url = w
             .service
-            .url(&format!("/v1/pairing-tokens/{}?wait=20", &token[..10]));
+            .url(&format!("/v1/pairing-tokens/{}?wait=20", public_id(&token)));
         let bearer = w.ann.clone();
         tokio::spawn(async move {
             http.get(url)

@@ -203,6 +203,14 @@ impl Device {
 }
 
 /// Unix seconds now.
+/// The public part of a pairing token, as the API names it.
+pub fn public_id(token: &str) -> String {
+    tether_proto::token::PairingToken::parse(token)
+        .expect("a pairing token")
+        .public()
+        .to_string()
+}
+
 pub fn now() -> u64 {
     tether_service::unix_now()
 }

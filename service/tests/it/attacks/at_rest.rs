@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tether_proto::signing::{AuthHeader, new_nonce};
 
-use crate::support::{Service, World, assert_error, now};
+use crate::support::{Service, World, assert_error, now, public_id};
 
 #[tokio::test]
 async fn the_data_dir_and_database_are_the_owners_alone() {
@@ -41,7 +41,7 @@ async fn a_dumped_token_hash_is_keyed_and_not_the_plain_hash() {
     let pool = tether_service::db::open(w.dir.path()).await.expect("opens");
     let (hash, scheme): (Vec<u8>, String) =
         sqlx::query_as("SELECT secret_hash, hash_scheme FROM pairing_tokens WHERE public_id = ?")
-            .bind(&token[..10])
+            .bind(public_id(&token))
             .fetch_one(&pool)
             .await
             .expect("stored");

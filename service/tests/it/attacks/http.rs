@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{World, assert_error};
+use crate::support::{World, assert_error, public_id};
 
 /// A client whose connections come from `ip` (a loopback address).
 fn client_from(ip: [u8; 4]) -> reqwest::Client {
@@ -129,7 +129,7 @@ async fn report(w: &World, device: usize, token: &str) -> StatusCode {
 async fn pairing_reports_are_no_oracle_for_a_tokens_secret() {
     let w = World::new(2).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
-    let public = &token[..10];
+    let public = &public_id(&token);
     // Wrong guesses of the secret, from one device, then from another.
     let mut answers = Vec::new();
     for guess in 0..12 {
@@ -179,7 +179,7 @@ async fn a_user_cannot_hoard_long_polls() {
     let token = w.service.pairing_token(&w.ann, json!({})).await;
     let url = w
         .service
-        .url(&format!("/v1/pairing-tokens/{}?wait=5", &token[..10]));
+        .url(&format!("/v1/pairing-tokens/{}?wait=5", &public_id(&token)));
     let polls: Vec<_> = (0..tether_service::pairing_tokens::MAX_POLLS_PER_USER)
         .map(|_| {
             let req = w.service.http.get(&url).bearer_auth(&w.ann).send();
@@ -190,7 +190,7 @@ async fn a_user_cannot_hoard_long_polls() {
     let (status, body) = w
         .service
         .get(
-            &format!("/v1/pairing-tokens/{}?wait=5", &token[..10]),
+            &format!("/v1/pairing-tokens/{}?wait=5", &public_id(&token)),
             Some(&w.ann),
         )
         .await;
@@ -201,7 +201,7 @@ async fn a_user_cannot_hoard_long_polls() {
     let (status, _) = w
         .service
         .get(
-            &format!("/v1/pairing-tokens/{}?wait=1", &bob_token[..10]),
+            &format!("/v1/pairing-tokens/{}?wait=1", &public_id(&bob_token)),
             Some(&bob),
         )
         .await;
