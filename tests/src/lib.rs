@@ -20,6 +20,25 @@ pub use host::DeviceHost;
 pub use process::Output;
 pub use user::User;
 
+/// Posts an activation of `request`, signed with the licence `uuid`/`authkey` as a device
+/// signs it, to the service at `base` (`http://host:port`).
+pub async fn post_activation(
+    http: &reqwest::Client,
+    base: &str,
+    (uuid, authkey): (&str, &str),
+    request: &impl serde::Serialize,
+) -> reqwest::Response {
+    let (body, header) =
+        tether_service::local::signed_activation(uuid, authkey, request).expect("signed");
+    http.post(format!("{base}/v1/devices/activate"))
+        .header("authorization", header)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the service answers")
+}
+
 /// The product key of every test device.
 pub const PRODUCT_KEY: &str = "pe2e00000000000a";
 /// The simulated router every test device sees.

@@ -306,16 +306,7 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
     let http = reqwest::Client::new();
     for _ in 0..40 {
         let request = json!({"uuid": uuid, "product_key": "p0123456789abcde", "token": "EUaaaaaaaaAAAA", "sw_ver": "1", "module_version": "1", "reset": false});
-        let (body, header) =
-            tether_service::local::signed_activation(&uuid, &authkey, &request).expect("signed");
-        let _ = http
-            .post(format!("{}/v1/devices/activate", cloud.base))
-            .header("authorization", header)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("answers");
+        tether_e2e::post_activation(&http, &cloud.base, (&uuid, &authkey), &request).await;
     }
     host.user_cfg("home", "correct horse", &token);
     host.status_until("rate limited while activating", |s| {

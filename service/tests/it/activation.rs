@@ -3,7 +3,6 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use tether_proto::signing::{AuthHeader, MAX_SKEW_SECS, new_nonce};
-use tether_service::local;
 
 use crate::support::{World, assert_error, now, public_id, sql};
 
@@ -261,20 +260,13 @@ async fn race(w: &World, token: &str) -> Vec<(StatusCode, serde_json::Value)> {
         let addr = w.service.addr;
         let token = token.to_owned();
         tasks.push(tokio::spawn(async move {
-            let (body, header) = local::signed_activation(
-                &device.uuid,
-                &device.authkey,
+            let resp = tether_e2e::post_activation(
+                &reqwest::Client::new(),
+                &format!("http://{addr}"),
+                (&device.uuid, &device.authkey),
                 &device.activation_body(&token, false),
             )
-            .expect("signed");
-            let resp = reqwest::Client::new()
-                .post(format!("http://{addr}/v1/devices/activate"))
-                .header("authorization", header)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("answers");
+            .await;
             let status = resp.status();
             (
                 status,

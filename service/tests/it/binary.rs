@@ -8,7 +8,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tether_e2e::{Cloud, Output, PRODUCT_KEY, bin};
 use tether_proto::setup_code::{PairingVerifier, QrPayload, SetupCode};
-use tether_service::local;
 
 /// `tether-service ARGS` with `stdin`, with no service running.
 fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -56,15 +55,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
         .expect("json");
     let token = token["token"].as_str().expect("token");
     let request = json!({"uuid": uuid, "product_key": PRODUCT_KEY, "token": token, "sw_ver": "1", "module_version": "1", "reset": false});
-    let (body, header) = local::signed_activation(uuid, authkey, &request).expect("signed");
-    let resp = http
-        .post(format!("{base}/v1/devices/activate"))
-        .header("authorization", header)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("answers");
+    let resp = tether_e2e::post_activation(&http, &base, (uuid, authkey), &request).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let activated: Value = resp.json().await.expect("json");
     let (dev_secret, mqtt_password) = (
