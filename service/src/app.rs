@@ -28,6 +28,7 @@ use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::pairing_tokens::TokenEvents;
 use crate::rate_limit::RateLimits;
+use crate::tls::Tls;
 use crate::users::{self, Role};
 
 /// Shared state of every handler.
@@ -43,6 +44,9 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// This service's own public endpoints.
     pub own_endpoints: RegionEndpoints,
+    /// The CA certificates (base64 DER) that verify the own endpoints, for IoT DNS's
+    /// `caArr`; empty when TLS is off.
+    pub ca_arr: Arc<Vec<String>>,
     /// Wakes token long-polls.
     pub tokens: Arc<TokenEvents>,
     /// Device request nonces seen.
@@ -118,6 +122,7 @@ impl MakeRequestId for Counter {
 pub struct Application {
     http: TcpListener,
     http_addr: SocketAddr,
+    tls: Option<Tls>,
     state: AppState,
 }
 
@@ -140,6 +145,19 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let http_addr = http.local_addr().context("bound address")?;
+        let tls = Tls::load(
+            &config.tls,
+            &config.data_dir,
+            &tls_names(&config, http_addr),
+        )
+        .context("TLS")?;
+        if tls.is_none() {
+            tracing::warn!(
+                "the API is served over plain HTTP: credentials cross the network in clear \
+                 (give --tls-local-ca or --tls-cert/--tls-key)"
+            );
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let keys = Arc::new(keys);
         let broker = Broker::start(config.mqtt_listen, db.clone(), keys.clone()).await?;
         let bridge = Bridge::start(
@@ -151,7 +169,7 @@ impl Application {
             http_url: config
                 .public_http_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{}", reachable(http_addr))),
+                .unwrap_or_else(|| format!("{scheme}://{}", reachable(http_addr))),
             mqtt_url: config
                 .public_mqtt_url
                 .clone()
@@ -170,6 +188,7 @@ impl Application {
             keys,
             config: Arc::new(config),
             own_endpoints,
+            ca_arr: Arc::new(tls.as_ref().map(Tls::ca_arr).unwrap_or_default()),
             tokens: Arc::default(),
             nonces: Arc::default(),
             limits: Arc::default(),
@@ -181,6 +200,7 @@ impl Application {
         Ok(Self {
             http,
             http_addr,
+            tls,
             state,
         })
     }
@@ -203,12 +223,45 @@ impl Application {
     ) -> anyhow::Result<()> {
         let db = self.state.db.clone();
         let broker = self.state.broker.clone();
-        crate::server::serve(self.http, router(self.state), shutdown).await;
+        let tls = self.tls.map(|t| t.server);
+        crate::server::serve(self.http, router(self.state), tls, shutdown).await;
         broker.stop().await;
         db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The names a local CA's server certificate is for: loopback, the listen address, the
+/// public URLs' hosts and the configured extra names.
+fn tls_names(config: &ServeConfig, http_addr: SocketAddr) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if !http_addr.ip().is_unspecified() {
+        names.push(http_addr.ip().to_string());
+    }
+    for url in [&config.public_http_url, &config.public_mqtt_url]
+        .into_iter()
+        .flatten()
+    {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host),
+        };
+        names.push(host.to_owned());
+    }
+    names.extend(config.tls_names.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// An address others can reach: a wildcard listen address is given as loopback.

@@ -10,6 +10,8 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use tether_proto::Secret;
 
+use crate::tls::TlsSource;
+
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default MQTT listen address.
@@ -88,6 +90,29 @@ pub struct ServeArgs {
     /// `tether module keygen` writes one to module.pub)
     #[arg(long, env = "TETHER_MODULE_KEYS", value_delimiter = ',')]
     pub module_key: Vec<String>,
+    /// Serve the API over HTTPS with a local CA kept in the data dir (tls/ca.pem, created
+    /// on first start); clients and devices must trust tls/ca.pem
+    #[arg(long, env = "TETHER_TLS_LOCAL_CA", conflicts_with = "tls_cert")]
+    pub tls_local_ca: bool,
+    /// Serve the API over HTTPS with this PEM certificate chain (server certificate first)
+    #[arg(long, env = "TETHER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "TETHER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates IoT DNS gives devices to trust (with --tls-cert; default: the
+    /// chain's last certificate)
+    #[arg(
+        long,
+        env = "TETHER_TLS_CA",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    pub tls_ca: Vec<PathBuf>,
+    /// A further DNS name or IP address for the local CA's server certificate (repeat for
+    /// more; the public URLs' hosts, localhost and loopback are always in it)
+    #[arg(long, env = "TETHER_TLS_NAMES", value_delimiter = ',')]
+    pub tls_name: Vec<String>,
 }
 
 /// The TOML file: the same settings as the flags, plus extra regions.
@@ -107,6 +132,14 @@ struct FileConfig {
     regions: BTreeMap<String, RegionEndpoints>,
     #[serde(default)]
     module_keys: Vec<String>,
+    #[serde(default)]
+    tls_local_ca: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    tls_ca: Vec<PathBuf>,
+    #[serde(default)]
+    tls_names: Vec<String>,
 }
 
 /// The public endpoints IoT DNS gives devices of one region.
@@ -142,6 +175,10 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Hex ed25519 public keys whose component bundles `POST /v1/modules` accepts.
     pub module_keys: Vec<String>,
+    /// Where the API's TLS certificate comes from.
+    pub tls: TlsSource,
+    /// Further names for a local CA's server certificate.
+    pub tls_names: Vec<String>,
 }
 
 impl ServeConfig {
@@ -158,6 +195,8 @@ impl ServeConfig {
             bootstrap_admin: None,
             log_format: LogFormat::Pretty,
             module_keys: Vec::new(),
+            tls: TlsSource::Off,
+            tls_names: Vec::new(),
         }
     }
 
@@ -195,7 +234,30 @@ impl ServeConfig {
             Some(spec) => Some(parse_bootstrap(&spec)?),
             None => None,
         };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => TlsSource::Files {
+                cert,
+                key,
+                ca: if args.tls_ca.is_empty() {
+                    file.tls_ca
+                } else {
+                    args.tls_ca
+                },
+            },
+            (None, None) if args.tls_local_ca || file.tls_local_ca => TlsSource::LocalCa,
+            (None, None) => TlsSource::Off,
+            _ => bail!("tls_cert and tls_key go together"),
+        };
         Ok(Self {
+            tls,
+            tls_names: if args.tls_name.is_empty() {
+                file.tls_names
+            } else {
+                args.tls_name
+            },
             listen: args
                 .listen
                 .or(file.listen)
@@ -263,6 +325,11 @@ mod tests {
             bootstrap_admin_file: None,
             log_format: None,
             module_key: Vec::new(),
+            tls_local_ca: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: Vec::new(),
+            tls_name: Vec::new(),
         }
     }
 

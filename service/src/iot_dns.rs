@@ -42,21 +42,26 @@ pub(crate) async fn url_config(
         ttl: TTL_SECS,
         ..UrlConfigResponse::default()
     };
+    let https = region.http_url.starts_with("https://");
     for item in &req.config {
-        // TLS endpoints are answered only where TLS is configured, which this service
-        // does not do itself (a TLS proxy in front may); so those keys stay absent.
+        // An HTTPS API is given only under its TLS key, so a device that asks for plain
+        // HTTP is never sent to TLS unknowingly, nor the other way round. The broker's
+        // TLS endpoint is not served yet.
+        let answer = Some(Endpoint {
+            addr: region.http_url.clone(),
+        });
         match item.key {
-            EndpointKey::HttpUrl => {
-                resp.http_url = Some(Endpoint {
-                    addr: region.http_url.clone(),
-                })
-            }
+            EndpointKey::HttpUrl if !https => resp.http_url = answer,
+            EndpointKey::HttpsSelfUrl if https => resp.https_self_url = answer,
             EndpointKey::MqttUrl => {
                 resp.mqtt_url = Some(Endpoint {
                     addr: region.mqtt_url.clone(),
                 })
             }
-            EndpointKey::HttpsSelfUrl | EndpointKey::MqttsSelfUrl => {}
+            EndpointKey::HttpUrl | EndpointKey::HttpsSelfUrl | EndpointKey::MqttsSelfUrl => {}
+        }
+        if item.need_ca && req.region == state.config.region {
+            resp.ca_arr.clone_from(&state.ca_arr);
         }
     }
     Ok(Json(resp))

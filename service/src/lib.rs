@@ -25,6 +25,7 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod reports;
 pub mod server;
+pub mod tls;
 pub mod users;
 
 pub use app::Application;

@@ -2,8 +2,9 @@
 //! has [`HEADER_TIMEOUT`] to send a request's head (also between requests on a kept-alive
 //! connection), a request must be done in [`REQUEST_TIMEOUT`], and at most
 //! [`MAX_CONNECTIONS`] connections are served at once (more are closed at accept), so slow
-//! or idle clients cannot hold the service. Each request carries the client's address
-//! ([`ClientAddr`]) for per-client limits.
+//! or idle clients cannot hold the service. With TLS, the handshake must also be done
+//! within [`HEADER_TIMEOUT`]. Each request carries the client's address ([`ClientAddr`])
+//! for per-client limits.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,13 +56,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish (for at most [`GRACE`]).
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves,
+/// then lets requests in flight finish (for at most [`GRACE`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
@@ -93,10 +96,32 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(remote));
                 req
             });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let service = TowerToHyperService::new(service);
+        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %remote.ip(), error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(client = %remote.ip(), "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended");
             }
             drop(permit);

@@ -13,3 +13,4 @@ mod pairing_tokens;
 mod reports;
 mod restart;
 mod support;
+mod tls;

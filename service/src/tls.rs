@@ -1,0 +1,200 @@
+//! TLS for the service's API: the server certificate and key, either from the operator's
+//! PEM files or from a local CA that the service creates in its data dir on first start
+//! (`tls/ca.pem`, `tls/ca.key`, owner-only), and the CA certificates that IoT DNS hands
+//! devices in `caArr`. With a local CA the server certificate is issued again at every
+//! start for the service's current public names, so it never outlives a restart's
+//! configuration; the CA itself stays until an operator replaces it.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The data dir's subfolder for the local CA and the certificates it issues.
+pub const TLS_DIR: &str = "tls";
+/// The local CA's validity, in days.
+const CA_DAYS: i64 = 3650;
+/// A server certificate's validity, in days (the most that browsers accept).
+const SERVER_DAYS: i64 = 397;
+
+/// Where the API's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsSource {
+    /// Plain HTTP, for development only (the service says so in its log).
+    #[default]
+    Off,
+    /// A local CA in the data dir, created on first start.
+    LocalCa,
+    /// The operator's PEM files.
+    Files {
+        /// The certificate chain, server certificate first.
+        cert: PathBuf,
+        /// The server's private key.
+        key: PathBuf,
+        /// CA certificates devices should trust (for `caArr`); when none are given, the
+        /// chain's last certificate.
+        ca: Vec<PathBuf>,
+    },
+}
+
+/// What the API serves TLS with.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The rustls configuration of the API listener.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The CA certificates devices are told to trust, DER.
+    pub cas: Vec<CertificateDer<'static>>,
+}
+
+impl Tls {
+    /// Loads (or, for a local CA, creates) the TLS material; `None` when TLS is off.
+    /// `names` are the DNS names and IP addresses a local CA's server certificate is
+    /// valid for.
+    pub fn load(
+        source: &TlsSource,
+        data_dir: &Path,
+        names: &[String],
+    ) -> anyhow::Result<Option<Self>> {
+        let (chain, key, cas) = match source {
+            TlsSource::Off => return Ok(None),
+            TlsSource::LocalCa => local_ca(&data_dir.join(TLS_DIR), names)?,
+            TlsSource::Files { cert, key, ca } => from_files(cert, key, ca)?,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("the TLS certificate does not match its key")?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Self {
+            server: Arc::new(server),
+            cas,
+        }))
+    }
+
+    /// The CA certificates as IoT DNS gives them: base64 of the DER.
+    pub fn ca_arr(&self) -> Vec<String> {
+        self.cas
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c.as_ref()))
+            .collect()
+    }
+}
+
+type Material = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    Vec<CertificateDer<'static>>,
+);
+
+fn from_files(cert: &Path, key: &Path, ca: &[PathBuf]) -> anyhow::Result<Material> {
+    let chain = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("no private key in {}", key.display()))?;
+    let mut cas = Vec::new();
+    for path in ca {
+        cas.extend(read_certs(path)?);
+    }
+    if cas.is_empty() {
+        cas.extend(chain.last().cloned());
+    }
+    Ok((chain, key, cas))
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("invalid PEM in {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate in {}", path.display());
+    }
+    Ok(certs)
+}
+
+/// The local CA in `dir` (created when missing) and a fresh server certificate from it.
+fn local_ca(dir: &Path, names: &[String]) -> anyhow::Result<Material> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to restrict {}", dir.display()))?;
+    let (ca_pem, ca_key) = match (
+        std::fs::read_to_string(dir.join("ca.pem")),
+        std::fs::read_to_string(dir.join("ca.key")),
+    ) {
+        (Ok(pem), Ok(key)) => (pem, KeyPair::from_pem(&key).context("tls/ca.key")?),
+        _ => create_ca(dir)?,
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).context("tls/ca.pem")?;
+    let mut params = CertificateParams::new(names.to_vec()).context("the server's names")?;
+    params.distinguished_name = name("Tether service");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, SERVER_DAYS);
+    let key = KeyPair::generate().context("a server key")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("the server certificate")?;
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("tls/ca.pem")?;
+    write_private(&dir.join("server.key"), key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join("server.pem"), cert.pem() + &ca_pem)
+        .context("failed to write tls/server.pem")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).context("the server key")?;
+    Ok((vec![cert.der().clone(), ca.clone()], key, vec![ca]))
+}
+
+fn create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
+    let key = KeyPair::generate().context("a CA key")?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name("Tether local CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, CA_DAYS);
+    let cert = params.self_signed(&key).context("the CA certificate")?;
+    write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join("ca.pem"), cert.pem()).context("failed to write tls/ca.pem")?;
+    tracing::info!(ca = %dir.join("ca.pem").display(), "created a local CA; devices and clients must trust it");
+    Ok((cert.pem(), key))
+}
+
+fn name(common: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common);
+    dn
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    // An hour back, for clocks a little behind.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+/// Writes a key readable by the owner alone.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
