@@ -159,9 +159,10 @@ impl Application {
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let keys = Arc::new(keys);
-        let broker = Broker::start(config.mqtt_listen, db.clone(), keys.clone()).await?;
+        let broker =
+            Broker::start(config.mqtt_listen, tls.as_ref(), db.clone(), keys.clone()).await?;
         let bridge = Bridge::start(
-            reachable(broker.addr()),
+            reachable(broker.internal_addr()),
             broker.service_password(),
             db.clone(),
         )?;
@@ -174,6 +175,7 @@ impl Application {
                 .public_mqtt_url
                 .clone()
                 .unwrap_or_else(|| reachable(broker.addr()).to_string()),
+            mqtt_tls: tls.is_some(),
         };
         let broker = Arc::new(broker);
         crate::modules::deliver_on_subscribe(

@@ -150,6 +150,10 @@ pub struct RegionEndpoints {
     pub http_url: String,
     /// MQTT broker address.
     pub mqtt_url: String,
+    /// Whether the broker at `mqtt_url` speaks TLS (IoT DNS then gives it as
+    /// `mqttsSelfUrl`, never as plain `mqttUrl`).
+    #[serde(default)]
+    pub mqtt_tls: bool,
 }
 
 /// The service's settings after merging.

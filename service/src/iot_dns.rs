@@ -44,21 +44,20 @@ pub(crate) async fn url_config(
     };
     let https = region.http_url.starts_with("https://");
     for item in &req.config {
-        // An HTTPS API is given only under its TLS key, so a device that asks for plain
-        // HTTP is never sent to TLS unknowingly, nor the other way round. The broker's
-        // TLS endpoint is not served yet.
-        let answer = Some(Endpoint {
+        // A TLS endpoint is given only under its TLS key, so a device that asks for a
+        // plain one is never sent to TLS unknowingly, nor the other way round.
+        let api = Some(Endpoint {
             addr: region.http_url.clone(),
         });
+        let broker = Some(Endpoint {
+            addr: region.mqtt_url.clone(),
+        });
         match item.key {
-            EndpointKey::HttpUrl if !https => resp.http_url = answer,
-            EndpointKey::HttpsSelfUrl if https => resp.https_self_url = answer,
-            EndpointKey::MqttUrl => {
-                resp.mqtt_url = Some(Endpoint {
-                    addr: region.mqtt_url.clone(),
-                })
-            }
-            EndpointKey::HttpUrl | EndpointKey::HttpsSelfUrl | EndpointKey::MqttsSelfUrl => {}
+            EndpointKey::HttpUrl if !https => resp.http_url = api,
+            EndpointKey::HttpsSelfUrl if https => resp.https_self_url = api,
+            EndpointKey::MqttUrl if !region.mqtt_tls => resp.mqtt_url = broker,
+            EndpointKey::MqttsSelfUrl if region.mqtt_tls => resp.mqtts_self_url = broker,
+            _ => {}
         }
         if item.need_ca && req.region == state.config.region {
             resp.ca_arr.clone_from(&state.ca_arr);

@@ -1,4 +1,4 @@
-//! TLS for the service's API: the server certificate and key, either from the operator's
+//! TLS for the service's API and broker: the server certificate and key, either from the operator's
 //! PEM files or from a local CA that the service creates in its data dir on first start
 //! (`tls/ca.pem`, `tls/ca.key`, owner-only), and the CA certificates that IoT DNS hands
 //! devices in `caArr`. With a local CA the server certificate is issued again at every
@@ -46,11 +46,15 @@ pub enum TlsSource {
     },
 }
 
-/// What the API serves TLS with.
+/// What the API and the broker serve TLS with.
 #[derive(Debug, Clone)]
 pub struct Tls {
     /// The rustls configuration of the API listener.
     pub server: Arc<rustls::ServerConfig>,
+    /// The certificate chain's PEM file, for the broker (which reads files).
+    pub cert_file: PathBuf,
+    /// The private key's PEM file, for the broker.
+    pub key_file: PathBuf,
     /// The CA certificates devices are told to trust, DER.
     pub cas: Vec<CertificateDer<'static>>,
 }
@@ -64,11 +68,26 @@ impl Tls {
         data_dir: &Path,
         names: &[String],
     ) -> anyhow::Result<Option<Self>> {
-        let (chain, key, cas) = match source {
+        let (chain, key, cas, (cert_file, key_file)) = match source {
             TlsSource::Off => return Ok(None),
-            TlsSource::LocalCa => local_ca(&data_dir.join(TLS_DIR), names)?,
-            TlsSource::Files { cert, key, ca } => from_files(cert, key, ca)?,
+            TlsSource::LocalCa => {
+                let dir = data_dir.join(TLS_DIR);
+                let (chain, key, cas) = local_ca(&dir, names)?;
+                (
+                    chain,
+                    key,
+                    cas,
+                    (dir.join("server.pem"), dir.join("server.key")),
+                )
+            }
+            TlsSource::Files { cert, key, ca } => {
+                let (chain, key_der, cas) = from_files(cert, key, ca)?;
+                (chain, key_der, cas, (cert.clone(), key.clone()))
+            }
         };
+        // The broker's TLS (rmqtt) asks rustls for the process's default provider; the
+        // dependencies enable two, so this one is named once for all.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -79,6 +98,8 @@ impl Tls {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Self {
             server: Arc::new(server),
+            cert_file,
+            key_file,
             cas,
         }))
     }

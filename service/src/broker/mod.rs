@@ -30,6 +30,7 @@ pub use hooks::{SERVICE_USERNAME, Sessions};
 pub use subscribed::Subscribed;
 
 use crate::keys::Keys;
+use crate::tls::Tls;
 
 /// How long a device has to acknowledge a notice before its session is closed anyway.
 pub const NOTICE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -66,6 +67,8 @@ pub enum PublishError {
 /// A running broker.
 pub struct Broker {
     addr: SocketAddr,
+    /// The plain listener on loopback for the service's own client, when devices get TLS.
+    internal: Option<SocketAddr>,
     scx: ServerContext,
     sessions: Arc<Sessions>,
     service_password: Secret,
@@ -83,9 +86,11 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Binds `listen` and starts the broker with the hooks registered.
+    /// Binds `listen` (over TLS when `tls` is given) and starts the broker with the hooks
+    /// registered.
     pub async fn start(
         listen: SocketAddr,
+        tls: Option<&Tls>,
         db: SqlitePool,
         keys: Arc<Keys>,
     ) -> anyhow::Result<Self> {
@@ -122,37 +127,44 @@ impl Broker {
         // No session exists yet: whatever the database says after a crash is stale.
         mark_all_offline(&db).await?;
 
-        let listener = Builder::new()
-            .name("tcp")
-            .laddr(listen)
-            .allow_anonymous(false)
-            // A restarted service must be able to bind again while old connections linger.
-            .reuseaddr(Some(true))
-            // MQTT packets are small and answered one by one: without this, Nagle's
-            // algorithm meets the peer's delayed ACK and a command waits ~40 ms.
-            .nodelay(true)
-            .max_connections(MAX_CONNECTIONS)
-            .max_packet_size(MAX_PACKET_BYTES)
-            .allow_zero_keepalive(false)
-            .min_keepalive(KEEPALIVE_SECS.0)
-            .max_keepalive(KEEPALIVE_SECS.1)
-            .bind()
-            .with_context(|| format!("failed to listen for MQTT on {listen}"))?
-            .tcp()
-            .context("MQTT listener")?;
+        let (listener, internal) = match tls {
+            None => (listener(listen)?.tcp().context("MQTT listener")?, None),
+            Some(tls) => {
+                let public = Builder::new()
+                    .tls_cert(Some(tls.cert_file.to_string_lossy()))
+                    .tls_key(Some(tls.key_file.to_string_lossy()));
+                let public = configure(public, listen)
+                    .bind()
+                    .with_context(|| format!("failed to listen for MQTT on {listen}"))?
+                    .tls()
+                    .context("MQTT over TLS listener")?;
+                // The service's own client stays on this host: plain, on loopback.
+                let inside = listener(SocketAddr::from(([127, 0, 0, 1], 0)))?
+                    .tcp()
+                    .context("internal MQTT listener")?;
+                (public, Some(inside))
+            }
+        };
         let addr = listener.local_addr().context("bound MQTT address")?;
-        // The one listener of this broker; an explicit id since the port may be 0.
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(listener, 1)
-            .build();
+        let internal_addr = match &internal {
+            Some(l) => Some(l.local_addr().context("bound internal MQTT address")?),
+            None => None,
+        };
+        // Explicit ids, since the ports may be 0.
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
+        if let Some(inside) = internal {
+            server = server.listener_by_id(inside, 2);
+        }
+        let server = server.build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "the MQTT broker stopped");
             }
         });
-        tracing::info!(mqtt = %addr, "MQTT broker listening");
+        tracing::info!(mqtt = %addr, tls = tls.is_some(), "MQTT broker listening");
         Ok(Self {
             addr,
+            internal: internal_addr,
             scx,
             sessions,
             service_password,
@@ -197,9 +209,15 @@ impl Broker {
         }
     }
 
-    /// The bound address.
+    /// The bound address devices use.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the service's own client connects: the plain loopback listener when devices
+    /// get TLS, else the one listener.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal.unwrap_or(self.addr)
     }
 
     /// Live device sessions.
@@ -316,4 +334,29 @@ async fn mark_all_offline(db: &SqlitePool) -> anyhow::Result<()> {
         tracing::info!(devices = done, "marked devices offline");
     }
     Ok(())
+}
+
+/// A plain listener on `listen` with the broker's limits.
+fn listener(listen: SocketAddr) -> anyhow::Result<rmqtt::net::Listener> {
+    configure(Builder::new(), listen)
+        .bind()
+        .with_context(|| format!("failed to listen for MQTT on {listen}"))
+}
+
+/// The broker's limits on a listener builder.
+fn configure(builder: Builder, listen: SocketAddr) -> Builder {
+    builder
+        .name("tcp")
+        .laddr(listen)
+        .allow_anonymous(false)
+        // A restarted service must be able to bind again while old connections linger.
+        .reuseaddr(Some(true))
+        // MQTT packets are small and answered one by one: without this, Nagle's
+        // algorithm meets the peer's delayed ACK and a command waits ~40 ms.
+        .nodelay(true)
+        .max_connections(MAX_CONNECTIONS)
+        .max_packet_size(MAX_PACKET_BYTES)
+        .allow_zero_keepalive(false)
+        .min_keepalive(KEEPALIVE_SECS.0)
+        .max_keepalive(KEEPALIVE_SECS.1)
 }

@@ -43,6 +43,9 @@ pub fn mqtt_client(w: &World, id: &str, user: &str, password: &str) -> Mqtt {
     let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     options.set_credentials(user, password);
     options.set_keep_alive(Duration::from_secs(5));
+    if let Some(ca) = &w.service.ca {
+        options.set_transport(crate::tls::mqtt_tls(ca));
+    }
     Mqtt::spawn(options)
 }
 
@@ -173,7 +176,16 @@ pub async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> boo
 
 #[tokio::test]
 async fn the_whole_path_from_login_to_report_and_presence() {
-    let w = World::new(1).await;
+    whole_path(World::new(1).await).await;
+}
+
+#[tokio::test]
+async fn the_whole_path_runs_over_tls_with_the_local_ca() {
+    whole_path(World::with_tls(1).await).await;
+}
+
+/// Activation, MQTT login, a command, a report and presence.
+async fn whole_path(w: World) {
     let login = activated(&w, 0).await;
     let mut device = mqtt_client(&w, &login.dev_id, &login.dev_id, &login.password);
     device

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tether_proto::signing::{AuthHeader, Principal, new_nonce};
 use tether_service::ServeConfig;
 use tether_service::local::{self, Account, LocalCloud};
+use tether_service::tls::{TLS_DIR, TlsSource};
 use tether_service::users::Role;
 
 /// Product key used by the tests.
@@ -18,20 +19,33 @@ pub struct Service {
     pub addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub http: reqwest::Client,
+    /// The local CA's PEM when the service serves TLS.
+    pub ca: Option<Vec<u8>>,
     cloud: LocalCloud,
 }
 
 impl Service {
     /// Starts the service on `data_dir`.
     pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(ServeConfig::ephemeral(data_dir)).await
+    }
+
+    /// Starts the service with `config`; with a local CA, the client trusts it.
+    pub async fn start_with(config: ServeConfig) -> Self {
         init_logs();
-        let cloud = LocalCloud::start(ServeConfig::ephemeral(data_dir))
-            .await
-            .expect("the service starts");
+        let tls = config.tls != TlsSource::Off;
+        let ca_file = config.data_dir.join(TLS_DIR).join("ca.pem");
+        let cloud = LocalCloud::start(config).await.expect("the service starts");
+        let ca = tls.then(|| std::fs::read(&ca_file).expect("the local CA"));
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &ca {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("PEM"));
+        }
         Self {
             addr: cloud.http_addr(),
             mqtt_addr: cloud.mqtt_addr(),
-            http: reqwest::Client::new(),
+            http: http.build().expect("client"),
+            ca,
             cloud,
         }
     }
@@ -42,7 +56,8 @@ impl Service {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// Sends a request with an optional bearer token and JSON body.
@@ -266,10 +281,21 @@ pub struct World {
 
 impl World {
     pub async fn new(devices: u32) -> Self {
+        Self::with(devices, TlsSource::Off).await
+    }
+
+    /// A world whose service serves the API and MQTT over TLS with a local CA.
+    pub async fn with_tls(devices: u32) -> Self {
+        Self::with(devices, TlsSource::LocalCa).await
+    }
+
+    async fn with(devices: u32, tls: TlsSource) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let password = add_user(dir.path(), "ann", Role::User).await;
         let devices = add_devices(dir.path(), devices).await;
-        let service = Service::start(dir.path()).await;
+        let mut config = ServeConfig::ephemeral(dir.path());
+        config.tls = tls;
+        let service = Service::start_with(config).await;
         let ann = service.login("ann", &password).await;
         Self {
             dir,
