@@ -28,17 +28,38 @@ pub struct Api {
 }
 
 impl Api {
-    /// A client for `server`.
-    pub fn new(server: &str) -> Result<Self, Failure> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Failure::Other(e.to_string()))?;
+    /// A client for `server`, trusting the CA in the PEM file `ca` besides the public
+    /// roots.
+    pub fn new(server: &str, ca: Option<&std::path::Path>) -> Result<Self, Failure> {
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::Invalid(format!("cannot read the CA file {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Failure::Invalid(format!("no certificate in the CA file {}", path.display()))
+                })?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Failure::Other(e.to_string()))?;
         Ok(Self {
             base: server.trim_end_matches('/').to_owned(),
             http,
             token: None,
         })
+    }
+
+    /// The same server and trust, logged out (to log in as someone else).
+    pub fn logged_out(&self) -> Self {
+        Self {
+            token: None,
+            ..self.clone()
+        }
     }
 
     /// Uses `token` for later requests.

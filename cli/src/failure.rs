@@ -12,7 +12,8 @@ pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 internal error; 2 usage; 
 7 Wi-Fi failure (wrong password, network not found, DHCP, association); 8 the cloud refused the device \
 (already bound, signature, activation, IoT DNS); 9 timed out; 10 invalid input; 11 wrong setup code; \
 12 the device's channel is locked by failed attempts or backing off (open its pairing window); \
-13 the device is paired and its pairing window is closed.";
+13 the device is paired and its pairing window is closed; 14 the device does not trust the cloud's TLS \
+certificate (wrong CA, expired, another name).";
 
 /// A failed command.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,7 @@ impl Failure {
                 ErrorCode::Timeout => 9,
                 ErrorCode::InvalidParm => 10,
                 ErrorCode::NetworkUnreachable => 3,
+                ErrorCode::TlsFailed => 14,
                 ErrorCode::MqttAuthFailed | ErrorCode::Busy | ErrorCode::Internal => 1,
             },
             Self::Timeout(_) => 9,

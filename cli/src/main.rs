@@ -36,6 +36,10 @@ struct Cli {
         global = true
     )]
     server: String,
+    /// A PEM file of the CA that signed the server's certificate, for a cloud with a
+    /// private CA (such as `tether-service serve --tls-local-ca`'s tls/ca.pem)
+    #[arg(long, env = "TETHER_CA", global = true)]
+    ca: Option<PathBuf>,
     /// Account name; the password comes from TETHER_PASSWORD or a prompt.
     #[arg(long, env = "TETHER_USER", global = true)]
     user: Option<String>,
@@ -598,7 +602,7 @@ async fn login(cli: &Cli) -> Result<Api, Failure> {
             ));
         }
     };
-    let api = Api::new(&cli.server)?;
+    let api = Api::new(&cli.server, cli.ca.as_deref())?;
     let token = api.login(user, &password).await?;
     session::store(&cli.server, token.expose())
         .map_err(|e| Failure::Other(format!("cannot store the session: {e:#}")))?;
@@ -613,7 +617,7 @@ async fn authed(cli: &Cli) -> Result<Api, Failure> {
         .map_or(0, |d| d.as_secs());
     match session::load(&cli.server) {
         Some(token) if !session::expires_soon(&token, now) => {
-            Ok(Api::new(&cli.server)?.with_token(Secret::new(token)))
+            Ok(Api::new(&cli.server, cli.ca.as_deref())?.with_token(Secret::new(token)))
         }
         _ if cli.user.is_some() => login(cli).await,
         Some(_) => Err(Failure::Auth(format!(

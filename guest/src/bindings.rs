@@ -324,8 +324,16 @@ fn perform_one(action: Action) -> Option<MachineEvent> {
             });
             warn_on(device::set_binding(binding.as_ref()), "storing the binding")
         }
-        Action::SetEndpoints { http_url, mqtt_url } => warn_on(
-            device::set_endpoints(&device::CloudEndpoints { http_url, mqtt_url }),
+        Action::SetEndpoints {
+            http_url,
+            mqtt_url,
+            ca,
+        } => warn_on(
+            device::set_endpoints(&device::CloudEndpoints {
+                http_url,
+                mqtt_url,
+                ca,
+            }),
             "storing the endpoints",
         ),
         Action::Log(level, line) => {

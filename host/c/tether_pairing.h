@@ -37,6 +37,7 @@ typedef int OPERATE_RET;
 #define OPRT_NETWORK_UNREACHABLE     (-2013)  /* network_unreachable: the network cannot be reached */
 #define OPRT_PAIRING_TIMEOUT         (-2014)  /* timeout: the operation timed out */
 #define OPRT_BUSY                    (-2015)  /* busy: another operation is under way */
+#define OPRT_TLS_FAILED              (-2016)  /* tls_failed: the cloud's TLS certificate was not trusted (wrong CA, expired or another name) */
 #define OPRT_COM_ERROR               (-1)  /* internal: an internal error occurred */
 
 /* Hands credentials and a token to the device; see the file comment. */

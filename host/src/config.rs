@@ -18,6 +18,10 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// The factory-set IoT DNS base URL.
     pub iot_dns_url: String,
+    /// The factory CA (PEM) that verifies the cloud's TLS: required with an `https://`
+    /// IoT DNS URL, where it pins the device to it and to the CAs IoT DNS delivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_ca: Option<PathBuf>,
     /// Factory identity.
     pub identity: IdentityConfig,
     /// Wi-Fi backend.
@@ -237,6 +241,7 @@ impl HostConfig {
         Self {
             data_dir: data_dir.to_path_buf(),
             iot_dns_url: iot_dns_url.to_owned(),
+            cloud_ca: None,
             identity,
             wifi: WifiConfig {
                 backend: WifiBackendKind::Sim,
@@ -274,6 +279,16 @@ impl HostConfig {
         anyhow::ensure!(
             config.iot_dns_url.starts_with("http://") || config.iot_dns_url.starts_with("https://"),
             "iot_dns_url must be an http:// or https:// URL"
+        );
+        let tls = config.iot_dns_url.starts_with("https://");
+        anyhow::ensure!(
+            !tls || config.cloud_ca.is_some(),
+            "cloud_ca is missing: an https:// iot_dns_url needs the factory CA that verifies it"
+        );
+        anyhow::ensure!(
+            tls || config.cloud_ca.is_none(),
+            "cloud_ca is set but iot_dns_url is plain http://: a device that pins a CA talks \
+             to the cloud over https:// only"
         );
         anyhow::ensure!(!config.identity.uuid.is_empty(), "identity.uuid is empty");
         match &config.identity.pairing_verifier {

@@ -16,6 +16,7 @@ use crate::home::{Home, RuntimeSource};
 use crate::providers::Providers;
 use crate::runtime::wit::Event;
 use crate::runtime::wit::wifi::StationState;
+use crate::trust::CloudTrust;
 use crate::update::remote::{self, Notice};
 use crate::wifi::WifiBackend;
 use crate::wifi::sim::SimWifi;
@@ -62,7 +63,9 @@ impl Device {
             ),
         };
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-        let providers = Providers::start(wifi, config.channel.listen, events_tx).await?;
+        let trust = CloudTrust::new(config.cloud_ca.as_deref())?;
+        let providers =
+            Providers::start(wifi, config.channel.listen, trust.clone(), events_tx).await?;
         let channel_addr = providers.channel_addr();
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = watch::channel(None);
@@ -82,6 +85,7 @@ impl Device {
                 identity: config.device_identity(),
                 binding: config.data_dir.join("binding.json"),
                 endpoints: config.data_dir.join("endpoints.json"),
+                trust,
             },
             handle.clone(),
         );
@@ -273,6 +277,10 @@ fn run(config: HostConfig, source: RuntimeSource, mut providers: Providers, wiri
 }
 
 fn dispatch(instance: &mut Instance, providers: &mut Providers) {
+    // The CAs the component stored with the endpoints apply to what it starts next.
+    if let Some(endpoints) = instance.host().endpoints() {
+        providers.deliver_cas(&endpoints.ca);
+    }
     for command in instance.take_commands() {
         providers.dispatch(command);
     }

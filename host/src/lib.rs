@@ -12,6 +12,7 @@ mod handle;
 mod home;
 pub mod providers;
 pub mod runtime;
+pub mod trust;
 pub mod update;
 pub mod wifi;
 

@@ -88,6 +88,9 @@ error_codes! {
     Timeout = ("timeout", -2014, "OPRT_PAIRING_TIMEOUT", "the operation timed out"),
     /// Another operation is under way.
     Busy = ("busy", -2015, "OPRT_BUSY", "another operation is under way"),
+    /// A TLS connection to the cloud failed: the peer's certificate is not trusted,
+    /// expired or for another name, or a plain connection was asked of a pinned device.
+    TlsFailed = ("tls_failed", -2016, "OPRT_TLS_FAILED", "the cloud's TLS certificate was not trusted (wrong CA, expired or another name)"),
     /// An internal failure.
     Internal = ("internal", -1, "OPRT_COM_ERROR", "an internal error occurred"),
 }
@@ -102,7 +105,8 @@ macro_rules! wit_error_code_conversions {
         $crate::wit_error_code_conversions!(@impl $wit;
             InvalidParm, TokenInvalid, TokenExpired, TokenUsed, ApNotFound, PasswdError,
             CantConnectAp, DhcpFailed, DnsFailed, ActivateFailed, SignatureError,
-            DevAlreadyBound, MqttAuthFailed, NetworkUnreachable, Timeout, Busy, Internal);
+            DevAlreadyBound, MqttAuthFailed, NetworkUnreachable, Timeout, Busy, TlsFailed,
+            Internal);
     };
     (@impl $wit:ident; $($case:ident),+) => {
         impl From<$wit> for $crate::ErrorCode {

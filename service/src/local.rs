@@ -102,9 +102,28 @@ impl LocalCloud {
         })
     }
 
-    /// The API's base URL.
+    /// The API's base URL (`https://` when it serves TLS).
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        let scheme = if self.config.tls == crate::tls::TlsSource::Off {
+            "http"
+        } else {
+            "https"
+        };
+        let mut addr = self.http_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{scheme}://{addr}")
+    }
+
+    /// The local CA's certificate file, when the service runs with one.
+    pub fn local_ca(&self) -> Option<std::path::PathBuf> {
+        (self.config.tls == crate::tls::TlsSource::LocalCa).then(|| {
+            self.config
+                .data_dir
+                .join(crate::tls::TLS_DIR)
+                .join("ca.pem")
+        })
     }
 
     /// The HTTP address.

@@ -1,5 +1,5 @@
 //! `tether demo`, the README's first command, as a process: it exits 0 and shows every
-//! phase (CI also runs it through `cargo run --release -p tether -- demo`); and
+//! phase, over HTTPS and MQTTS (CI also runs it through `cargo run --release -p tether -- demo`); and
 //! `tether demo --update`, which updates the device's component live through the cloud.
 
 use std::process::Command;
@@ -38,7 +38,9 @@ fn the_demo_exits_0_and_shows_every_phase() {
         home.path(),
         &[],
         &[
-            "cloud service up: API http://127.0.0.1:",
+            "cloud service up: API https://127.0.0.1:",
+            "MQTT mqtts://127.0.0.1:",
+            "HTTPS and MQTTS with a local CA",
             "device host up: pairing component",
             "pairing token",
             "· credentials accepted by the device",

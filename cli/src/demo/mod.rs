@@ -18,6 +18,7 @@ use tether_proto::api::DeviceView;
 use tether_proto::setup_code::SetupCode;
 use tether_proto::token_status::CreateTokenRequest;
 use tether_service::ServeConfig;
+use tether_service::tls::TlsSource;
 use tether_service::local::{self, Account, LocalCloud};
 use tether_service::users::Role;
 
@@ -101,21 +102,30 @@ pub async fn run(options: Options) -> Result<(), Failure> {
 
     let mut serve = ServeConfig::ephemeral(&cloud_dir);
     serve.module_keys = vec![module_public.clone()];
+    serve.tls = TlsSource::LocalCa;
     let mut cloud = LocalCloud::start(serve)
         .await
         .map_err(internal("the cloud service did not start"))?;
     let api_url = cloud.api_url();
     let mqtt_addr = cloud.mqtt_addr();
     steps.say(format_args!(
-        "cloud service up: API {api_url}, MQTT {mqtt_addr}, SQLite in {}",
+        "cloud service up: API {api_url}, MQTT mqtts://{mqtt_addr}, SQLite in {}",
         cloud_dir.display()
     ));
+    let ca = cloud
+        .local_ca()
+        .ok_or_else(|| Failure::Other("the cloud made no local CA".into()))?;
     steps.detail(format_args!(
         "accounts {USER:?} and {OPERATOR:?} (admin), one device license (product {PRODUCT_KEY}), a module signing key"
     ));
+    steps.detail(format_args!(
+        "HTTPS and MQTTS with a local CA ({}); the device's config names it, as a factory would",
+        ca.display()
+    ));
 
     let device_dir = dir.path().join("device");
-    let config = device_config(&device_dir, &api_url, &license, module_public);
+    let mut config = device_config(&device_dir, &api_url, &license, module_public);
+    config.cloud_ca = Some(ca.clone());
     let ctl_socket = config.ctl.socket.clone();
     let device = Device::start(config, RuntimeConfig::default())
         .await
@@ -131,13 +141,13 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     steps.detail(
         "its label carries a setup code (10 digits, and as a QR code); the device keeps only the code's verifier",
     );
-    let mut outcome = pair_and_command(&steps, &api_url, &password, &channel, &setup_code).await;
+    let api = Api::new(&api_url, Some(&ca))?;
+    let mut outcome = pair_and_command(&steps, api, &password, &channel, &setup_code).await;
     if options.update
         && let Ok(summary) = &mut outcome
     {
         print_phases(&steps, summary);
         let target = update::Target {
-            api_url: &api_url,
             admin: (OPERATOR, &password),
             key: &module_key,
             device: &device,
@@ -156,7 +166,7 @@ pub async fn run(options: Options) -> Result<(), Failure> {
             print_summary(&steps, options, &mut summary);
             keep_running(
                 &steps,
-                &api_url,
+                (&api_url, &ca),
                 mqtt_addr,
                 &channel,
                 &ctl_socket,
@@ -248,12 +258,11 @@ struct Summary {
 /// and wait for the report.
 async fn pair_and_command(
     steps: &Steps,
-    api_url: &str,
+    api: Api,
     password: &str,
     channel: &str,
     setup_code: &SetupCode,
 ) -> Result<Summary, Failure> {
-    let api = Api::new(api_url)?;
     let access = api.login(USER, password).await?;
     let api = api.with_token(access);
     let created = api.create_token(&CreateTokenRequest::default()).await?;
@@ -372,7 +381,7 @@ fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
     let t = &s.timings;
     let phases = [
         ("wifi", "joined the router (simulated radio, no air time)"),
-        ("dns", "IoT DNS answered with the API and MQTT endpoints"),
+        ("dns", "IoT DNS answered with the HTTPS and MQTTS endpoints and their CA"),
         (
             "activate",
             "activated with the token; the authkey signed the request",
@@ -416,15 +425,17 @@ fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
 
 async fn keep_running(
     steps: &Steps,
-    api_url: &str,
+    (api_url, ca): (&str, &Path),
     mqtt: std::net::SocketAddr,
     channel: &str,
     ctl_socket: &Path,
     password: &str,
 ) {
     steps.raw(&format!(
-        "\nEverything stays up until Ctrl-C:\n  API      {api_url}\n  docs     {api_url}/docs\n  MQTT     mqtt://{mqtt}\n  device   data channel {channel}, control socket {}\n  try      TETHER_SERVER={api_url} TETHER_USER={USER} TETHER_PASSWORD={password} tether devices\n",
-        ctl_socket.display()
+        "\nEverything stays up until Ctrl-C:\n  API      {api_url}\n  docs     {api_url}/docs\n  MQTT     mqtts://{mqtt}\n  CA       {}\n  device   data channel {channel}, control socket {}\n  try      TETHER_SERVER={api_url} TETHER_CA={} TETHER_USER={USER} TETHER_PASSWORD={password} tether devices\n",
+        ca.display(),
+        ctl_socket.display(),
+        ca.display()
     ));
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -27,7 +27,6 @@ const NEXT_VERSION: &str = "0.2.0";
 
 /// What the demo needs to update its device.
 pub(super) struct Target<'a> {
-    pub api_url: &'a str,
     pub admin: (&'a str, &'a str),
     pub key: &'a SigningKey,
     pub device: &'a Device,
@@ -49,7 +48,7 @@ pub(super) async fn live_update(steps: &Steps, t: &Target<'_>) -> Result<UpdateR
 
     let bundle = Bundle::sign(NEXT_COMPONENT, NEXT_VERSION, 1, WORLD, HOST_VERSION, t.key)
         .map_err(|e| Failure::Other(format!("cannot sign the update: {e}")))?;
-    let api = Api::new(t.api_url)?;
+    let api = t.user.logged_out();
     let access = api.login(t.admin.0, t.admin.1).await?;
     let admin = api.with_token(access);
     let module = admin.upload_module(bundle).await?;

@@ -53,16 +53,23 @@ impl Machine {
         }
     }
 
+    /// Whether the device talks to the cloud over TLS: its factory IoT DNS URL is HTTPS.
+    /// Then it asks only for TLS endpoints (with their CAs) and takes no plain one.
+    pub(super) fn tls(&self) -> bool {
+        self.identity.iot_dns_url.starts_with("https://")
+    }
+
     fn dns_request(&self, region: &str) -> HttpRequest {
+        let tls = self.tls();
+        let keys = if tls {
+            [EndpointKey::HttpsSelfUrl, EndpointKey::MqttsSelfUrl]
+        } else {
+            [EndpointKey::HttpUrl, EndpointKey::MqttUrl]
+        };
         let body = UrlConfigRequest {
             region: region.to_owned(),
             env: "pro".into(),
-            config: [EndpointKey::HttpUrl, EndpointKey::MqttUrl]
-                .map(|key| UrlConfigItem {
-                    key,
-                    need_ca: false,
-                })
-                .to_vec(),
+            config: keys.map(|key| UrlConfigItem { key, need_ca: tls }).to_vec(),
         };
         HttpRequest {
             purpose: Purpose::Dns,
@@ -215,6 +222,9 @@ impl Machine {
                 return self.fail_pairing(clock, ErrorCode::Timeout);
             }
             self.last_error = Some(code);
+        } else if code == ErrorCode::TlsFailed {
+            // Shown in the status until the device is online again; retried over TLS only.
+            self.last_error = Some(code);
         }
         let delay = self
             .cloud_backoff
@@ -260,14 +270,25 @@ impl Machine {
 
     fn on_endpoints(&mut self, clock: Clock, body: &[u8]) -> Vec<Action> {
         let answer = serde_json::from_slice::<UrlConfigResponse>(body).ok();
+        let tls = self.tls();
         let found = answer.as_ref().and_then(|a| {
+            let (http, mqtt) = if tls {
+                (a.https_self_url.as_ref()?, a.mqtts_self_url.as_ref()?)
+            } else {
+                (a.http_url.as_ref()?, a.mqtt_url.as_ref()?)
+            };
+            // A TLS device takes only an HTTPS API and at least one CA to verify it.
+            if tls && (!http.addr.starts_with("https://") || a.ca_arr.is_empty()) {
+                return None;
+            }
             Some((
-                a.http_url.as_ref()?.addr.clone(),
-                a.mqtt_url.as_ref()?.addr.clone(),
+                http.addr.clone(),
+                mqtt.addr.clone(),
+                a.ca_arr.clone(),
                 a.ttl,
             ))
         });
-        let Some((http_url, mqtt_url, ttl)) = found else {
+        let Some((http_url, mqtt_url, ca, ttl)) = found else {
             return self.fail_pairing(clock, ErrorCode::DnsFailed);
         };
         let region = match (&self.pending, &self.endpoints) {
@@ -279,6 +300,7 @@ impl Machine {
             region,
             http_url,
             mqtt_url,
+            ca,
             fresh_until: clock.unix + u64::from(ttl),
         };
         let mut actions = vec![

@@ -10,8 +10,16 @@ use super::{Action, Clock, Level, Machine, NetState, Timer, keys, log, to_json};
 
 impl Machine {
     pub(super) fn connect_mqtt(&mut self) -> Vec<Action> {
+        let tls = self.tls();
         match &self.activation {
-            Some(activation) => vec![Action::MqttConnect(activation.clone())],
+            Some(activation) => {
+                let mut activation = activation.clone();
+                // A TLS device names the scheme, so the host never connects in clear.
+                if tls && !activation.mqtt_url.contains("://") {
+                    activation.mqtt_url = format!("mqtts://{}", activation.mqtt_url);
+                }
+                vec![Action::MqttConnect(activation)]
+            }
             None => Vec::new(),
         }
     }
@@ -36,6 +44,9 @@ impl Machine {
                 self.network = Some(network);
             }
             actions.push(Action::KvDelete(keys::PENDING));
+            self.last_error = None;
+        }
+        if self.last_error == Some(ErrorCode::TlsFailed) {
             self.last_error = None;
         }
         self.mqtt_backoff.reset();
@@ -66,6 +77,10 @@ impl Machine {
             return self.fail_pairing(clock, code);
         }
         self.enter(NetState::Offline, clock);
+        if code == ErrorCode::TlsFailed {
+            // Shown in the status until the device is online again; retried over TLS only.
+            self.last_error = Some(code);
+        }
         let mut actions = vec![Action::CancelTimer(Timer::RefreshCredentials)];
         if code == ErrorCode::MqttAuthFailed {
             actions.push(log(

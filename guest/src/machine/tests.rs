@@ -168,7 +168,8 @@ fn the_happy_path_goes_from_credentials_to_online_with_every_timing() {
     assert!(
         a.contains(&Action::SetEndpoints {
             http_url: "http://api:8080".into(),
-            mqtt_url: "broker:1883".into()
+            mqtt_url: "broker:1883".into(),
+            ca: Vec::new(),
         }),
         "the host is told the endpoints: {a:?}"
     );
@@ -705,3 +706,4 @@ fn restore_refuses_garbage_other_versions_and_broken_invariants() {
 }
 
 mod network_change;
+mod tls;

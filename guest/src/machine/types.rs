@@ -118,6 +118,9 @@ pub struct Endpoints {
     pub http_url: String,
     /// Broker address.
     pub mqtt_url: String,
+    /// The CA certificates IoT DNS delivered (base64 DER), for the host's TLS.
+    #[serde(default)]
+    pub ca: Vec<String>,
     /// Unix seconds after which they are looked up again.
     pub fresh_until: u64,
 }
@@ -128,6 +131,7 @@ impl Endpoints {
         Action::SetEndpoints {
             http_url: self.http_url.clone(),
             mqtt_url: self.mqtt_url.clone(),
+            ca: self.ca.clone(),
         }
     }
 }
@@ -222,6 +226,8 @@ pub enum Action {
         http_url: String,
         /// Broker address.
         mqtt_url: String,
+        /// CA certificates (base64 DER) that verify them.
+        ca: Vec<String>,
     },
     /// Write a log line (never with secrets).
     Log(Level, String),

@@ -44,6 +44,9 @@ pub struct CloudEndpoints {
     pub http_url: String,
     /// Broker address.
     pub mqtt_url: String,
+    /// The CA certificates (base64 DER) IoT DNS delivered for them.
+    #[serde(default)]
+    pub ca: Vec<String>,
 }
 
 /// Which secret signs a request.
@@ -287,8 +290,9 @@ mod tests {
             .expect("opens");
         assert_eq!(signer.endpoints(), None);
         let endpoints = CloudEndpoints {
-            http_url: "http://api:8080".into(),
-            mqtt_url: "broker:1883".into(),
+            http_url: "https://api:8443".into(),
+            mqtt_url: "broker:8883".into(),
+            ca: vec!["MIIBca".into()],
         };
         signer.set_endpoints(endpoints.clone()).expect("stored");
         let reopened = Signer::new(None, None)

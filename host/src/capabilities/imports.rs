@@ -266,6 +266,7 @@ impl device::Host for HostState {
         let endpoints = crate::capabilities::CloudEndpoints {
             http_url: endpoints.http_url,
             mqtt_url: endpoints.mqtt_url,
+            ca: endpoints.ca,
         };
         self.device
             .set_endpoints(endpoints)

@@ -67,6 +67,11 @@ impl HostState {
         self.next_request_id = old.next_request_id;
     }
 
+    /// The cloud endpoints the component stored, with their CAs.
+    pub fn endpoints(&self) -> Option<&CloudEndpoints> {
+        self.device.endpoints()
+    }
+
     /// Takes the commands the component issued since the last call, in order.
     pub fn take_commands(&mut self) -> Vec<Command> {
         self.outbox.take()

@@ -12,34 +12,45 @@ use tokio::task::JoinHandle;
 use super::{Events, wit};
 use crate::runtime::wit::Event;
 use crate::runtime::wit::http::{Failure, Method, Request, Response};
+use crate::trust::CloudTrust;
 use crate::wifi::WifiBackend;
 
 /// Largest response body handed to the component.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 pub struct HttpProvider {
-    client: reqwest::Client,
+    trust: CloudTrust,
     wifi: Arc<dyn WifiBackend>,
     events: Events,
     inflight: Arc<Mutex<HashMap<u32, JoinHandle<()>>>>,
 }
 
 impl HttpProvider {
-    pub fn new(wifi: Arc<dyn WifiBackend>, events: Events) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(Self {
-            client,
+    pub fn new(wifi: Arc<dyn WifiBackend>, trust: CloudTrust, events: Events) -> Self {
+        Self {
+            trust,
             wifi,
             events,
             inflight: Arc::default(),
-        })
+        }
+    }
+
+    /// Takes the CAs IoT DNS delivered; returns whether they changed.
+    pub fn deliver_cas(&mut self, cas: &[String]) -> bool {
+        self.trust.deliver(cas)
     }
 
     pub fn start(&mut self, id: u32, request: Request) {
+        if self.trust.pinned() && !request.url.starts_with("https://") {
+            let _ = self.events.send(Event::HttpFailed(Failure {
+                id,
+                code: wit(ErrorCode::TlsFailed),
+                message: "refused: this device pins a cloud CA and talks https:// only".into(),
+            }));
+            return;
+        }
         let (client, wifi, events, inflight) = (
-            self.client.clone(),
+            self.trust.http(),
             self.wifi.clone(),
             self.events.clone(),
             self.inflight.clone(),
@@ -153,7 +164,9 @@ pub async fn read_capped(
 }
 
 fn classify(e: reqwest::Error) -> (ErrorCode, String) {
-    let code = if e.is_timeout() {
+    let code = if crate::trust::is_tls_failure(&e) {
+        ErrorCode::TlsFailed
+    } else if e.is_timeout() {
         ErrorCode::Timeout
     } else if e.is_connect() {
         ErrorCode::NetworkUnreachable

@@ -17,6 +17,7 @@ pub use channel::ChannelServer;
 
 use crate::capabilities::Command;
 use crate::runtime::wit::{Event, WitErrorCode};
+use crate::trust::CloudTrust;
 use crate::wifi::WifiBackend;
 
 /// Where providers post events.
@@ -41,21 +42,32 @@ impl std::fmt::Debug for Providers {
 }
 
 impl Providers {
-    /// Starts the providers; the channel listens on `channel_listen`.
+    /// Starts the providers; the channel listens on `channel_listen`, and the cloud
+    /// connections trust what `trust` does.
     pub async fn start(
         wifi: Arc<dyn WifiBackend>,
         channel_listen: SocketAddr,
+        trust: CloudTrust,
         events: Events,
     ) -> anyhow::Result<Self> {
         let channel = ChannelServer::start(channel_listen, events.clone()).await?;
         Ok(Self {
-            http: http::HttpProvider::new(wifi.clone(), events.clone())?,
-            mqtt: mqtt::MqttProvider::new(wifi.clone(), events.clone()),
+            http: http::HttpProvider::new(wifi.clone(), trust.clone(), events.clone()),
+            mqtt: mqtt::MqttProvider::new(wifi.clone(), trust, events.clone()),
             timers: timers::Timers::new(events.clone()),
             wifi,
             channel,
             events,
         })
+    }
+
+    /// Takes the CAs IoT DNS delivered (as the component stored them with the endpoints)
+    /// for the connections opened from now on.
+    pub fn deliver_cas(&mut self, cas: &[String]) {
+        if self.http.deliver_cas(cas) {
+            tracing::info!(cas = cas.len(), "the cloud's CAs from IoT DNS are trusted");
+        }
+        self.mqtt.deliver_cas(cas);
     }
 
     /// The component has taken `n` bytes of channel connection `conn`.

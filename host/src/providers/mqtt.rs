@@ -1,4 +1,5 @@
-//! The device's one MQTT session (rumqttc). The provider never reconnects by itself: a
+//! The device's one MQTT session (rumqttc), over TLS for `mqtts://` with the device's
+//! cloud trust. The provider never reconnects by itself: a
 //! lost or refused session is reported, and the component decides what to do.
 
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, MqttOptions,
-    NetworkOptions, Packet, QoS,
+    NetworkOptions, Packet, QoS, TlsConfiguration, Transport,
 };
 use tether_proto::ErrorCode;
 use tokio::task::JoinHandle;
@@ -15,6 +16,7 @@ use super::{Events, wit};
 use crate::capabilities::MqttConnect;
 use crate::runtime::wit::Event;
 use crate::runtime::wit::mqtt::{DisconnectInfo, Message, Qos};
+use crate::trust::CloudTrust;
 use crate::wifi::WifiBackend;
 
 /// Largest packet either way.
@@ -22,17 +24,24 @@ const MAX_PACKET: usize = 64 * 1024;
 
 pub struct MqttProvider {
     wifi: Arc<dyn WifiBackend>,
+    trust: CloudTrust,
     events: Events,
     session: Option<(AsyncClient, JoinHandle<()>)>,
 }
 
 impl MqttProvider {
-    pub fn new(wifi: Arc<dyn WifiBackend>, events: Events) -> Self {
+    pub fn new(wifi: Arc<dyn WifiBackend>, trust: CloudTrust, events: Events) -> Self {
         Self {
             wifi,
+            trust,
             events,
             session: None,
         }
+    }
+
+    /// Takes the CAs IoT DNS delivered, for the next session.
+    pub fn deliver_cas(&mut self, cas: &[String]) {
+        self.trust.deliver(cas);
     }
 
     pub fn connect(&mut self, options: MqttConnect) {
@@ -50,14 +59,33 @@ impl MqttProvider {
             ));
             return;
         }
-        let Some((host, port)) = host_port(&options.url) else {
+        let Some((tls, host, port)) = broker(&options.url) else {
             let _ = self.events.send(lost(
                 ErrorCode::InvalidParm,
                 format!("not a broker address: {}", options.url),
             ));
             return;
         };
+        let transport = match (tls, self.trust.tls()) {
+            (false, _) if self.trust.pinned() => {
+                let _ = self.events.send(lost(
+                    ErrorCode::TlsFailed,
+                    "refused: this device pins a cloud CA and talks mqtts:// only".into(),
+                ));
+                return;
+            }
+            (false, _) => Transport::Tcp,
+            (true, Some(config)) => Transport::tls_with_config(TlsConfiguration::Rustls(config)),
+            (true, None) => {
+                let _ = self.events.send(lost(
+                    ErrorCode::TlsFailed,
+                    "no CA to verify the broker with: set cloud_ca".into(),
+                ));
+                return;
+            }
+        };
         let mut mqtt = MqttOptions::new(options.client_id, host, port);
+        mqtt.set_transport(transport);
         mqtt.set_credentials(options.username, options.password.expose());
         mqtt.set_keep_alive(Duration::from_secs(u64::from(
             options.keep_alive_secs.max(5),
@@ -88,6 +116,8 @@ impl MqttProvider {
                                 ConnectReturnCode::BadUserNamePassword
                                 | ConnectReturnCode::NotAuthorized,
                             ) => ErrorCode::MqttAuthFailed,
+                            ConnectionError::Tls(_) => ErrorCode::TlsFailed,
+                            e if crate::trust::is_tls_failure(e) => ErrorCode::TlsFailed,
                             _ => ErrorCode::NetworkUnreachable,
                         };
                         let _ = events.send(lost(code, e.to_string()));
@@ -138,11 +168,16 @@ fn qos_of(qos: Qos) -> QoS {
     }
 }
 
-/// `host:port`, `mqtt://host:port` (TLS addresses are not served by this provider yet).
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+/// Whether the address asks for TLS, and its host and port: `host:port`,
+/// `mqtt://host:port` or `mqtts://host:port`.
+fn broker(url: &str) -> Option<(bool, String, u16)> {
+    let (tls, rest) = match url.strip_prefix("mqtts://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("mqtt://").unwrap_or(url)),
+    };
     let (host, port) = rest.rsplit_once(':')?;
     Some((
+        tls,
         host.trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned(),
@@ -152,19 +187,23 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::broker;
 
     #[test]
     fn broker_addresses_parse() {
         assert_eq!(
-            host_port("127.0.0.1:1883"),
-            Some(("127.0.0.1".into(), 1883))
+            broker("127.0.0.1:1883"),
+            Some((false, "127.0.0.1".into(), 1883))
         );
         assert_eq!(
-            host_port("mqtt://broker.example:8883"),
-            Some(("broker.example".into(), 8883))
+            broker("mqtt://broker.example:1883"),
+            Some((false, "broker.example".into(), 1883))
         );
-        assert_eq!(host_port("[::1]:1883"), Some(("::1".into(), 1883)));
-        assert_eq!(host_port("broker"), None);
+        assert_eq!(
+            broker("mqtts://broker.example:8883"),
+            Some((true, "broker.example".into(), 8883))
+        );
+        assert_eq!(broker("[::1]:1883"), Some((false, "::1".into(), 1883)));
+        assert_eq!(broker("broker"), None);
     }
 }

@@ -13,6 +13,12 @@ use tokio::sync::mpsc;
 
 use crate::capabilities::{DeviceIdentity, Key, Signer};
 use crate::handle::DeviceHandle;
+use crate::trust::CloudTrust;
+
+/// How long a bundle download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an outcome report may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a protocol 15 notice carries.
 pub(crate) type Notice = UpdateNotice;
@@ -32,9 +38,29 @@ pub(crate) struct Cloud {
     pub identity: DeviceIdentity,
     pub binding: PathBuf,
     pub endpoints: PathBuf,
+    /// The factory trust; the delivered CAs are read with the endpoints.
+    pub trust: CloudTrust,
 }
 
 impl Cloud {
+    /// An HTTP client that trusts the factory CA and the CAs stored with the endpoints.
+    fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let mut trust = self.trust.clone();
+        if let Some(endpoints) = self.signer()?.endpoints() {
+            trust.deliver(&endpoints.ca);
+        }
+        Ok(trust.http())
+    }
+
+    /// Refuses a plain URL on a device that pins a cloud CA.
+    fn check_scheme(&self, url: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.trust.pinned() || url.starts_with("https://"),
+            "refused {url}: this device pins a cloud CA and talks https:// only"
+        );
+        Ok(())
+    }
+
     fn signer(&self) -> anyhow::Result<Signer> {
         Ok(
             Signer::new(Some(self.identity.clone()), Some(self.binding.clone()))?
@@ -46,16 +72,11 @@ impl Cloud {
 /// Starts the downloader and the outcome reporter; returns where notices go.
 pub(crate) fn start(cloud: Cloud, device: DeviceHandle) -> mpsc::UnboundedSender<Notice> {
     let (notices, mut rx) = mpsc::unbounded_channel::<Notice>();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap_or_default();
-    let (c, d, h) = (cloud.clone(), device.clone(), http.clone());
+    let (c, d) = (cloud.clone(), device.clone());
     tokio::spawn(async move {
         while let Some(notice) = rx.recv().await {
             tracing::info!(version = %notice.version, sequence = notice.sequence, "update notice received");
-            match download(&c, &h, &notice).await {
+            match download(&c, &notice).await {
                 Ok(bytes) => match d.update(bytes).await {
                     Ok(report) => {
                         tracing::info!(version = %report.version, pause_us = report.pause_us, "update from the cloud applied")
@@ -68,15 +89,12 @@ pub(crate) fn start(cloud: Cloud, device: DeviceHandle) -> mpsc::UnboundedSender
             }
         }
     });
-    tokio::spawn(report_outcomes(cloud, http, device));
+    tokio::spawn(report_outcomes(cloud, device));
     notices
 }
 
-async fn download(
-    cloud: &Cloud,
-    http: &reqwest::Client,
-    notice: &Notice,
-) -> anyhow::Result<Vec<u8>> {
+async fn download(cloud: &Cloud, notice: &Notice) -> anyhow::Result<Vec<u8>> {
+    cloud.check_scheme(&notice.url)?;
     let url = reqwest::Url::parse(&notice.url)?;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -86,8 +104,10 @@ async fn download(
         .signer()?
         .sign_request("GET", &path, b"", Key::DevSecret)
         .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
-    let response = http
+    let response = cloud
+        .http()?
         .get(url)
+        .timeout(DOWNLOAD_TIMEOUT)
         .header("authorization", auth)
         .send()
         .await?
@@ -98,7 +118,7 @@ async fn download(
 
 /// Reports each new update outcome as the instance thread records it; retries every few
 /// seconds until the cloud has it.
-async fn report_outcomes(cloud: Cloud, http: reqwest::Client, device: DeviceHandle) {
+async fn report_outcomes(cloud: Cloud, device: DeviceHandle) {
     let mut outcomes = device.outcomes();
     let mut reported: Option<UpdateOutcome> = None;
     loop {
@@ -106,7 +126,7 @@ async fn report_outcomes(cloud: Cloud, http: reqwest::Client, device: DeviceHand
         if let Some(outcome) = pending.filter(|o| reported.as_ref() != Some(o)) {
             let running = device.module_status().await.map(|s| s.version);
             let Some(running) = running else { return };
-            match report(&cloud, &http, &outcome, running).await {
+            match report(&cloud, &outcome, running).await {
                 Ok(()) => reported = Some(outcome),
                 Err(e) => {
                     tracing::debug!(error = %format!("{e:#}"), "update outcome not reported yet");
@@ -124,12 +144,7 @@ async fn report_outcomes(cloud: Cloud, http: reqwest::Client, device: DeviceHand
     }
 }
 
-async fn report(
-    cloud: &Cloud,
-    http: &reqwest::Client,
-    outcome: &UpdateOutcome,
-    running: String,
-) -> anyhow::Result<()> {
+async fn report(cloud: &Cloud, outcome: &UpdateOutcome, running: String) -> anyhow::Result<()> {
     let signer = cloud.signer()?;
     let dev_id = signer
         .dev_id()
@@ -139,6 +154,7 @@ async fn report(
         .endpoints()
         .map(|e| e.http_url.clone())
         .ok_or_else(|| anyhow::anyhow!("no cloud endpoints stored yet"))?;
+    cloud.check_scheme(&base)?;
     let path = format!("/v1/devices/{dev_id}/module-status");
     let body = serde_json::to_vec(&ModuleStatusReport {
         version: outcome.version.clone(),
@@ -150,7 +166,10 @@ async fn report(
     let auth = signer
         .sign_request("POST", &path, &body, Key::DevSecret)
         .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
-    http.post(format!("{}{path}", base.trim_end_matches('/')))
+    cloud
+        .http()?
+        .post(format!("{}{path}", base.trim_end_matches('/')))
+        .timeout(REPORT_TIMEOUT)
         .header("authorization", auth)
         .header("content-type", "application/json")
         .body(body)

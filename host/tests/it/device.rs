@@ -21,6 +21,7 @@ use tether_proto::setup_code::SetupCode;
 use tether_proto::status::DeviceStatus;
 use tether_service::ServeConfig;
 use tether_service::licenses::License;
+use tether_service::tls::TlsSource;
 
 use crate::support::wait;
 use tether_service::local::{self, Account, LocalCloud};
@@ -68,9 +69,17 @@ impl Cloud {
             .licenses;
         let mut config = ServeConfig::ephemeral(dir.path());
         edit(&mut config);
+        // The test's own user client is not under test: with operator files (such as an
+        // expired certificate made to fail devices) it takes what the service serves.
+        let operator_files = matches!(config.tls, TlsSource::Files { .. });
         let service = LocalCloud::start(config).await.expect("service starts");
         let base = service.api_url();
-        let http = reqwest::Client::new();
+        let mut http = reqwest::Client::builder().danger_accept_invalid_certs(operator_files);
+        if let Some(ca) = service.local_ca() {
+            let pem = std::fs::read(ca).expect("the local CA");
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
+        }
+        let http = http.build().expect("client");
         let access = login(&http, &base, "ann", "ann-passw0rd").await;
         Self {
             _dir: dir,
@@ -85,6 +94,11 @@ impl Cloud {
     /// The access token of `ann`, a user without the admin role.
     pub(crate) fn user_access(&self) -> String {
         self.access.clone()
+    }
+
+    /// The local CA's file when the service serves TLS.
+    pub(crate) fn local_ca(&self) -> Option<std::path::PathBuf> {
+        self.service.local_ca()
     }
 
     /// An access token of the `root` admin.
@@ -186,6 +200,8 @@ pub(crate) fn host_config(cloud: &Cloud, license: usize, dir: &Path) -> HostConf
         identity,
         SimAp::instant("home", "correct horse"),
     );
+    // The factory writes the CA the cloud's TLS is verified with.
+    config.cloud_ca = cloud.local_ca();
     config.wifi.sim.ap.extend([
         SimAp {
             behaviour: SimBehaviour::DhcpFailure,

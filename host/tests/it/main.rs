@@ -8,5 +8,6 @@ mod limits;
 mod process;
 mod rollout;
 mod support;
+mod tls;
 mod update;
 mod update_process;
