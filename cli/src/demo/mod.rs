@@ -18,8 +18,8 @@ use tether_proto::api::DeviceView;
 use tether_proto::setup_code::SetupCode;
 use tether_proto::token_status::CreateTokenRequest;
 use tether_service::ServeConfig;
-use tether_service::tls::TlsSource;
 use tether_service::local::{self, Account, LocalCloud};
+use tether_service::tls::TlsSource;
 use tether_service::users::Role;
 
 mod update;
@@ -381,7 +381,10 @@ fn print_phases(steps: &Steps, s: &mut Summary) -> u64 {
     let t = &s.timings;
     let phases = [
         ("wifi", "joined the router (simulated radio, no air time)"),
-        ("dns", "IoT DNS answered with the HTTPS and MQTTS endpoints and their CA"),
+        (
+            "dns",
+            "IoT DNS answered with the HTTPS and MQTTS endpoints and their CA",
+        ),
         (
             "activate",
             "activated with the token; the authkey signed the request",
