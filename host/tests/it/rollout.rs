@@ -95,7 +95,9 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
         (403, Some("bundle_untrusted_key"))
     );
     let good = Bundle::sign(DEFAULT_COMPONENT, "0.2.0", 1, WORLD, "0.1.0", &key()).expect("signs");
-    let (status, _) = upload(&cloud, &cloud.user_access(), good.clone()).await;
+    // A small body: the service refuses a non-admin before reading the body, and a
+    // client still sending a large one may see the connection close instead of the 403.
+    let (status, _) = upload(&cloud, &cloud.user_access(), good[..64].to_vec()).await;
     assert_eq!(status, 403, "users may not upload modules");
     let (status, module) = upload(&cloud, &admin, good).await;
     assert_eq!(status, 201, "{module}");
