@@ -166,7 +166,7 @@ mod tests {
             assert_eq!(ErrorCode::from_name(code.name()), Some(code));
             assert_eq!(ErrorCode::from_oprt(code.oprt()), Some(code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 17);
+        assert_eq!(ErrorCode::ALL.len(), 18);
     }
 
     #[test]
