@@ -19,29 +19,23 @@ use crate::wifi::WifiBackend;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 pub struct HttpProvider {
-    trust: CloudTrust,
     wifi: Arc<dyn WifiBackend>,
     events: Events,
     inflight: Arc<Mutex<HashMap<u32, JoinHandle<()>>>>,
 }
 
 impl HttpProvider {
-    pub fn new(wifi: Arc<dyn WifiBackend>, trust: CloudTrust, events: Events) -> Self {
+    pub fn new(wifi: Arc<dyn WifiBackend>, events: Events) -> Self {
         Self {
-            trust,
             wifi,
             events,
             inflight: Arc::default(),
         }
     }
 
-    /// Takes the CAs IoT DNS delivered; returns whether they changed.
-    pub fn deliver_cas(&mut self, cas: &[String]) -> bool {
-        self.trust.deliver(cas)
-    }
-
-    pub fn start(&mut self, id: u32, request: Request) {
-        if self.trust.pinned() && !request.url.starts_with("https://") {
+    /// Starts `request` with a client that trusts what `trust` does.
+    pub fn start(&mut self, id: u32, request: Request, trust: &CloudTrust) {
+        if trust.pinned() && !request.url.starts_with("https://") {
             let _ = self.events.send(Event::HttpFailed(Failure {
                 id,
                 code: wit(ErrorCode::TlsFailed),
@@ -50,7 +44,7 @@ impl HttpProvider {
             return;
         }
         let (client, wifi, events, inflight) = (
-            self.trust.http(),
+            trust.http(),
             self.wifi.clone(),
             self.events.clone(),
             self.inflight.clone(),

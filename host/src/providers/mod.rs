@@ -28,6 +28,8 @@ pub struct Providers {
     wifi: Arc<dyn WifiBackend>,
     http: http::HttpProvider,
     mqtt: mqtt::MqttProvider,
+    /// What cloud connections trust; HTTP and MQTT take it as they start.
+    trust: CloudTrust,
     channel: ChannelServer,
     timers: timers::Timers,
     events: Events,
@@ -52,8 +54,9 @@ impl Providers {
     ) -> anyhow::Result<Self> {
         let channel = ChannelServer::start(channel_listen, events.clone()).await?;
         Ok(Self {
-            http: http::HttpProvider::new(wifi.clone(), trust.clone(), events.clone()),
-            mqtt: mqtt::MqttProvider::new(wifi.clone(), trust, events.clone()),
+            http: http::HttpProvider::new(wifi.clone(), events.clone()),
+            mqtt: mqtt::MqttProvider::new(wifi.clone(), events.clone()),
+            trust,
             timers: timers::Timers::new(events.clone()),
             wifi,
             channel,
@@ -64,10 +67,9 @@ impl Providers {
     /// Takes the CAs IoT DNS delivered (as the component stored them with the endpoints)
     /// for the connections opened from now on.
     pub fn deliver_cas(&mut self, cas: &[String]) {
-        if self.http.deliver_cas(cas) {
+        if self.trust.deliver(cas) {
             tracing::info!(cas = cas.len(), "the cloud's CAs from IoT DNS are trusted");
         }
-        self.mqtt.deliver_cas(cas);
     }
 
     /// The component has taken `n` bytes of channel connection `conn`.
@@ -122,9 +124,9 @@ impl Providers {
                 let wifi = self.wifi.clone();
                 tokio::spawn(async move { wifi.stop_ap().await });
             }
-            Command::HttpStart { id, request } => self.http.start(id, request),
+            Command::HttpStart { id, request } => self.http.start(id, request, &self.trust),
             Command::HttpCancel(id) => self.http.cancel(id),
-            Command::MqttConnect(options) => self.mqtt.connect(options),
+            Command::MqttConnect(options) => self.mqtt.connect(options, &self.trust),
             Command::MqttSubscribe { topic, qos } => self.mqtt.subscribe(topic, qos),
             Command::MqttPublish {
                 topic,

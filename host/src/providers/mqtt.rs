@@ -24,27 +24,21 @@ const MAX_PACKET: usize = 64 * 1024;
 
 pub struct MqttProvider {
     wifi: Arc<dyn WifiBackend>,
-    trust: CloudTrust,
     events: Events,
     session: Option<(AsyncClient, JoinHandle<()>)>,
 }
 
 impl MqttProvider {
-    pub fn new(wifi: Arc<dyn WifiBackend>, trust: CloudTrust, events: Events) -> Self {
+    pub fn new(wifi: Arc<dyn WifiBackend>, events: Events) -> Self {
         Self {
             wifi,
-            trust,
             events,
             session: None,
         }
     }
 
-    /// Takes the CAs IoT DNS delivered, for the next session.
-    pub fn deliver_cas(&mut self, cas: &[String]) {
-        self.trust.deliver(cas);
-    }
-
-    pub fn connect(&mut self, options: MqttConnect) {
+    /// Starts a session (over TLS for `mqtts://`, trusting what `trust` does).
+    pub fn connect(&mut self, options: MqttConnect, trust: &CloudTrust) {
         self.disconnect();
         let lost = |code: ErrorCode, message: String| {
             Event::MqttDisconnected(DisconnectInfo {
@@ -66,8 +60,8 @@ impl MqttProvider {
             ));
             return;
         };
-        let transport = match (tls, self.trust.tls()) {
-            (false, _) if self.trust.pinned() => {
+        let transport = match (tls, trust.tls()) {
+            (false, _) if trust.pinned() => {
                 let _ = self.events.send(lost(
                     ErrorCode::TlsFailed,
                     "refused: this device pins a cloud CA and talks mqtts:// only".into(),

@@ -43,13 +43,14 @@ pub(crate) struct Cloud {
 }
 
 impl Cloud {
-    /// An HTTP client that trusts the factory CA and the CAs stored with the endpoints.
-    fn http(&self) -> anyhow::Result<reqwest::Client> {
+    /// An HTTP client that trusts the factory CA and the CAs `signer` holds with the
+    /// endpoints.
+    fn http(&self, signer: &Signer) -> reqwest::Client {
         let mut trust = self.trust.clone();
-        if let Some(endpoints) = self.signer()?.endpoints() {
+        if let Some(endpoints) = signer.endpoints() {
             trust.deliver(&endpoints.ca);
         }
-        Ok(trust.http())
+        trust.http()
     }
 
     /// Refuses a plain URL on a device that pins a cloud CA.
@@ -100,12 +101,12 @@ async fn download(cloud: &Cloud, notice: &Notice) -> anyhow::Result<Vec<u8>> {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    let auth = cloud
-        .signer()?
+    let signer = cloud.signer()?;
+    let auth = signer
         .sign_request("GET", &path, b"", Key::DevSecret)
         .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
     let response = cloud
-        .http()?
+        .http(&signer)
         .get(url)
         .timeout(DOWNLOAD_TIMEOUT)
         .header("authorization", auth)
@@ -167,7 +168,7 @@ async fn report(cloud: &Cloud, outcome: &UpdateOutcome, running: String) -> anyh
         .sign_request("POST", &path, &body, Key::DevSecret)
         .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
     cloud
-        .http()?
+        .http(&signer)
         .post(format!("{}{path}", base.trim_end_matches('/')))
         .timeout(REPORT_TIMEOUT)
         .header("authorization", auth)
