@@ -153,8 +153,8 @@ impl Application {
         .context("TLS")?;
         if tls.is_none() {
             tracing::warn!(
-                "the API is served over plain HTTP: credentials cross the network in clear \
-                 (give --tls-local-ca or --tls-cert/--tls-key)"
+                "--plain: the API and the broker are served without TLS, so credentials \
+                 cross the network in clear"
             );
         }
         let scheme = if tls.is_some() { "https" } else { "http" };

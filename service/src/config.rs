@@ -90,10 +90,11 @@ pub struct ServeArgs {
     /// `tether module keygen` writes one to module.pub)
     #[arg(long, env = "TETHER_MODULE_KEYS", value_delimiter = ',')]
     pub module_key: Vec<String>,
-    /// Serve the API over HTTPS with a local CA kept in the data dir (tls/ca.pem, created
-    /// on first start); clients and devices must trust tls/ca.pem
-    #[arg(long, env = "TETHER_TLS_LOCAL_CA", conflicts_with = "tls_cert")]
-    pub tls_local_ca: bool,
+    /// Serve plain HTTP and MQTT, without TLS: credentials cross the network in clear.
+    /// Without this flag and without --tls-cert, the service serves TLS from a local CA
+    /// kept in the data dir (tls/ca.pem, created on first start)
+    #[arg(long, env = "TETHER_PLAIN", conflicts_with = "tls_cert")]
+    pub plain: bool,
     /// Serve the API over HTTPS with this PEM certificate chain (server certificate first)
     #[arg(long, env = "TETHER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -133,7 +134,7 @@ struct FileConfig {
     #[serde(default)]
     module_keys: Vec<String>,
     #[serde(default)]
-    tls_local_ca: bool,
+    plain: bool,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -251,8 +252,8 @@ impl ServeConfig {
                     args.tls_ca
                 },
             },
-            (None, None) if args.tls_local_ca || file.tls_local_ca => TlsSource::LocalCa,
-            (None, None) => TlsSource::Off,
+            (None, None) if args.plain || file.plain => TlsSource::Off,
+            (None, None) => TlsSource::LocalCa,
             _ => bail!("tls_cert and tls_key go together"),
         };
         Ok(Self {
@@ -329,7 +330,7 @@ mod tests {
             bootstrap_admin_file: None,
             log_format: None,
             module_key: Vec::new(),
-            tls_local_ca: false,
+            plain: false,
             tls_cert: None,
             tls_key: None,
             tls_ca: Vec::new(),
@@ -361,6 +362,26 @@ mod tests {
         assert_eq!(config.mqtt_listen.to_string(), DEFAULT_MQTT_LISTEN);
         assert_eq!(config.region, "EU");
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.tls, TlsSource::LocalCa, "TLS unless told otherwise");
+    }
+
+    #[test]
+    fn plain_listeners_only_when_asked_by_flag_or_file() {
+        let mut a = args();
+        a.plain = true;
+        assert_eq!(
+            ServeConfig::from_args(a).expect("valid").tls,
+            TlsSource::Off
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tether.toml");
+        std::fs::write(&path, "plain = true\n").expect("written");
+        let mut a = args();
+        a.config = Some(path);
+        assert_eq!(
+            ServeConfig::from_args(a).expect("valid").tls,
+            TlsSource::Off
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ enum Command {
             default_value = "127.0.0.1:8080"
         )]
         addr: String,
+        /// Speak HTTPS, trusting this PEM CA (the data dir's tls/ca.pem for a local CA)
+        #[arg(long, env = "TETHER_HEALTHCHECK_CA")]
+        ca: Option<std::path::PathBuf>,
     },
 }
 
@@ -138,7 +141,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Healthcheck { addr } => healthcheck(&addr).await,
+        Command::Healthcheck { addr, ca } => healthcheck(&addr, ca.as_deref()).await,
     }
 }
 
@@ -171,18 +174,36 @@ fn write_label(
 }
 
 /// `GET /readyz` over plain HTTP/1.0; ready means a 200 within 5 s.
-async fn healthcheck(addr: &str) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("nothing answers on {addr}"))?;
+async fn healthcheck(addr: &str, ca: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn ask(
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
+        addr: &str,
+    ) -> anyhow::Result<Vec<u8>> {
         stream
             .write_all(format!("GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await?;
-        anyhow::Ok(answer)
+        Ok(answer)
+    }
+    let tls = ca.map(tether_service::tls::client_trusting).transpose()?;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("nothing answers on {addr}"))?;
+        let Some(tls) = tls else {
+            return ask(stream, addr).await;
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let name =
+            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                .with_context(|| format!("{host} is not a server name"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, stream)
+            .await
+            .with_context(|| format!("TLS with {addr} failed"))?;
+        ask(stream, addr).await
     };
     let answer = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
         .await

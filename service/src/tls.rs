@@ -113,6 +113,24 @@ impl Tls {
     }
 }
 
+/// A client configuration that trusts the PEM CA certificates in `ca` and nothing else
+/// (for `tether-service healthcheck --ca`).
+pub fn client_trusting(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("a CA certificate in {}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 type Material = (
     Vec<CertificateDer<'static>>,
     PrivateKeyDer<'static>,

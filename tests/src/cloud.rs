@@ -34,9 +34,15 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// Starts the service and waits until it listens.
+    /// Starts the service as it starts by default, on TLS from a local CA in its data
+    /// dir, and waits until it listens.
     pub fn start() -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    /// Starts the service with `--plain`: HTTP and MQTT without TLS.
+    pub fn start_plain() -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), &["--plain"])
     }
 
     /// Starts the service with an admin account `name` made at start from a
@@ -137,15 +143,61 @@ impl Cloud {
     /// A sample from `GET /metrics`, such as `tether_activations_total{result="ok"}`
     /// (0 when absent).
     pub fn metric(&self, sample: &str) -> u64 {
-        let addr = self.url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).expect("the service accepts connections");
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request sent");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("answer read");
-        answer
+        self.get("/metrics")
             .lines()
             .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The whole HTTP/1.0 answer to `GET path`, over TLS when the service serves it.
+    pub fn get(&self, path: &str) -> String {
+        let addr = self.addr();
+        let stream = TcpStream::connect(addr).expect("the service accepts connections");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        let mut answer = String::new();
+        match self.ca() {
+            None => exchange(stream, &request, &mut answer),
+            Some(ca) => {
+                let config = tether_service::tls::client_trusting(&ca).expect("the CA loads");
+                let name = addr.ip().into();
+                let client = rustls::ClientConnection::new(config, name).expect("a TLS client");
+                exchange(
+                    rustls::StreamOwned::new(client, stream),
+                    &request,
+                    &mut answer,
+                );
+            }
+        }
+        answer
+    }
+
+    /// The API's socket address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        rest.parse().expect("the API URL names an address")
+    }
+
+    /// The local CA devices and clients must trust, when the service serves TLS.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.url
+            .starts_with("https://")
+            .then(|| self.data_dir().join("tls").join("ca.pem"))
+    }
+
+    /// A client of the API that trusts the service's CA.
+    pub fn http_client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(ca) = self.ca() {
+            let pem = std::fs::read(ca).expect("the CA is readable");
+            let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
+        builder.build().expect("an HTTP client")
     }
 
     /// The service's process id.
@@ -195,4 +247,14 @@ impl Drop for Cloud {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes `request` and reads the answer to the end (the server closes after HTTP/1.0).
+fn exchange(mut stream: impl Read + Write, request: &str, answer: &mut String) {
+    stream.write_all(request.as_bytes()).expect("request sent");
+    // A TLS peer that closes without close_notify ends the read with an error after the
+    // whole answer; what was read is kept.
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    answer.push_str(&String::from_utf8_lossy(&bytes));
 }

@@ -36,7 +36,9 @@ impl DeviceHost {
             pairing_verifier: Some(license.pairing_verifier.clone()),
         };
         let ap = SimAp::instant(SSID, WIFI_PASSWORD);
-        let config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
+        let mut config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
+        // The CA a factory writes into the device's config.
+        config.cloud_ca = cloud.ca();
         let mut host = Self::start_in(dir, &config);
         host.setup_code = Some(license.setup_code.clone());
         host

@@ -21,7 +21,7 @@ pub use process::Output;
 pub use user::User;
 
 /// Posts an activation of `request`, signed with the licence `uuid`/`authkey` as a device
-/// signs it, to the service at `base` (`http://host:port`).
+/// signs it, to the service at `base` (`https://host:port`, or `http://` with `--plain`).
 pub async fn post_activation(
     http: &reqwest::Client,
     base: &str,

@@ -13,6 +13,7 @@ use crate::{Cloud, bin};
 pub struct User {
     home: tempfile::TempDir,
     server: String,
+    ca: Option<std::path::PathBuf>,
     /// Account name.
     pub name: String,
     password: String,
@@ -26,6 +27,7 @@ impl User {
         let user = Self {
             home: tempfile::tempdir().expect("temp dir"),
             server: cloud.url.clone(),
+            ca: cloud.ca(),
             name: name.to_owned(),
             password,
         };
@@ -47,6 +49,9 @@ impl User {
             .env("TETHER_USER", &self.name)
             .env("TETHER_PASSWORD", &self.password)
             .env("XDG_CONFIG_HOME", self.home.path());
+        if let Some(ca) = &self.ca {
+            command.env("TETHER_CA", ca);
+        }
         command
     }
 

@@ -26,7 +26,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
             .await
             .expect("the service starts");
     let base = cloud.url.clone();
-    let http = reqwest::Client::new();
+    let http = cloud.http_client();
 
     // Account and license made with the CLI while the service runs on the same data dir.
     cloud.add_user("ann", "ann-passw0rd");
@@ -64,13 +64,23 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     );
 
     // The health check the container images use.
-    let addr = base.trim_start_matches("http://");
-    let (ok, out, err) = cli(&["healthcheck", "--addr", addr], None);
+    let addr = cloud.addr().to_string();
+    let ca = cloud.ca().expect("TLS by default");
+    let ca = ca.to_str().expect("a UTF-8 path");
+    let (ok, out, err) = cli(&["healthcheck", "--addr", &addr, "--ca", ca], None);
     assert!(ok && out.trim() == "ready", "{out}{err}");
+    // Without the CA it speaks plain HTTP to a TLS port, and gets no answer it accepts.
+    let (ok, _, err) = cli(&["healthcheck", "--addr", &addr], None);
+    assert!(!ok, "plain HTTP to the TLS port passed: {err}");
+    let logs = cloud.logs();
+    assert!(
+        logs.contains("created a local CA") && !logs.contains("--plain"),
+        "TLS by default, without a warning:\n{logs}"
+    );
 
     // SIGTERM: the service finishes and exits 0.
     assert_eq!(cloud.stop(), Some(0), "a clean exit on SIGTERM");
-    let (ok, _, err) = cli(&["healthcheck", "--addr", addr], None);
+    let (ok, _, err) = cli(&["healthcheck", "--addr", &addr, "--ca", ca], None);
     assert!(!ok && err.contains("nothing answers"), "{err}");
     let logs = cloud.logs();
     assert!(logs.contains("\"stopped\""), "no clean stop in:\n{logs}");
