@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container end-to-end test: builds the images (deploy/build.sh), brings up compose.yaml
 # (the cloud, three device hosts, the provisioner), provisions every device over its
-# soft-AP network, checks they are online through the API, then runs the faults:
+# soft-AP network, checks they are online through the API, all of it over TLS (devices
+# pin the cloud's CA and refuse plain connections), then runs the faults:
 #   1. SIGKILL the service and start it again: all devices back within 30 s, nothing lost;
 #   2. cut one device off the cloud network for 20 s: back within its backoff bound, the
 #      others unaffected;
@@ -91,6 +92,11 @@ step "cloud"
 dc --profile tools down -v --remove-orphans >/dev/null 2>&1 || true
 mkdir -p deploy/e2e/devices
 for n in 1 2 3; do : >"deploy/e2e/devices/device$n.toml"; done
+# The cloud's CA, made in its data volume before it first starts, as a factory would
+# have it to write into devices.
+dc run --rm -T --no-deps cloud tls ca >deploy/e2e/devices/ca.pem
+grep -q 'BEGIN CERTIFICATE' deploy/e2e/devices/ca.pem || fail "tether-service tls ca printed no certificate"
+chmod 644 deploy/e2e/devices/ca.pem
 dc up -d cloud
 healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(container cloud)") == healthy ]]; }
 within 60 healthy || fail "the service never became healthy"
@@ -110,7 +116,8 @@ while read -r license; do
     setup[$n]=$(field "$license" setup_code)
     cat >"deploy/e2e/devices/device$n.toml" <<TOML
 data_dir = "/data"
-iot_dns_url = "http://cloud:8080"
+iot_dns_url = "https://cloud:8080"
+cloud_ca = "/etc/tether/cloud-ca.pem"
 [identity]
 uuid = "$uuid"
 authkey = "$authkey"
@@ -175,6 +182,10 @@ dc restart device3 >/dev/null
 within 60 device_online "${dev[3]}" || fail "device3 not back online"
 after=$(device_field "${dev[3]}" activated_at)
 [[ $before == "$after" ]] || fail "device3 activated again ($before, then $after)"
+
+if dc logs --no-color cloud 2>&1 | grep -q -- '--plain'; then
+    fail "the service ran without TLS"
+fi
 
 step "done"
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^tether(-service|-host)?:${TETHER_TAG:-dev} "

@@ -37,7 +37,7 @@ struct Cli {
     )]
     server: String,
     /// A PEM file of the CA that signed the server's certificate, for a cloud with a
-    /// private CA (such as `tether-service serve --tls-local-ca`'s tls/ca.pem)
+    /// private CA (such as the local CA that `tether-service tls ca` prints)
     #[arg(long, env = "TETHER_CA", global = true)]
     ca: Option<PathBuf>,
     /// Account name; the password comes from TETHER_PASSWORD or a prompt.

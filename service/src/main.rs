@@ -28,6 +28,9 @@ enum Command {
     /// Manage device licenses.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// The service's TLS material.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Ask a running service whether it is ready (`GET /readyz`); exits 0 when it is,
     /// 1 otherwise. For container health checks, where there is no curl.
     Healthcheck {
@@ -53,6 +56,16 @@ enum UserCommand {
         /// Give the account the admin role.
         #[arg(long)]
         admin: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Print the local CA certificate (PEM) that devices and clients must trust, creating
+    /// the CA when the data dir has none yet (as `serve` does on its first start).
+    Ca {
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -139,6 +152,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&license)?);
                 write_label(&license, qr, qr_dir.as_deref())?;
             }
+            Ok(())
+        }
+        Command::Tls(TlsCommand::Ca { data }) => {
+            print!("{}", tether_service::tls::local_ca_pem(&data.resolve())?);
             Ok(())
         }
         Command::Healthcheck { addr, ca } => healthcheck(&addr, ca.as_deref()).await,

@@ -162,18 +162,29 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// The local CA in `dir` (created when missing) and a fresh server certificate from it.
-fn local_ca(dir: &Path, names: &[String]) -> anyhow::Result<Material> {
+/// The local CA certificate (PEM) of the data dir, created when missing: what devices
+/// and clients of a service with a local CA must trust (`tether-service tls ca`).
+pub fn local_ca_pem(data_dir: &Path) -> anyhow::Result<String> {
+    Ok(load_or_create_ca(&data_dir.join(TLS_DIR))?.0)
+}
+
+/// The local CA in `dir`, created (with `dir`, owner-only) when missing.
+fn load_or_create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
     std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {}", dir.display()))?;
-    let (ca_pem, ca_key) = match (
+    match (
         std::fs::read_to_string(dir.join("ca.pem")),
         std::fs::read_to_string(dir.join("ca.key")),
     ) {
-        (Ok(pem), Ok(key)) => (pem, KeyPair::from_pem(&key).context("tls/ca.key")?),
-        _ => create_ca(dir)?,
-    };
+        (Ok(pem), Ok(key)) => Ok((pem, KeyPair::from_pem(&key).context("tls/ca.key")?)),
+        _ => create_ca(dir),
+    }
+}
+
+/// The local CA in `dir` (created when missing) and a fresh server certificate from it.
+fn local_ca(dir: &Path, names: &[String]) -> anyhow::Result<Material> {
+    let (ca_pem, ca_key) = load_or_create_ca(dir)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).context("tls/ca.pem")?;
     let mut params = CertificateParams::new(names.to_vec()).context("the server's names")?;
     params.distinguished_name = name("Tether service");

@@ -5,3 +5,4 @@ mod demo;
 mod fleet;
 mod flood;
 mod lifecycle;
+mod tls;

@@ -180,6 +180,17 @@ impl Cloud {
         rest.parse().expect("the API URL names an address")
     }
 
+    /// The broker's socket address, as the service logged it.
+    pub fn mqtt_addr(&self) -> std::net::SocketAddr {
+        self.logs()
+            .lines()
+            .find_map(|line| {
+                let line: Value = serde_json::from_str(line).ok()?;
+                line["fields"]["mqtt"].as_str()?.parse().ok()
+            })
+            .expect("the service logged its broker's address")
+    }
+
     /// The local CA devices and clients must trust, when the service serves TLS.
     pub fn ca(&self) -> Option<PathBuf> {
         self.url

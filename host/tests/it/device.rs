@@ -101,6 +101,11 @@ impl Cloud {
         self.service.local_ca()
     }
 
+    /// The service's bound API and MQTT addresses.
+    pub(crate) fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        (self.service.http_addr(), self.service.mqtt_addr())
+    }
+
     /// An access token of the `root` admin.
     pub(crate) async fn admin(&self) -> String {
         login(&self.http, &self.base, "root", "r00t-passw0rd").await

@@ -1,6 +1,7 @@
 //! Integration tests of the device host: the real pairing component in the real runtime.
 
 mod c_header;
+mod capture;
 mod check_component;
 mod component;
 mod device;
