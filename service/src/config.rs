@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// `tether module keygen` writes one to module.pub)
     #[arg(long, env = "TETHER_MODULE_KEYS", value_delimiter = ',')]
     pub module_key: Vec<String>,
+    /// How long devices may keep IoT DNS answers, in seconds [default: 3600]; online
+    /// devices look up again this often, which is how a rotated CA reaches them
+    #[arg(long, env = "TETHER_DNS_TTL", value_parser = clap::value_parser!(u32).range(1..=604_800))]
+    pub dns_ttl: Option<u32>,
     /// Serve plain HTTP and MQTT, without TLS: credentials cross the network in clear.
     /// Without this flag and without --tls-cert, the service serves TLS from a local CA
     /// kept in the data dir (tls/ca.pem, created on first start)
@@ -135,6 +139,7 @@ struct FileConfig {
     module_keys: Vec<String>,
     #[serde(default)]
     plain: bool,
+    dns_ttl: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -184,6 +189,8 @@ pub struct ServeConfig {
     pub tls: TlsSource,
     /// Further names for a local CA's server certificate.
     pub tls_names: Vec<String>,
+    /// The TTL of IoT DNS answers, in seconds.
+    pub dns_ttl_secs: u32,
 }
 
 impl ServeConfig {
@@ -202,6 +209,7 @@ impl ServeConfig {
             module_keys: Vec::new(),
             tls: TlsSource::Off,
             tls_names: Vec::new(),
+            dns_ttl_secs: crate::iot_dns::TTL_SECS,
         }
     }
 
@@ -256,7 +264,15 @@ impl ServeConfig {
             (None, None) => TlsSource::LocalCa,
             _ => bail!("tls_cert and tls_key go together"),
         };
+        let dns_ttl_secs = args
+            .dns_ttl
+            .or(file.dns_ttl)
+            .unwrap_or(crate::iot_dns::TTL_SECS);
+        if !(1..=604_800).contains(&dns_ttl_secs) {
+            bail!("dns_ttl must be 1 to 604800 seconds");
+        }
         Ok(Self {
+            dns_ttl_secs,
             tls,
             tls_names: if args.tls_name.is_empty() {
                 file.tls_names
@@ -331,6 +347,7 @@ mod tests {
             log_format: None,
             module_key: Vec::new(),
             plain: false,
+            dns_ttl: None,
             tls_cert: None,
             tls_key: None,
             tls_ca: Vec::new(),

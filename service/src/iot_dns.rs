@@ -12,8 +12,9 @@ use crate::config::RegionEndpoints;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 
-/// How long devices may cache an answer, in seconds.
-pub const TTL_SECS: u32 = 600;
+/// How long devices may cache an answer, in seconds, unless configured (`--dns-ttl`): an
+/// online device looks its endpoints up again this often, which is how a new CA reaches it.
+pub const TTL_SECS: u32 = 3600;
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -39,7 +40,7 @@ pub(crate) async fn url_config(
     let region = endpoints(&state, &req.region)
         .ok_or_else(|| ApiError::RegionUnknown(req.region.clone()))?;
     let mut resp = UrlConfigResponse {
-        ttl: TTL_SECS,
+        ttl: state.config.dns_ttl_secs,
         ..UrlConfigResponse::default()
     };
     let https = region.http_url.starts_with("https://");

@@ -69,6 +69,20 @@ enum TlsCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Start a rotation of the local CA: a new CA, with the current one kept as the
+    /// previous CA and trusted through a cross certificate until it is retired. Takes
+    /// effect when the service next starts; retire the previous CA only after every
+    /// device has been online for longer than IoT DNS's TTL (--dns-ttl) since.
+    RotateCa {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// End a rotation: delete the previous CA and its cross certificate. Takes effect
+    /// when the service next starts.
+    RetireCa {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +170,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Tls(TlsCommand::Ca { data }) => {
             print!("{}", tether_service::tls::local_ca_pem(&data.resolve())?);
+            Ok(())
+        }
+        Command::Tls(TlsCommand::RotateCa { data }) => {
+            tether_service::tls::rotate_local_ca(&data.resolve())?;
+            eprintln!(
+                "rotated: restart the service to serve the new CA (IoT DNS then hands out both); \
+                 retire the previous one with `tether-service tls retire-ca` once devices have \
+                 looked it up"
+            );
+            Ok(())
+        }
+        Command::Tls(TlsCommand::RetireCa { data }) => {
+            tether_service::tls::retire_previous_ca(&data.resolve())?;
+            eprintln!("retired: restart the service to serve the new CA alone");
             Ok(())
         }
         Command::Healthcheck { addr, ca } => healthcheck(&addr, ca.as_deref()).await,

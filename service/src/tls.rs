@@ -3,7 +3,14 @@
 //! (`tls/ca.pem`, `tls/ca.key`, owner-only), and the CA certificates that IoT DNS hands
 //! devices in `caArr`. With a local CA the server certificate is issued again at every
 //! start for the service's current public names, so it never outlives a restart's
-//! configuration; the CA itself stays until an operator replaces it.
+//! configuration.
+//!
+//! Rotation (`tether-service tls rotate-ca`, then `tls retire-ca`): a new CA replaces the
+//! current one, which is kept as the previous CA, and the new CA is also signed by the
+//! previous one (a cross certificate). During that overlap the service sends its
+//! certificate with the cross certificate, so devices that trust only the previous CA
+//! still verify it, and IoT DNS hands out both CAs, so devices learn the new one at their
+//! next lookup. Retiring deletes the previous CA and the cross certificate.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -25,6 +32,13 @@ pub const TLS_DIR: &str = "tls";
 const CA_DAYS: i64 = 3650;
 /// A server certificate's validity, in days (the most that browsers accept).
 const SERVER_DAYS: i64 = 397;
+/// Files of the local CA in [`TLS_DIR`]: the current CA, and during a rotation the
+/// previous CA and the current CA signed by it.
+const CA_PEM: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const PREVIOUS_PEM: &str = "previous-ca.pem";
+const PREVIOUS_KEY: &str = "previous-ca.key";
+const CROSS_PEM: &str = "cross-ca.pem";
 
 /// Where the API's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -174,8 +188,8 @@ fn load_or_create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {}", dir.display()))?;
     match (
-        std::fs::read_to_string(dir.join("ca.pem")),
-        std::fs::read_to_string(dir.join("ca.key")),
+        std::fs::read_to_string(dir.join(CA_PEM)),
+        std::fs::read_to_string(dir.join(CA_KEY)),
     ) {
         (Ok(pem), Ok(key)) => Ok((pem, KeyPair::from_pem(&key).context("tls/ca.key")?)),
         _ => create_ca(dir),
@@ -196,24 +210,104 @@ fn local_ca(dir: &Path, names: &[String]) -> anyhow::Result<Material> {
         .signed_by(&key, &issuer)
         .context("the server certificate")?;
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("tls/ca.pem")?;
+    // During a rotation the chain carries the current CA signed by the previous one.
+    let (issuer_pem, cas) = match (
+        std::fs::read_to_string(dir.join(CROSS_PEM)),
+        std::fs::read_to_string(dir.join(PREVIOUS_PEM)),
+    ) {
+        (Ok(cross), Ok(previous)) => {
+            let previous = CertificateDer::from_pem_slice(previous.as_bytes())
+                .context("tls/previous-ca.pem")?;
+            (cross, vec![ca, previous])
+        }
+        _ => (ca_pem, vec![ca]),
+    };
+    let issuer_der =
+        CertificateDer::from_pem_slice(issuer_pem.as_bytes()).context("the CA in the chain")?;
     write_private(&dir.join("server.key"), key.serialize_pem().as_bytes())?;
-    std::fs::write(dir.join("server.pem"), cert.pem() + &ca_pem)
+    std::fs::write(dir.join("server.pem"), cert.pem() + &issuer_pem)
         .context("failed to write tls/server.pem")?;
     let key =
         PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).context("the server key")?;
-    Ok((vec![cert.der().clone(), ca.clone()], key, vec![ca]))
+    Ok((vec![cert.der().clone(), issuer_der], key, cas))
+}
+
+/// Starts a rotation of the data dir's local CA: a new CA becomes current, the current
+/// one is kept as the previous CA, and a cross certificate (the new CA signed by the
+/// previous one) lets devices that trust only the previous CA verify the service. It
+/// takes effect when the service next starts. Refused while a rotation is under way.
+pub fn rotate_local_ca(data_dir: &Path) -> anyhow::Result<()> {
+    let dir = data_dir.join(TLS_DIR);
+    if dir.join(PREVIOUS_PEM).exists() {
+        bail!(
+            "a rotation is under way: retire the previous CA first (tether-service tls retire-ca)"
+        );
+    }
+    let (old_pem, old_key) = match (
+        std::fs::read_to_string(dir.join(CA_PEM)),
+        std::fs::read_to_string(dir.join(CA_KEY)),
+    ) {
+        (Ok(pem), Ok(key)) => (pem, KeyPair::from_pem(&key).context("tls/ca.key")?),
+        _ => bail!("no local CA in {} to rotate", dir.display()),
+    };
+    let previous = Issuer::from_ca_cert_pem(&old_pem, &old_key).context("tls/ca.pem")?;
+    let key = KeyPair::generate().context("a CA key")?;
+    let params = ca_params();
+    let cert = params.self_signed(&key).context("the CA certificate")?;
+    let cross = params
+        .signed_by(&key, &previous)
+        .context("the cross certificate")?;
+    // The previous CA first, so that an interruption leaves a state that starts: with no
+    // cross certificate, the current CA alone is served.
+    write_private(&dir.join(PREVIOUS_KEY), old_key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join(PREVIOUS_PEM), &old_pem).context("tls/previous-ca.pem")?;
+    write_private(&dir.join(CA_KEY), key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join(CA_PEM), cert.pem()).context("tls/ca.pem")?;
+    std::fs::write(dir.join(CROSS_PEM), cross.pem()).context("tls/cross-ca.pem")?;
+    tracing::info!("rotated the local CA; the previous one stays trusted until it is retired");
+    Ok(())
+}
+
+/// Ends a rotation: deletes the previous CA and the cross certificate. Devices that
+/// never looked up IoT DNS during the overlap no longer trust the service once it
+/// restarts. Refused when no rotation is under way.
+pub fn retire_previous_ca(data_dir: &Path) -> anyhow::Result<()> {
+    let dir = data_dir.join(TLS_DIR);
+    if !dir.join(PREVIOUS_PEM).exists() {
+        bail!("no previous CA to retire in {}", dir.display());
+    }
+    for file in [CROSS_PEM, PREVIOUS_PEM, PREVIOUS_KEY] {
+        match std::fs::remove_file(dir.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("failed to delete tls/{file}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A new CA's certificate: named by its creation time (µs), so that the CAs of a rotation
+/// differ by subject; path length 1, so that it may sign its successor's cross
+/// certificate.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    // Seconds are not enough: a test may rotate within the second the CA was made.
+    let created = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+    params.distinguished_name = name(&format!("Tether local CA {created}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, CA_DAYS);
+    params
 }
 
 fn create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
     let key = KeyPair::generate().context("a CA key")?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = name("Tether local CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut params, CA_DAYS);
-    let cert = params.self_signed(&key).context("the CA certificate")?;
-    write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
-    std::fs::write(dir.join("ca.pem"), cert.pem()).context("failed to write tls/ca.pem")?;
+    let cert = ca_params()
+        .self_signed(&key)
+        .context("the CA certificate")?;
+    write_private(&dir.join(CA_KEY), key.serialize_pem().as_bytes())?;
+    std::fs::write(dir.join(CA_PEM), cert.pem()).context("failed to write tls/ca.pem")?;
     tracing::info!(ca = %dir.join("ca.pem").display(), "created a local CA; devices and clients must trust it");
     Ok((cert.pem(), key))
 }

@@ -59,7 +59,7 @@ impl Machine {
         self.identity.iot_dns_url.starts_with("https://")
     }
 
-    fn dns_request(&self, region: &str) -> HttpRequest {
+    pub(super) fn dns_request(&self, region: &str) -> HttpRequest {
         let tls = self.tls();
         let keys = if tls {
             [EndpointKey::HttpsSelfUrl, EndpointKey::MqttsSelfUrl]
@@ -125,7 +125,7 @@ impl Machine {
         })
     }
 
-    fn start(&mut self, request: HttpRequest) -> Vec<Action> {
+    pub(super) fn start(&mut self, request: HttpRequest) -> Vec<Action> {
         self.inflight = Some((request.purpose, None));
         vec![Action::Http(request)]
     }
@@ -160,6 +160,12 @@ impl Machine {
         let Some(purpose) = self.take_inflight(id) else {
             return Vec::new();
         };
+        if purpose == Purpose::Dns
+            && self.state == NetState::Online
+            && !(200..300).contains(&status)
+        {
+            return self.endpoint_refresh_failed(&format!("status {status}"));
+        }
         if (200..300).contains(&status) {
             self.cloud_backoff.reset();
             return match purpose {
@@ -203,10 +209,13 @@ impl Machine {
     }
 
     pub(super) fn on_http_failed(&mut self, clock: Clock, id: u32, code: ErrorCode) -> Vec<Action> {
-        if self.take_inflight(id).is_none() {
-            return Vec::new();
+        match self.take_inflight(id) {
+            None => Vec::new(),
+            Some(Purpose::Dns) if self.state == NetState::Online => {
+                self.endpoint_refresh_failed(code.name())
+            }
+            Some(_) => self.retry_later(clock, code, None),
         }
-        self.retry_later(clock, code, None)
     }
 
     /// Schedules the current phase's request again, unless the pairing window is over.
@@ -288,7 +297,11 @@ impl Machine {
                 a.ttl,
             ))
         });
+        let online = self.state == NetState::Online;
         let Some((http_url, mqtt_url, ca, ttl)) = found else {
+            if online {
+                return self.endpoint_refresh_failed("an answer without usable endpoints");
+            }
             return self.fail_pairing(clock, ErrorCode::DnsFailed);
         };
         let region = match (&self.pending, &self.endpoints) {
@@ -308,6 +321,11 @@ impl Machine {
             endpoints.for_host(),
         ];
         self.endpoints = Some(endpoints);
+        if online {
+            // A background lookup: the session goes on; new CAs are trusted from now on.
+            actions.push(self.plan_endpoint_refresh(clock));
+            return actions;
+        }
         if self.pending.is_some() {
             self.timings.dns_ms = Some(self.elapsed_ms(clock));
             self.enter(NetState::Activating, clock);

@@ -10,6 +10,7 @@
 mod backoff;
 mod cloud;
 mod online;
+mod refresh;
 mod types;
 
 use serde::{Deserialize, Serialize};
@@ -262,7 +263,8 @@ impl Machine {
             Event::MqttConnected => self.on_mqtt_connected(clock),
             Event::MqttDisconnected(code) => self.on_mqtt_lost(clock, code),
             Event::MqttMessage { topic, payload } => self.on_mqtt_message(clock, &topic, &payload),
-            Event::TimerFired(Timer::MqttRetry) => self.connect_mqtt(),
+            Event::TimerFired(Timer::MqttRetry) => self.reconnect(clock),
+            Event::TimerFired(Timer::EndpointRefresh) => self.refresh_endpoints(),
             Event::TimerFired(Timer::RefreshCredentials) => self.refresh_credentials(),
             Event::TimerFired(Timer::NetworkChange) if self.moving.is_some() => {
                 self.fail_pairing(clock, ErrorCode::Timeout)
@@ -471,6 +473,7 @@ impl Machine {
             Timer::MqttRetry,
             Timer::RefreshCredentials,
             Timer::NetworkChange,
+            Timer::EndpointRefresh,
         ]
         .into_iter()
         .map(Action::CancelTimer)

@@ -59,6 +59,7 @@ impl Machine {
             Timer::RefreshCredentials,
             self.refresh_delay_ms(clock),
         ));
+        actions.push(self.plan_endpoint_refresh(clock));
         actions.push(log(Level::Info, format!("online as {}", activation.dev_id)));
         actions
     }
@@ -76,12 +77,22 @@ impl Machine {
             // The new network does not reach the broker: back to the old one.
             return self.fail_pairing(clock, code);
         }
+        if self.state == NetState::Online && matches!(self.inflight, Some((super::Purpose::Dns, _)))
+        {
+            // A background lookup's answer would race the reconnect: it is dropped.
+            self.inflight = None;
+        }
         self.enter(NetState::Offline, clock);
         if code == ErrorCode::TlsFailed {
-            // Shown in the status until the device is online again; retried over TLS only.
+            // Shown in the status until the device is online again; retried over TLS only,
+            // after looking up the endpoints and their CAs again.
             self.last_error = Some(code);
+            self.endpoints_stale();
         }
-        let mut actions = vec![Action::CancelTimer(Timer::RefreshCredentials)];
+        let mut actions = vec![
+            Action::CancelTimer(Timer::RefreshCredentials),
+            Action::CancelTimer(Timer::EndpointRefresh),
+        ];
         if code == ErrorCode::MqttAuthFailed {
             actions.push(log(
                 Level::Warn,

@@ -706,4 +706,5 @@ fn restore_refuses_garbage_other_versions_and_broken_invariants() {
 }
 
 mod network_change;
+mod refresh;
 mod tls;

@@ -71,6 +71,8 @@ pub enum Timer {
     RefreshCredentials = 4,
     /// A network change that is not online by now goes back to the previous network.
     NetworkChange = 5,
+    /// Look the endpoints up again while online (IoT DNS's TTL ran out).
+    EndpointRefresh = 6,
 }
 
 impl Timer {
@@ -82,6 +84,7 @@ impl Timer {
             Self::MqttRetry,
             Self::RefreshCredentials,
             Self::NetworkChange,
+            Self::EndpointRefresh,
         ]
         .into_iter()
         .find(|t| *t as u32 == id)

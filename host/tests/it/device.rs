@@ -69,17 +69,9 @@ impl Cloud {
             .licenses;
         let mut config = ServeConfig::ephemeral(dir.path());
         edit(&mut config);
-        // The test's own user client is not under test: with operator files (such as an
-        // expired certificate made to fail devices) it takes what the service serves.
-        let operator_files = matches!(config.tls, TlsSource::Files { .. });
         let service = LocalCloud::start(config).await.expect("service starts");
         let base = service.api_url();
-        let mut http = reqwest::Client::builder().danger_accept_invalid_certs(operator_files);
-        if let Some(ca) = service.local_ca() {
-            let pem = std::fs::read(ca).expect("the local CA");
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
-        }
-        let http = http.build().expect("client");
+        let http = user_client(&service);
         let access = login(&http, &base, "ann", "ann-passw0rd").await;
         Self {
             _dir: dir,
@@ -99,6 +91,16 @@ impl Cloud {
     /// The local CA's file when the service serves TLS.
     pub(crate) fn local_ca(&self) -> Option<std::path::PathBuf> {
         self.service.local_ca()
+    }
+
+    /// Rebuilds the user's client to trust the service's local CA as it is now.
+    pub(crate) fn trust_current_ca(&mut self) {
+        self.http = user_client(&self.service);
+    }
+
+    /// The service's data dir.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.service.config().data_dir.clone()
     }
 
     /// The service's bound API and MQTT addresses.
@@ -191,6 +193,19 @@ async fn login(http: &reqwest::Client, base: &str, name: &str, password: &str) -
 
 /// A test device: the simulated radio with a working router (`home`), one whose DHCP
 /// never answers and a slow one; its data channel on a free port.
+/// The test's own user client: it trusts the service's local CA. It is not under test:
+/// with operator files (such as an expired certificate made to fail devices) it takes
+/// what the service serves.
+fn user_client(service: &LocalCloud) -> reqwest::Client {
+    let operator_files = matches!(service.config().tls, TlsSource::Files { .. });
+    let mut http = reqwest::Client::builder().danger_accept_invalid_certs(operator_files);
+    if let Some(ca) = service.local_ca() {
+        let pem = std::fs::read(ca).expect("the local CA");
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
+    }
+    http.build().expect("client")
+}
+
 pub(crate) fn host_config(cloud: &Cloud, license: usize, dir: &Path) -> HostConfig {
     let license = &cloud.licenses[license];
     let identity = IdentityConfig {

@@ -8,6 +8,7 @@ mod device;
 mod limits;
 mod process;
 mod rollout;
+mod rotation;
 mod support;
 mod tls;
 mod update;

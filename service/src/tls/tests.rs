@@ -104,3 +104,35 @@ fn files_that_do_not_fit_are_refused_with_the_reason() {
     let err = Tls::load(&garbage, data.path(), &names()).expect_err("no certificate");
     assert!(format!("{err:#}").contains("no certificate"), "{err:#}");
 }
+
+#[test]
+fn a_rotation_serves_the_cross_certificate_hands_out_both_cas_and_ends_when_retired() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let err = rotate_local_ca(data.path()).expect_err("nothing to rotate");
+    assert!(err.to_string().contains("no local CA"), "{err}");
+    let old = local_ca_pem(data.path()).expect("a CA");
+    let old_der = CertificateDer::from_pem_slice(old.as_bytes()).expect("PEM");
+
+    rotate_local_ca(data.path()).expect("rotates");
+    let dir = data.path().join(TLS_DIR);
+    assert_eq!(mode(&dir.join("previous-ca.key")), 0o600);
+    let err = rotate_local_ca(data.path()).expect_err("one rotation at a time");
+    assert!(err.to_string().contains("retire the previous CA"), "{err}");
+    let new = local_ca_pem(data.path()).expect("the new CA");
+    assert_ne!(new, old);
+    let new_der = CertificateDer::from_pem_slice(new.as_bytes()).expect("PEM");
+    let (chain, _, cas) = local_ca(&dir, &names()).expect("the overlap loads");
+    assert_eq!(cas, vec![new_der.clone(), old_der.clone()], "IoT DNS hands out both");
+    let cross = CertificateDer::from_pem_file(dir.join("cross-ca.pem")).expect("a cross cert");
+    assert_eq!(chain[1], cross, "the chain carries the cross certificate");
+
+    retire_previous_ca(data.path()).expect("retires");
+    for gone in ["previous-ca.pem", "previous-ca.key", "cross-ca.pem"] {
+        assert!(!dir.join(gone).exists(), "{gone}");
+    }
+    let (chain, _, cas) = local_ca(&dir, &names()).expect("loads");
+    assert_eq!(cas, vec![new_der.clone()]);
+    assert_eq!(chain[1], new_der);
+    let err = retire_previous_ca(data.path()).expect_err("nothing to retire");
+    assert!(err.to_string().contains("no previous CA"), "{err}");
+}
