@@ -80,6 +80,12 @@ impl Seeded {
     pub fn serve(&self) -> anyhow::Result<Server> {
         Server::start(Kind::Service, self.dir.path())
     }
+
+    /// Starts the service on this data dir, over TLS when `tls`.
+    pub fn serve_with(&self, tls: bool) -> anyhow::Result<Server> {
+        let kind = if tls { Kind::ServiceTls } else { Kind::Service };
+        Server::start(kind, self.dir.path())
+    }
 }
 
 /// A signed activation request of `license` with `token`: the body and the
@@ -101,10 +107,11 @@ pub fn activation(license: &License, token: &str) -> anyhow::Result<(Vec<u8>, St
 /// progress; returns the answers in license order.
 pub async fn activate_all(
     seeded: &Seeded,
-    url: &str,
+    service: &Server,
     concurrency: usize,
 ) -> anyhow::Result<Vec<ActivateResponse>> {
-    let client = reqwest::Client::new();
+    let client = service.client()?;
+    let url = service.url();
     let n = seeded.licenses.len();
     let mut answers: Vec<Option<ActivateResponse>> = (0..n).map(|_| None).collect();
     let started = std::time::Instant::now();

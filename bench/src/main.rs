@@ -59,6 +59,7 @@ enum Command {
 enum Served {
     Hello,
     Service,
+    ServiceTls,
 }
 
 /// A benchmark scenario.
@@ -80,6 +81,8 @@ pub enum Scenario {
     Footprint,
     /// The service's rate limiter against governor's.
     Limits,
+    /// TLS against plain: pairing latency, connects, memory per session, host memory.
+    Tls,
 }
 
 /// Options every scenario sees.
@@ -106,7 +109,8 @@ fn main() -> ExitCode {
         Some(Command::Serve { what, data }) => runtime.block_on(async {
             match what {
                 Served::Hello => serve::hello().await,
-                Served::Service => serve::service(&data).await,
+                Served::Service => serve::service(&data, false).await,
+                Served::ServiceTls => serve::service(&data, true).await,
             }
         }),
         None => {

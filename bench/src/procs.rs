@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ pub struct Server {
     stdin: Option<ChildStdin>,
     /// Its HTTP address.
     pub http: SocketAddr,
+    /// The CA to trust when it serves TLS.
+    ca: Option<PathBuf>,
 }
 
 /// Which server to start.
@@ -26,8 +28,10 @@ pub struct Server {
 pub enum Kind {
     /// A bare axum handler answering "hello".
     Hello,
-    /// The Tether service on the data dir given.
+    /// The Tether service on the data dir given, plain HTTP and MQTT.
     Service,
+    /// The same over HTTPS and MQTTS, with a local CA in the data dir.
+    ServiceTls,
 }
 
 impl Server {
@@ -39,6 +43,7 @@ impl Server {
         match kind {
             Kind::Hello => command.arg("hello"),
             Kind::Service => command.arg("service"),
+            Kind::ServiceTls => command.arg("service-tls"),
         };
         command
             .arg("--data")
@@ -61,9 +66,12 @@ impl Server {
             let _ = child.kill();
             bail!("the server process did not start: {line:?}");
         };
+        let ca = (kind == Kind::ServiceTls)
+            .then(|| data_dir.join(tether_service::tls::TLS_DIR).join("ca.pem"));
         Ok(Self {
             stdin: child.stdin.take(),
             http,
+            ca,
             child,
         })
     }
@@ -75,7 +83,33 @@ impl Server {
 
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.http)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.http)
+    }
+
+    /// The CA its TLS is verified with (none when it serves plain).
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// An HTTP client of its API (trusting its CA when it serves TLS).
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(builder.build()?)
+    }
+
+    /// A TLS client configuration trusting its CA, for MQTT clients (none when plain).
+    pub fn mqtt_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        self.ca
+            .as_deref()
+            .map(tether_service::tls::client_trusting)
+            .transpose()
     }
 
     /// Its resident memory now and its peak, in KiB.

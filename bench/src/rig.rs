@@ -11,6 +11,8 @@ use tether_proto::status::{DeviceStatus, NetState};
 use tether_service::licenses::License;
 use tether_service::local;
 
+use crate::procs::Server;
+
 /// The simulated router.
 pub const SSID: &str = "bench-router";
 /// Its password.
@@ -25,6 +27,14 @@ pub fn device_config(dir: &Path, url: &str, license: &License) -> HostConfig {
         pairing_verifier: Some(license.pairing_verifier.clone()),
     };
     HostConfig::simulated(dir, url, identity, SimAp::instant(SSID, WIFI_PASSWORD))
+}
+
+/// The config of a device with `license` against `service`, trusting its CA (as a
+/// factory writes it) when it serves TLS.
+pub fn device_config_for(dir: &Path, service: &Server, license: &License) -> HostConfig {
+    let mut config = device_config(dir, &service.url(), license);
+    config.cloud_ca = service.ca().map(Path::to_path_buf);
+    config
 }
 
 /// Polls the device's status every `every` until it is online; fails on a pairing error or

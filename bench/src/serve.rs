@@ -1,4 +1,4 @@
-//! The child side of [`crate::procs::Server`]: `tether-bench serve hello|service --data
+//! The child side of [`crate::procs::Server`]: `tether-bench serve hello|service|service-tls --data
 //! DIR` binds free loopback ports, prints `ready http=ADDR [mqtt=ADDR]`, and serves until
 //! its stdin closes.
 
@@ -35,8 +35,8 @@ pub async fn hello() -> anyhow::Result<()> {
 }
 
 /// The Tether service on `data_dir`, logging at `info` (its default) to `service.log`
-/// there, as it would to a journal in production.
-pub async fn service(data_dir: &Path) -> anyhow::Result<()> {
+/// there, as it would to a journal in production; over TLS with a local CA when `tls`.
+pub async fn service(data_dir: &Path, tls: bool) -> anyhow::Result<()> {
     let log =
         std::fs::File::create(data_dir.join("service.log")).context("cannot create the log")?;
     tracing_subscriber::fmt()
@@ -44,8 +44,11 @@ pub async fn service(data_dir: &Path) -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(log))
         .init();
-    let app = tether_service::Application::build(tether_service::ServeConfig::ephemeral(data_dir))
-        .await?;
+    let mut config = tether_service::ServeConfig::ephemeral(data_dir);
+    if tls {
+        config.tls = tether_service::tls::TlsSource::LocalCa;
+    }
+    let app = tether_service::Application::build(config).await?;
     println!("ready http={} mqtt={}", app.http_addr(), app.mqtt_addr());
     app.run(stdin_closed()).await
 }

@@ -98,7 +98,6 @@ async fn fleet(n: usize) -> anyhow::Result<Fleet> {
     eprintln!("fleet: {n} devices; seeding");
     let seeded = Seeded::new(n).await?;
     let service = seeded.serve()?;
-    let url = service.url();
     let dir = tempfile::tempdir()?;
     let base_kib = Memory::own().rss_kib;
     let watch = PeakWatch::start(vec![std::process::id(), service.pid()]);
@@ -114,7 +113,7 @@ async fn fleet(n: usize) -> anyhow::Result<Fleet> {
     let started = Instant::now();
     let mut devices = Vec::with_capacity(n);
     for (i, license) in seeded.licenses.iter().enumerate() {
-        let config = rig::device_config(&dir.path().join(format!("d{i}")), &url, license);
+        let config = rig::device_config_for(&dir.path().join(format!("d{i}")), &service, license);
         devices.push(Device::start_with(config, RuntimeSource::Shared(shared.clone())).await?);
         if (i + 1) % 1000 == 0 {
             eprintln!("  … {} devices started", i + 1);

@@ -121,7 +121,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     let mut rss_json = Vec::new();
     for (label, binary, component) in online {
-        let rss = online_rss(&binary, component.as_deref()).await?;
+        let rss = online_rss(&binary, component.as_deref(), false).await?;
         report.row(vec![
             format!("RSS online: {label}"),
             format!("{:.1} MiB", rss.rss_mib()),
@@ -213,15 +213,19 @@ fn strip(binary: &Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(&copy)?.len())
 }
 
-/// Runs `binary` as a device (on `component` if given) against a service, pairs it, and
-/// reads its memory once it is online (after a second to settle).
-async fn online_rss(binary: &Path, component: Option<&Path>) -> anyhow::Result<Memory> {
+/// Runs `binary` as a device (on `component` if given) against a service (over TLS when
+/// `tls`), pairs it, and reads its memory once it is online (after a second to settle).
+pub(super) async fn online_rss(
+    binary: &Path,
+    component: Option<&Path>,
+    tls: bool,
+) -> anyhow::Result<Memory> {
     let seeded = Seeded::new(1).await?;
-    let service = seeded.serve()?;
+    let service = seeded.serve_with(tls)?;
     let dir = tempfile::tempdir()?;
     let license = &seeded.licenses[0];
     let config = dir.path().join("host.toml");
-    let mut host_config = rig::device_config(&dir.path().join("data"), &service.url(), license);
+    let mut host_config = rig::device_config_for(&dir.path().join("data"), &service, license);
     host_config.component = component.map(Path::to_path_buf);
     std::fs::write(&config, host_config.to_toml()?)?;
     let mut host = Command::new(binary)

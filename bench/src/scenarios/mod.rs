@@ -8,6 +8,7 @@ mod footprint;
 mod limits;
 mod pairing;
 mod sessions;
+mod tls;
 
 use crate::report::Report;
 use crate::{Options, Scenario};
@@ -23,5 +24,6 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
         Scenario::Fleet => fleet::run(options).await,
         Scenario::Footprint => footprint::run(options).await,
         Scenario::Limits => limits::run(options).await,
+        Scenario::Tls => tls::run(options).await,
     }
 }

@@ -18,55 +18,18 @@ use crate::stats::{Samples, show};
 /// Pairings per device in one run, under the service's 30 activations a minute.
 const PER_DEVICE: usize = 25;
 
+/// The times of repeated pairings.
+pub struct Pairings {
+    /// `user-cfg` to online, wall clock.
+    pub total: Samples,
+    /// The device's own timing of each phase.
+    pub phases: [(&'static str, Samples); 4],
+}
+
 /// Runs the scenario.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let rounds: usize = if options.quick { 5 } else { 300 };
-    // The service allows a device 30 activations a minute: rounds go round a few devices
-    // (one runtime for all), each paired at most `PER_DEVICE` times.
-    let seeded = Seeded::new(rounds.div_ceil(PER_DEVICE)).await?;
-    let service = seeded.serve()?;
-    let dir = tempfile::tempdir()?;
-    let shared = SharedRuntime::new(RuntimeConfig {
-        instance_slots: u32::try_from(seeded.licenses.len() + 4)?,
-        ..RuntimeConfig::default()
-    })?;
-    let mut devices = Vec::new();
-    for (i, license) in seeded.licenses.iter().enumerate() {
-        let config = rig::device_config(&dir.path().join(format!("d{i}")), &service.url(), license);
-        let source = RuntimeSource::Shared(shared.clone());
-        devices.push(Arc::new(Device::start_with(config, source).await?));
-    }
-
-    let mut total = Samples::with_capacity(rounds);
-    let mut phases: [(&str, Samples); 4] = [
-        ("wifi", Samples::default()),
-        ("dns", Samples::default()),
-        ("activate", Samples::default()),
-        ("mqtt", Samples::default()),
-    ];
-    for round in 0..rounds {
-        let i = round % devices.len();
-        let device = &devices[i];
-        if round >= devices.len() {
-            anyhow::ensure!(device.reset().await, "the device did not reset");
-        }
-        let (took, status) = pair_once(device, seeded.token(i)).await?;
-        total.push(took);
-        let t = &status.timings;
-        for ((_, samples), ms) in
-            phases
-                .iter_mut()
-                .zip([t.wifi_ms, t.dns_ms, t.activate_ms, t.mqtt_ms])
-        {
-            samples.push(Duration::from_millis(u64::from(ms.unwrap_or(0))));
-        }
-    }
-    for device in devices {
-        let device =
-            Arc::into_inner(device).ok_or_else(|| anyhow::anyhow!("device still shared"))?;
-        tokio::task::spawn_blocking(move || device.stop()).await?;
-    }
-    drop(service);
+    let Pairings { total, phases } = measure(rounds, false).await?;
 
     let mut report = Report::new("pairing", &["phase", "n", "p50", "p99", "max"]);
     for (name, samples) in &phases {
@@ -96,6 +59,57 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     report.data("rounds", json!(rounds));
     Ok(report)
+}
+
+/// Pairs `rounds` times against a service of its own (over TLS when `tls`, the devices
+/// pinning its CA). The service allows a device 30 activations a minute: rounds go round a
+/// few devices (one runtime for all), each paired at most `PER_DEVICE` times.
+pub async fn measure(rounds: usize, tls: bool) -> anyhow::Result<Pairings> {
+    let seeded = Seeded::new(rounds.div_ceil(PER_DEVICE)).await?;
+    let service = seeded.serve_with(tls)?;
+    let dir = tempfile::tempdir()?;
+    let shared = SharedRuntime::new(RuntimeConfig {
+        instance_slots: u32::try_from(seeded.licenses.len() + 4)?,
+        ..RuntimeConfig::default()
+    })?;
+    let mut devices = Vec::new();
+    for (i, license) in seeded.licenses.iter().enumerate() {
+        let config = rig::device_config_for(&dir.path().join(format!("d{i}")), &service, license);
+        let source = RuntimeSource::Shared(shared.clone());
+        devices.push(Arc::new(Device::start_with(config, source).await?));
+    }
+
+    let mut total = Samples::with_capacity(rounds);
+    let mut phases: [(&'static str, Samples); 4] = [
+        ("wifi", Samples::default()),
+        ("dns", Samples::default()),
+        ("activate", Samples::default()),
+        ("mqtt", Samples::default()),
+    ];
+    for round in 0..rounds {
+        let i = round % devices.len();
+        let device = &devices[i];
+        if round >= devices.len() {
+            anyhow::ensure!(device.reset().await, "the device did not reset");
+        }
+        let (took, status) = pair_once(device, seeded.token(i)).await?;
+        total.push(took);
+        let t = &status.timings;
+        for ((_, samples), ms) in
+            phases
+                .iter_mut()
+                .zip([t.wifi_ms, t.dns_ms, t.activate_ms, t.mqtt_ms])
+        {
+            samples.push(Duration::from_millis(u64::from(ms.unwrap_or(0))));
+        }
+    }
+    for device in devices {
+        let device =
+            Arc::into_inner(device).ok_or_else(|| anyhow::anyhow!("device still shared"))?;
+        tokio::task::spawn_blocking(move || device.stop()).await?;
+    }
+    drop(service);
+    Ok(Pairings { total, phases })
 }
 
 /// One pairing: `user-cfg`, then status polls on a blocking thread (finer than the async

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use serde_json::{Value, json};
 use tether_proto::Secret;
 use tether_proto::activation::ActivateResponse;
@@ -17,31 +19,69 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::Options;
 use crate::cloud::{self, Seeded};
+use crate::procs::{Memory, Server};
 use crate::report::Report;
 use crate::stats::{Samples, show};
 
 /// Devices waiting to be told when a command reached them.
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
 
-/// Runs the scenario.
-pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let n = options.sessions;
-    let samples = if options.quick { 10 } else { 300 };
-    eprintln!("sessions: seeding {n} licenses");
-    let seeded = Seeded::new(n).await?;
-    let service = seeded.serve()?;
-    let url = service.url();
-    let devices = cloud::activate_all(&seeded, &url, 32).await?;
-    let before = service.memory();
+/// `n` devices holding sessions with a service of their own.
+pub struct Held {
+    /// The service (stops when dropped).
+    pub service: Server,
+    _seeded: Seeded,
+    devices: Vec<ActivateResponse>,
+    clients: Vec<AsyncClient>,
+    waiters: Waiters,
+    /// From the first connect to the last SUBACK.
+    pub connect_time: Duration,
+    /// The service's memory after activating the devices, before they connect.
+    pub before: Memory,
+    /// Its memory with all connected.
+    pub after: Memory,
+}
 
-    eprintln!("sessions: connecting {n} devices");
+impl Held {
+    /// The service's resident memory per held session, in KiB.
+    pub fn per_session_kib(&self) -> f64 {
+        self.after.rss_kib.saturating_sub(self.before.rss_kib) as f64 / self.devices.len() as f64
+    }
+
+    /// Sessions connected per second.
+    pub fn connect_rate(&self) -> f64 {
+        self.devices.len() as f64 / self.connect_time.as_secs_f64()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for client in &self.clients {
+            let _ = client.try_disconnect();
+        }
+    }
+}
+
+/// Seeds and activates `n` devices on a service of their own (over TLS when `tls`, its
+/// MQTT clients then verifying the service's CA) and connects them all, 128 at a time.
+pub async fn hold(n: usize, tls: bool) -> anyhow::Result<Held> {
+    let what = if tls { "sessions (TLS)" } else { "sessions" };
+    eprintln!("{what}: seeding {n} licenses");
+    let seeded = Seeded::new(n).await?;
+    let service = seeded.serve_with(tls)?;
+    let devices = cloud::activate_all(&seeded, &service, 32).await?;
+    let before = service.memory();
+    let tls = service.mqtt_tls()?;
+
+    eprintln!("{what}: connecting {n} devices");
     let waiters: Waiters = Arc::default();
     let (connected_tx, mut connected_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let gate = Arc::new(Semaphore::new(128));
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
     for device in &devices {
-        clients.push(connect(device, gate.clone(), connected_tx.clone(), waiters.clone()).await?);
+        let (gate, connected, waiters) = (gate.clone(), connected_tx.clone(), waiters.clone());
+        clients.push(connect(device, tls.clone(), gate, connected, waiters).await?);
     }
     for done in 1..=n {
         match tokio::time::timeout(Duration::from_secs(60), connected_rx.recv()).await {
@@ -57,9 +97,28 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
     }
     let connect_time = started.elapsed();
-    let http = reqwest::Client::new();
-    wait_online_count(&http, &url, n).await?;
+    wait_online_count(&service.client()?, &service.url(), n).await?;
     let after = service.memory();
+    Ok(Held {
+        service,
+        _seeded: seeded,
+        devices,
+        clients,
+        waiters,
+        connect_time,
+        before,
+        after,
+    })
+}
+
+/// Runs the scenario.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let n = options.sessions;
+    let samples = if options.quick { 10 } else { 300 };
+    let held = hold(n, false).await?;
+    let (http, url) = (held.service.client()?, held.service.url());
+    let (devices, waiters) = (&held.devices, &held.waiters);
+    let (connect_time, before, after) = (held.connect_time, held.before, held.after);
 
     eprintln!("sessions: {samples} commands with {n} sessions up");
     let access = login(&http, &url).await?;
@@ -105,12 +164,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    for client in &clients {
-        let _ = client.try_disconnect();
-    }
-    drop(service);
-
-    let per_session = after.rss_kib.saturating_sub(before.rss_kib) as f64 / n as f64;
+    let per_session = held.per_session_kib();
+    drop(held);
     let mut report = Report::new("sessions", &["measure", "value"]);
     report.row(vec!["sessions held".into(), n.to_string()]);
     report.row(vec![
@@ -162,6 +217,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 /// Starts one device's MQTT client; it answers each command with a report of its data.
 async fn connect(
     device: &ActivateResponse,
+    tls: Option<Arc<rustls::ClientConfig>>,
     gate: Arc<Semaphore>,
     connected: mpsc::UnboundedSender<Result<(), String>>,
     waiters: Waiters,
@@ -171,6 +227,9 @@ async fn connect(
     let mut mqtt = MqttOptions::new(&device.mqtt.client_id, host, port.parse()?);
     mqtt.set_credentials(&device.mqtt.username, device.mqtt.password.expose());
     mqtt.set_keep_alive(Duration::from_secs(60));
+    if let Some(config) = tls {
+        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+    }
     let (client, mut events) = AsyncClient::new(mqtt, 8);
     // As the device host does.
     let mut network = NetworkOptions::new();

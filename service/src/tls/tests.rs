@@ -122,7 +122,11 @@ fn a_rotation_serves_the_cross_certificate_hands_out_both_cas_and_ends_when_reti
     assert_ne!(new, old);
     let new_der = CertificateDer::from_pem_slice(new.as_bytes()).expect("PEM");
     let (chain, _, cas) = local_ca(&dir, &names()).expect("the overlap loads");
-    assert_eq!(cas, vec![new_der.clone(), old_der.clone()], "IoT DNS hands out both");
+    assert_eq!(
+        cas,
+        vec![new_der.clone(), old_der.clone()],
+        "IoT DNS hands out both"
+    );
     let cross = CertificateDer::from_pem_file(dir.join("cross-ca.pem")).expect("a cross cert");
     assert_eq!(chain[1], cross, "the chain carries the cross certificate");
 
