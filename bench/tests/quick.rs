@@ -25,6 +25,7 @@ fn every_scenario_completes_in_quick_mode_and_writes_its_results() {
         "pairing",
         "fleet",
         "footprint",
+        "tls",
     ] {
         let path = out.path().join(format!("{scenario}.json"));
         let text =
