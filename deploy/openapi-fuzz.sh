@@ -22,7 +22,8 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 umask 077
 printf 'admin:%s\n' "$(head -c 18 /dev/urandom | base64)" > "$work/admin"
 port=$((20000 + RANDOM % 20000))
-target/debug/tether-service serve --listen "127.0.0.1:$port" --mqtt-listen 127.0.0.1:0 \
+# The API's semantics are under test, not its TLS: the service runs --plain here.
+target/debug/tether-service serve --plain --listen "127.0.0.1:$port" --mqtt-listen 127.0.0.1:0 \
     --data-dir "$work/data" --bootstrap-admin-file "$work/admin" > "$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
