@@ -53,24 +53,17 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let tls = measure(options, true).await?;
     let mut report = Report::new("tls", &["measure", "plain", "TLS", "TLS / plain"]);
     let ratio = |t: f64, p: f64| format!("{:.2}", t / p);
-    report.row(vec![
-        "user-cfg to online, p50".into(),
-        show(plain.pairing_p50),
-        show(tls.pairing_p50),
-        ratio(
-            tls.pairing_p50.as_secs_f64(),
-            plain.pairing_p50.as_secs_f64(),
-        ),
-    ]);
-    report.row(vec![
-        "user-cfg to online, p99".into(),
-        show(plain.pairing_p99),
-        show(tls.pairing_p99),
-        ratio(
-            tls.pairing_p99.as_secs_f64(),
-            plain.pairing_p99.as_secs_f64(),
-        ),
-    ]);
+    for (what, p, t) in [
+        ("p50", plain.pairing_p50, tls.pairing_p50),
+        ("p99", plain.pairing_p99, tls.pairing_p99),
+    ] {
+        report.row(vec![
+            format!("user-cfg to online, {what}"),
+            show(p),
+            show(t),
+            ratio(t.as_secs_f64(), p.as_secs_f64()),
+        ]);
+    }
     report.row(vec![
         format!("MQTT connects per second ({} sessions)", options.sessions),
         format!("{:.0}", plain.connects_per_sec),

@@ -13,7 +13,7 @@ use tether_service::tls::TlsSource;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::device::{Cloud, host_config, until};
+use crate::device::{Cloud, host_config, pair_with};
 
 /// One connection's bytes, both directions in the order they passed.
 type Record = Arc<Mutex<Vec<u8>>>;
@@ -119,12 +119,7 @@ async fn capture(tls: bool) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<String>) {
         .await
         .expect("the device starts");
     let token = cloud.token().await;
-    device
-        .user_cfg("home", "correct horse", &token)
-        .await
-        .expect("accepted");
-    let status = until(&device, "online", |s| s.state.name() == "online").await;
-    let dev_id = status.dev_id.expect("a dev-id");
+    let dev_id = pair_with(&device, &token).await;
     let point = json!({"7": MARKER});
     cloud.command(&dev_id, point.clone()).await;
     cloud.await_report(&dev_id, &point).await;

@@ -247,6 +247,21 @@ pub(crate) async fn start_device(cloud: &Cloud, license: usize) -> (tempfile::Te
     (dir, device)
 }
 
+/// Pairs `device` with a fresh token of `cloud` and waits until it is online; its dev-id.
+pub(crate) async fn pair_online(cloud: &Cloud, device: &Device) -> String {
+    pair_with(device, &cloud.token().await).await
+}
+
+/// Pairs `device` with `token` and waits until it is online; its dev-id.
+pub(crate) async fn pair_with(device: &Device, token: &str) -> String {
+    device
+        .user_cfg("home", "correct horse", token)
+        .await
+        .expect("accepted");
+    let status = until(device, "online", |s| s.state.name() == "online").await;
+    status.dev_id.expect("a dev-id")
+}
+
 pub(crate) async fn until(
     device: &Device,
     what: &str,
@@ -371,12 +386,7 @@ async fn the_config_names_the_component_file_to_run_and_a_missing_one_stops_the_
     let device = Device::start(config.clone(), RuntimeConfig::default())
         .await
         .expect("device starts on the file's component");
-    let token = cloud.token().await;
-    device
-        .user_cfg("home", "correct horse", &token)
-        .await
-        .expect("user-cfg");
-    until(&device, "online", |s| s.state.name() == "online").await;
+    pair_online(&cloud, &device).await;
     device.stop();
 
     config.component = Some(dir.path().join("missing.cwasm"));

@@ -11,7 +11,7 @@ use tether_host::daemon::Device;
 use tether_proto::ErrorCode;
 use tether_service::tls::{self, TlsSource};
 
-use crate::device::{Cloud, host_config, until};
+use crate::device::{Cloud, host_config, pair_online, until};
 
 /// A paired device's config and data dir, so it can sleep (stop) and wake (start).
 struct Sleeper {
@@ -42,16 +42,6 @@ impl Sleeper {
             .and_then(|v| v["ca"].as_array().map(Vec::len))
             .unwrap_or(0)
     }
-}
-
-async fn pair(cloud: &Cloud, device: &Device) -> String {
-    let token = cloud.token().await;
-    device
-        .user_cfg("home", "correct horse", &token)
-        .await
-        .expect("accepted");
-    let status = until(device, "online", |s| s.state.name() == "online").await;
-    status.dev_id.expect("a dev-id")
 }
 
 /// A command and its report: the device is online with the service as it runs now. A
@@ -110,7 +100,7 @@ async fn a_rotated_ca_reaches_online_and_waking_devices_through_iot_dns() {
     let mut devices = Vec::new();
     for sleeper in &sleepers {
         let device = sleeper.wake().await;
-        ids.push(pair(&cloud, &device).await);
+        ids.push(pair_online(&cloud, &device).await);
         devices.push(device);
     }
     // Devices 1 and 2 fall asleep.

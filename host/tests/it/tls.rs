@@ -11,7 +11,7 @@ use tether_host::daemon::Device;
 use tether_proto::ErrorCode;
 use tether_service::tls::{TLS_DIR, Tls, TlsSource};
 
-use crate::device::{Cloud, host_config, until};
+use crate::device::{Cloud, host_config, pair_online, until};
 
 async fn tls_cloud() -> Cloud {
     Cloud::start_with(1, |c| c.tls = TlsSource::LocalCa).await
@@ -36,13 +36,7 @@ async fn a_pinned_device_pairs_and_round_trips_a_command_over_https_and_mqtts() 
     let cloud = tls_cloud().await;
     assert!(cloud.base.starts_with("https://"));
     let (dir, device) = device(&cloud, |_| {}).await;
-    let token = cloud.token().await;
-    device
-        .user_cfg("home", "correct horse", &token)
-        .await
-        .expect("accepted");
-    let status = until(&device, "online", |s| s.state.name() == "online").await;
-    let dev_id = status.dev_id.expect("a dev-id");
+    let dev_id = pair_online(&cloud, &device).await;
     cloud.command(&dev_id, json!({"1": true})).await;
     cloud.await_report(&dev_id, &json!({"1": true})).await;
 
