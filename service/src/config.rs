@@ -383,6 +383,30 @@ mod tests {
     }
 
     #[test]
+    fn the_dns_ttl_comes_from_the_flag_or_the_file_within_its_range() {
+        assert_eq!(
+            ServeConfig::from_args(args()).expect("valid").dns_ttl_secs,
+            crate::iot_dns::TTL_SECS
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tether.toml");
+        std::fs::write(&path, "dns_ttl = 120\n").expect("written");
+        let mut a = args();
+        a.config = Some(path.clone());
+        assert_eq!(ServeConfig::from_args(a).expect("valid").dns_ttl_secs, 120);
+        let mut a = args();
+        a.config = Some(path);
+        a.dns_ttl = Some(30);
+        assert_eq!(ServeConfig::from_args(a).expect("valid").dns_ttl_secs, 30);
+        let zero = dir.path().join("zero.toml");
+        std::fs::write(&zero, "dns_ttl = 0\n").expect("written");
+        let mut a = args();
+        a.config = Some(zero);
+        let err = ServeConfig::from_args(a).expect_err("out of range");
+        assert!(err.to_string().contains("dns_ttl"), "{err}");
+    }
+
+    #[test]
     fn plain_listeners_only_when_asked_by_flag_or_file() {
         let mut a = args();
         a.plain = true;

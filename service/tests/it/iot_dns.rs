@@ -21,7 +21,7 @@ async fn the_own_region_answers_the_bound_endpoints() {
             .is_some_and(|a| a.starts_with("127.0.0.1:")),
         "{body}"
     );
-    assert_eq!(body["ttl"], 600);
+    assert_eq!(body["ttl"], tether_service::iot_dns::TTL_SECS);
     assert_eq!(body["caArr"], json!([]));
 }
 
