@@ -66,8 +66,7 @@ impl Server {
             let _ = child.kill();
             bail!("the server process did not start: {line:?}");
         };
-        let ca = (kind == Kind::ServiceTls)
-            .then(|| data_dir.join(tether_service::tls::TLS_DIR).join("ca.pem"));
+        let ca = (kind == Kind::ServiceTls).then(|| tether_service::tls::local_ca_file(data_dir));
         Ok(Self {
             stdin: child.stdin.take(),
             http,

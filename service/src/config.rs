@@ -92,7 +92,7 @@ pub struct ServeArgs {
     pub module_key: Vec<String>,
     /// How long devices may keep IoT DNS answers, in seconds [default: 3600]; online
     /// devices look up again this often, which is how a rotated CA reaches them
-    #[arg(long, env = "TETHER_DNS_TTL", value_parser = clap::value_parser!(u32).range(1..=604_800))]
+    #[arg(long, env = "TETHER_DNS_TTL")]
     pub dns_ttl: Option<u32>,
     /// Serve plain HTTP and MQTT, without TLS: credentials cross the network in clear.
     /// Without this flag and without --tls-cert, the service serves TLS from a local CA

@@ -118,12 +118,8 @@ impl LocalCloud {
 
     /// The local CA's certificate file, when the service runs with one.
     pub fn local_ca(&self) -> Option<std::path::PathBuf> {
-        (self.config.tls == crate::tls::TlsSource::LocalCa).then(|| {
-            self.config
-                .data_dir
-                .join(crate::tls::TLS_DIR)
-                .join("ca.pem")
-        })
+        (self.config.tls == crate::tls::TlsSource::LocalCa)
+            .then(|| crate::tls::local_ca_file(&self.config.data_dir))
     }
 
     /// The HTTP address.

@@ -176,6 +176,11 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// Where a data dir's local CA certificate is: the file devices and clients trust.
+pub fn local_ca_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(TLS_DIR).join(CA_PEM)
+}
+
 /// The local CA certificate (PEM) of the data dir, created when missing: what devices
 /// and clients of a service with a local CA must trust (`tether-service tls ca`).
 pub fn local_ca_pem(data_dir: &Path) -> anyhow::Result<String> {
@@ -187,12 +192,20 @@ fn load_or_create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
     std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {}", dir.display()))?;
+    match read_ca(dir)? {
+        Some(ca) => Ok(ca),
+        None => create_ca(dir),
+    }
+}
+
+/// The current local CA in `dir` (certificate PEM and key), if both files are there.
+fn read_ca(dir: &Path) -> anyhow::Result<Option<(String, KeyPair)>> {
     match (
         std::fs::read_to_string(dir.join(CA_PEM)),
         std::fs::read_to_string(dir.join(CA_KEY)),
     ) {
-        (Ok(pem), Ok(key)) => Ok((pem, KeyPair::from_pem(&key).context("tls/ca.key")?)),
-        _ => create_ca(dir),
+        (Ok(pem), Ok(key)) => Ok(Some((pem, KeyPair::from_pem(&key).context("tls/ca.key")?))),
+        _ => Ok(None),
     }
 }
 
@@ -243,12 +256,8 @@ pub fn rotate_local_ca(data_dir: &Path) -> anyhow::Result<()> {
             "a rotation is under way: retire the previous CA first (tether-service tls retire-ca)"
         );
     }
-    let (old_pem, old_key) = match (
-        std::fs::read_to_string(dir.join(CA_PEM)),
-        std::fs::read_to_string(dir.join(CA_KEY)),
-    ) {
-        (Ok(pem), Ok(key)) => (pem, KeyPair::from_pem(&key).context("tls/ca.key")?),
-        _ => bail!("no local CA in {} to rotate", dir.display()),
+    let Some((old_pem, old_key)) = read_ca(&dir)? else {
+        bail!("no local CA in {} to rotate", dir.display());
     };
     let previous = Issuer::from_ca_cert_pem(&old_pem, &old_key).context("tls/ca.pem")?;
     let key = KeyPair::generate().context("a CA key")?;
@@ -308,7 +317,7 @@ fn create_ca(dir: &Path) -> anyhow::Result<(String, KeyPair)> {
         .context("the CA certificate")?;
     write_private(&dir.join(CA_KEY), key.serialize_pem().as_bytes())?;
     std::fs::write(dir.join(CA_PEM), cert.pem()).context("failed to write tls/ca.pem")?;
-    tracing::info!(ca = %dir.join("ca.pem").display(), "created a local CA; devices and clients must trust it");
+    tracing::info!(ca = %dir.join(CA_PEM).display(), "created a local CA; devices and clients must trust it");
     Ok((cert.pem(), key))
 }
 

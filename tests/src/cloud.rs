@@ -195,20 +195,12 @@ impl Cloud {
     pub fn ca(&self) -> Option<PathBuf> {
         self.url
             .starts_with("https://")
-            .then(|| self.data_dir().join("tls").join("ca.pem"))
+            .then(|| tether_service::tls::local_ca_file(&self.data_dir()))
     }
 
     /// A client of the API that trusts the service's CA.
     pub fn http_client(&self) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder().use_rustls_tls();
-        if let Some(ca) = self.ca() {
-            let pem = std::fs::read(ca).expect("the CA is readable");
-            let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
-            builder = builder
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(cert);
-        }
-        builder.build().expect("an HTTP client")
+        crate::api_client(self.ca().as_deref())
     }
 
     /// The service's process id.

@@ -101,3 +101,16 @@ pub fn eventually<T>(
 pub fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// An API client, as the tests use one: trusting only the PEM CA `ca` when given (a
+/// service's local CA), or the public roots otherwise.
+pub fn api_client(ca: Option<&Path>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("the CA is readable");
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"));
+    }
+    builder.build().expect("an HTTP client")
+}

@@ -36,8 +36,7 @@ impl Machine {
     pub(super) fn after_wifi(&mut self, clock: Clock) -> Vec<Action> {
         if let Some(creds) = &self.pending {
             let region = creds.token().region().to_owned();
-            self.enter(NetState::EndpointLookup, clock);
-            return self.start(self.dns_request(&region));
+            return self.look_up(clock, &region);
         }
         match &self.endpoints {
             Some(e) if self.activation.is_some() && clock.unix < e.fresh_until => {
@@ -46,8 +45,7 @@ impl Machine {
             }
             Some(e) if self.activation.is_some() => {
                 let region = e.region.clone();
-                self.enter(NetState::EndpointLookup, clock);
-                self.start(self.dns_request(&region))
+                self.look_up(clock, &region)
             }
             _ => Vec::new(),
         }
@@ -57,6 +55,12 @@ impl Machine {
     /// Then it asks only for TLS endpoints (with their CAs) and takes no plain one.
     pub(super) fn tls(&self) -> bool {
         self.identity.iot_dns_url.starts_with("https://")
+    }
+
+    /// Enters the endpoint lookup and asks IoT DNS for `region`.
+    pub(super) fn look_up(&mut self, clock: Clock, region: &str) -> Vec<Action> {
+        self.enter(NetState::EndpointLookup, clock);
+        self.start(self.dns_request(region))
     }
 
     pub(super) fn dns_request(&self, region: &str) -> HttpRequest {
@@ -160,13 +164,11 @@ impl Machine {
         let Some(purpose) = self.take_inflight(id) else {
             return Vec::new();
         };
-        if purpose == Purpose::Dns
-            && self.state == NetState::Online
-            && !(200..300).contains(&status)
-        {
+        let success = (200..300).contains(&status);
+        if purpose == Purpose::Dns && self.state == NetState::Online && !success {
             return self.endpoint_refresh_failed(&format!("status {status}"));
         }
-        if (200..300).contains(&status) {
+        if success {
             self.cloud_backoff.reset();
             return match purpose {
                 Purpose::Dns => self.on_endpoints(clock, body),
@@ -403,7 +405,6 @@ impl Machine {
             .activation
             .as_ref()
             .map_or(0, |a| a.expires_at.saturating_sub(clock.unix));
-        let secs = (left * 4 / 5).max(MIN_REFRESH_SECS);
-        u32::try_from(secs.saturating_mul(1000)).unwrap_or(u32::MAX)
+        super::refresh::secs_to_ms((left * 4 / 5).max(MIN_REFRESH_SECS))
     }
 }

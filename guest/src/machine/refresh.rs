@@ -5,7 +5,8 @@
 
 use super::{Action, Clock, Level, Machine, NetState, Timer, log};
 
-/// The earliest background lookup, and the wait after a failed one, in seconds.
+/// The earliest background lookup, and the wait when another request is in flight, in
+/// seconds.
 const MIN_LOOKUP_SECS: u64 = 10;
 /// The wait after a failed background lookup, in seconds.
 const LOOKUP_RETRY_SECS: u64 = 60;
@@ -61,8 +62,7 @@ impl Machine {
                     && clock.unix >= e.fresh_until =>
             {
                 let region = e.region.clone();
-                self.enter(NetState::EndpointLookup, clock);
-                self.start(self.dns_request(&region))
+                self.look_up(clock, &region)
             }
             _ => self.connect_mqtt(),
         }
@@ -77,6 +77,7 @@ impl Machine {
     }
 }
 
-fn secs_to_ms(secs: u64) -> u32 {
+/// Seconds as a timer's milliseconds (saturating).
+pub(super) fn secs_to_ms(secs: u64) -> u32 {
     u32::try_from(secs.saturating_mul(1000)).unwrap_or(u32::MAX)
 }
