@@ -56,7 +56,7 @@ enum Command {
         /// Linear memory cap per instance, in MiB.
         #[arg(long, default_value_t = 16)]
         memory_cap_mib: usize,
-        /// Deadline of each call into the component, in milliseconds.
+        /// CPU-time budget of each call into the component, in milliseconds.
         #[arg(long, default_value_t = 100)]
         deadline_ms: u64,
     },
@@ -67,10 +67,14 @@ enum Command {
     Precompile {
         /// A component file (`.wasm`) to compile instead of the built-in one.
         path: Option<PathBuf>,
-        /// Target triple of the host that will run it (this machine's when not given;
-        /// another architecture needs a build with the `cross` feature).
+        /// Target triple of the host that will run it (this host's when not given;
+        /// aarch64 or x86_64 native code for the other one needs a build with the
+        /// `cross` feature). 32-bit ARM gets Pulley bytecode.
         #[arg(long)]
         target: Option<String>,
+        /// Compile for Wasmtime's Pulley interpreter (hosts built with `pulley`).
+        #[arg(long)]
+        pulley: bool,
         /// Where to write the compiled component.
         #[arg(long, short)]
         output: PathBuf,
@@ -164,9 +168,10 @@ fn main() -> ExitCode {
         Command::Precompile {
             path,
             target,
+            pulley,
             output,
             memory_cap_mib,
-        } => precompile(path, target.as_deref(), &output, memory_cap_mib),
+        } => precompile(path, target.as_deref(), pulley, &output, memory_cap_mib),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -439,6 +444,7 @@ fn human(d: Duration) -> String {
 fn precompile(
     path: Option<PathBuf>,
     target: Option<&str>,
+    pulley: bool,
     output: &std::path::Path,
     memory_cap_mib: usize,
 ) -> anyhow::Result<()> {
@@ -451,13 +457,17 @@ fn precompile(
         ..RuntimeConfig::default()
     };
     let started = Instant::now();
-    let compiled = Runtime::precompile(config, target, &bytes).context("failed to compile")?;
+    let triple = target.unwrap_or(tether_host::platform::TARGET);
+    let engine = tether_host::platform::engine_for(triple, pulley);
+    let wasmtime_target = tether_host::platform::wasmtime_target(triple, engine);
+    let compiled =
+        Runtime::precompile(config, Some(&wasmtime_target), &bytes).context("failed to compile")?;
     std::fs::write(output, &compiled)
         .with_context(|| format!("failed to write {}", output.display()))?;
     println!(
-        "{} bytes for {} written to {} in {}",
+        "{} bytes for {triple} ({}) written to {} in {}",
         compiled.len(),
-        target.unwrap_or("this machine"),
+        engine.name(),
         output.display(),
         human(started.elapsed())
     );

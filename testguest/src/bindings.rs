@@ -23,7 +23,12 @@ impl Guest for Misbehaving {
             "loop" => spin(),
             "grow" => grow(),
             "trap" => panic!("asked to trap"),
-            _ => Ok(()),
+            work => {
+                if let Some(n) = work.strip_prefix("work:").and_then(|n| n.parse().ok()) {
+                    count_to(n);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -82,6 +87,14 @@ fn spin() -> ! {
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Computes for `n` steps, then returns: a healthy call that takes a known amount of CPU.
+fn count_to(n: u64) {
+    let mut i: u64 = 0;
+    while std::hint::black_box(i) < n {
+        i += 1;
     }
 }
 

@@ -1,6 +1,6 @@
 //! A pairing component that misbehaves on request, for the host's tests only: `user-cfg`
-//! with SSID `loop` spins forever, `grow` allocates without bound, `trap` panics; any
-//! other SSID is accepted. It is never shipped or embedded as a default.
+//! with SSID `loop` spins forever, `grow` allocates without bound, `trap` panics,
+//! `work:N` counts to N and returns; any other SSID is accepted. It is never shipped or embedded as a default.
 //!
 //! Its [`MODE`] marker selects a fault for the hot-update tests; they make variants of
 //! the built component by rewriting the marker's last byte in its data segment.

@@ -18,14 +18,15 @@ pub use kv::{Kv, KvError};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::runtime::MemoryCap;
 use crate::runtime::bindings::wifi::StationState;
+use crate::runtime::{CpuBudget, MemoryCap};
 
 /// Per-store state: everything the component's imports reach.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) memory_cap: MemoryCap,
+    pub(crate) cpu: CpuBudget,
     kv: Kv,
     device: Signer,
     outbox: Outbox,
@@ -47,11 +48,12 @@ impl HostState {
     /// State for one instance. The component gets WASI with nothing preopened, no
     /// environment and no arguments: only the clocks, randomness and a stderr that Rust's
     /// standard library expects.
-    pub fn new(kv: Kv, device: Signer, memory_cap: MemoryCap) -> Self {
+    pub fn new(kv: Kv, device: Signer, memory_cap: MemoryCap, cpu: CpuBudget) -> Self {
         Self {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
             memory_cap,
+            cpu,
             kv,
             device,
             outbox: Outbox::default(),

@@ -1,5 +1,6 @@
-//! The clock behind call deadlines: a thread that advances the engine's epoch every
-//! [`TICK`]. A store's deadline is a number of ticks, so a call is stopped between one and
+//! The wake-up behind call budgets: a thread that advances the engine's epoch every
+//! [`TICK`]. A store's deadline is a number of ticks; when it is reached the store checks
+//! the call's CPU time ([`super::cpu`]), so a spinning call is stopped between one and
 //! two ticks after its budget. The thread ends when the engine is dropped.
 
 use std::thread;

@@ -9,7 +9,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use super::bindings::Pairing;
 use super::bindings::export::{ChannelState, Event, PairingStatus};
 use super::limits::MemoryCapExceeded;
-use super::{RuntimeConfig, RuntimeError, epoch};
+use super::{RuntimeConfig, RuntimeError};
 use crate::capabilities::{Command, HostState};
 
 /// A live component instance and its store.
@@ -115,8 +115,8 @@ impl Instance {
         if let Some(earlier) = &self.poisoned {
             return Err(RuntimeError::Poisoned(earlier.to_string()));
         }
-        self.store
-            .set_epoch_deadline(epoch::ticks_for(self.config.call_deadline));
+        let ticks = self.store.data_mut().cpu.start();
+        self.store.set_epoch_deadline(ticks);
         f(&self.pairing, &mut self.store).map_err(|e| {
             let err = classify(&e, &self.config);
             self.poisoned = Some(err.clone());

@@ -1,10 +1,12 @@
 //! The Wasmtime runtime for the pairing component, sized for small boards: one engine with
-//! a pooling allocator for a few instances, epoch interruption so every call has a
-//! deadline, a memory cap per instance, and `instantiate_pre` done once per component.
+//! a pooling allocator for a few instances, a CPU-time budget on every call (checked at
+//! epoch interruptions), a memory cap per instance, and `instantiate_pre` done once per
+//! component.
 //! A trap, a missed deadline or an exhausted cap comes back as a [`RuntimeError`]; the
 //! host never aborts and can instantiate again.
 
 pub(crate) mod bindings;
+mod cpu;
 mod epoch;
 mod instance;
 mod limits;
@@ -23,6 +25,7 @@ pub mod wit {
     pub use super::bindings::export::*;
     pub use super::bindings::{WitErrorCode, http, mqtt, wifi};
 }
+pub use cpu::CpuBudget;
 pub use limits::{MemoryCap, MemoryCapExceeded};
 
 use crate::capabilities::HostState;
@@ -36,11 +39,10 @@ pub const WORLD: &str = tether_proto::bundle::PAIRING_WORLD;
 pub struct RuntimeConfig {
     /// Linear memory cap per instance, in bytes.
     pub memory_cap: usize,
-    /// Budget of every call into a component, instantiation included. It is wall-clock
-    /// time (Wasmtime's epochs), so it must leave room for a busy CPU: the longest
-    /// legitimate call, the data channel's SPAKE2+ step (a few elliptic-curve
-    /// multiplications), takes milliseconds alone but far longer when the call waits for
-    /// a core.
+    /// Budget of every call into a component, instantiation included, in CPU time of
+    /// the calling thread: time spent waiting for a core does not count, so a busy board
+    /// does not stop a healthy component. The longest legitimate call, the data
+    /// channel's SPAKE2+ step, takes about 10 ms of CPU.
     pub call_deadline: Duration,
     /// How many instances may exist at once (a running one plus an update candidate,
     /// with room to spare).
@@ -61,7 +63,9 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
     /// The call ran past its deadline and was interrupted.
-    #[error("the component did not return within its {0:?} deadline and was stopped")]
+    #[error(
+        "the component used more than its {0:?} of CPU time in one call (its deadline) and was stopped"
+    )]
     DeadlineExceeded(Duration),
     /// The instance tried to grow its memory past the cap.
     #[error("the component tried to use more than its {cap} byte memory cap and was stopped")]
@@ -203,8 +207,10 @@ impl Runtime {
         })
     }
 
-    /// Compiles `bytes` for a host of this runtime's configuration on `target` (a target
-    /// triple; `None` for this machine), for hosts built without the compiler.
+    /// Compiles `bytes` for a host of this runtime's configuration on `target` (a
+    /// Wasmtime target: a triple for native code, `pulley32` or `pulley64` for the
+    /// interpreter, see [`crate::platform::wasmtime_target`]; `None` for this host), for
+    /// hosts built without the compiler.
     #[cfg(feature = "compiler")]
     pub fn precompile(
         config: RuntimeConfig,
@@ -228,7 +234,12 @@ impl Runtime {
         kv: crate::capabilities::Kv,
         signer: crate::capabilities::Signer,
     ) -> HostState {
-        HostState::new(kv, signer, MemoryCap::new(self.config.memory_cap))
+        HostState::new(
+            kv,
+            signer,
+            MemoryCap::new(self.config.memory_cap),
+            CpuBudget::new(self.config.call_deadline),
+        )
     }
 
     /// Instantiates a loaded component into a fresh store holding `host`.
@@ -239,7 +250,9 @@ impl Runtime {
     ) -> Result<Instance, RuntimeError> {
         let mut store = Store::new(&self.engine, host);
         store.limiter(|state| &mut state.memory_cap);
-        store.set_epoch_deadline(epoch::ticks_for(self.config.call_deadline));
+        store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().cpu.on_deadline()));
+        let ticks = store.data_mut().cpu.start();
+        store.set_epoch_deadline(ticks);
         match component.pre.instantiate(&mut store) {
             Ok(pairing) => Ok(Instance::new(store, pairing, self.config)),
             Err(e) => Err(instance::classify(&e, &self.config)),
@@ -262,6 +275,14 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memory_size(config.memory_cap);
 
     let mut wasm = Config::new();
+    if crate::platform::ENGINE == tether_proto::platform::Engine::Pulley {
+        let pulley =
+            crate::platform::wasmtime_target(crate::platform::TARGET, crate::platform::ENGINE);
+        // A known name; Wasmtime refuses only names it cannot parse.
+        if let Err(e) = wasm.target(&pulley) {
+            tracing::error!(error = %e, "cannot select Pulley");
+        }
+    }
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

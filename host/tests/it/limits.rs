@@ -1,6 +1,10 @@
 //! Misbehaving components are stopped by the deadline, the memory cap or their own trap,
 //! with a clear error, and the same runtime then runs the good component.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use tether_host::RuntimeError;
 use tether_host::component::DEFAULT_COMPONENT;
 use tether_proto::ErrorCode;
@@ -124,4 +128,73 @@ fn bytes_that_are_not_a_pairing_component_are_refused_as_invalid() {
     assert!(matches!(err, RuntimeError::Invalid(_)), "{err}");
     // An unrelated `ErrorCode` is a typed answer, not an `Invalid` load.
     let _ = ErrorCode::Internal;
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).expect("positive"),
+        u32::try_from(t.tv_nsec).expect("in range"),
+    )
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).expect("pins the thread");
+}
+
+#[test]
+fn a_call_that_waits_for_a_busy_core_is_not_stopped() {
+    let rt = runtime();
+    let budget = rt.config().call_deadline;
+    let component = rt.load(MISBEHAVING).expect("loads");
+    let mut device = started(&rt, &component);
+
+    // How far the component counts per millisecond of CPU, measured alone.
+    let probe = 2_000_000u64;
+    let before = thread_cpu();
+    assert_eq!(
+        device
+            .user_cfg(&format!("work:{probe}"), "", TOKEN)
+            .expect("a short call"),
+        Ok(())
+    );
+    let per_ms = probe as f64 / (thread_cpu() - before).as_secs_f64() / 1000.0;
+    // Half the budget of CPU work.
+    let steps = (per_ms * budget.as_millis() as f64 / 2.0) as u64;
+
+    // Three threads spin on the same core as the call, so it gets a quarter of it.
+    let cpu = rustix::thread::sched_getcpu();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::black_box(0u64);
+                }
+            })
+        })
+        .collect();
+    pin_to(cpu);
+    let started_at = Instant::now();
+    let cpu_before = thread_cpu();
+    let result = device.user_cfg(&format!("work:{steps}"), "", TOKEN);
+    let (wall, used) = (started_at.elapsed(), thread_cpu() - cpu_before);
+    stop.store(true, Ordering::Relaxed);
+    for hog in hogs {
+        hog.join().expect("the hog ends");
+    }
+
+    assert_eq!(
+        result.expect("not stopped: it used only about half its CPU budget"),
+        Ok(())
+    );
+    assert!(used < budget, "used {used:?} of CPU");
+    // The call really waited: by wall-clock time it ran past its budget.
+    assert!(wall > budget, "took {wall:?} of wall-clock time");
 }
