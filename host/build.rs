@@ -56,6 +56,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
 
+    // The platform the host reports (`platform.rs`): its target and Wasmtime's version.
+    let target = env::var("TARGET").expect("cargo sets it");
+    println!("cargo:rustc-env=TETHER_HOST_TARGET={target}");
+    println!(
+        "cargo:rustc-env=TETHER_WASMTIME_VERSION={}",
+        locked_version(&workspace.join("Cargo.lock"), "wasmtime")
+    );
+
     ensure_wasm_target(&workspace);
 
     let target_dir = nested_target_dir(&out_dir);
@@ -87,6 +95,22 @@ fn main() {
             &out_dir.join("tether_guest_next.wasm"),
         );
     }
+}
+
+/// The version of `package` that `Cargo.lock` pins.
+fn locked_version(lock: &Path, package: &str) -> String {
+    let text = std::fs::read_to_string(lock).expect("the workspace has a Cargo.lock");
+    let name = format!("name = \"{package}\"");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == name {
+            let version = lines.next().and_then(|l| l.strip_prefix("version = \""));
+            if let Some(v) = version.and_then(|v| v.strip_suffix('"')) {
+                return v.to_owned();
+            }
+        }
+    }
+    panic!("Cargo.lock pins no {package}");
 }
 
 /// Makes sure the standard library for the wasm target is there before the nested build

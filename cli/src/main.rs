@@ -152,9 +152,17 @@ enum ModuleCommand {
         min_host_version: String,
         /// The component (.wasm).
         component: PathBuf,
-        /// Where to write the bundle.
+        /// Where to write the bundle (the portable one; each precompiled one goes next
+        /// to it as NAME.TARGET.ENGINE.EXT).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        /// Also precompile for this target triple, for hosts built without the
+        /// compiler (repeatable; x86_64, aarch64, and 32-bit ARM on Pulley).
+        #[arg(long = "target", value_name = "TRIPLE")]
+        targets: Vec<String>,
+        /// Precompile for Wasmtime's Pulley interpreter rather than native code.
+        #[arg(long, requires = "targets")]
+        pulley: bool,
     },
 }
 
@@ -216,6 +224,8 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             min_host_version,
             component,
             out,
+            targets,
+            pulley,
         }) => module_sign(
             cli,
             &module::SignRequest {
@@ -225,6 +235,8 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 min_host_version,
                 component,
                 out,
+                targets,
+                pulley: *pulley,
             },
         ),
         Command::Login => {
@@ -326,14 +338,25 @@ fn module_sign(cli: &Cli, request: &module::SignRequest<'_>) -> Result<(), Failu
     let signed = module::sign(request)?;
     print(cli, &signed, || {
         let m = &signed["manifest"];
-        format!(
+        let mut text = format!(
             "wrote {}: version {}, sequence {}, {} bytes, sha256 {}",
             request.out.display(),
             m["version"].as_str().unwrap_or("?"),
             m["sequence"],
             m["size"],
             m["sha256"].as_str().unwrap_or("?")
-        )
+        );
+        for variant in signed["precompiled"].as_array().into_iter().flatten() {
+            let code = &variant["precompiled"];
+            text.push_str(&format!(
+                "\nwrote {}: precompiled for {} ({}), {} bytes",
+                variant["bundle"].as_str().unwrap_or("?"),
+                code["target"].as_str().unwrap_or("?"),
+                code["engine"].as_str().unwrap_or("?"),
+                variant["size"]
+            ));
+        }
+        text
     });
     Ok(())
 }

@@ -1,14 +1,17 @@
 //! `tether module`: signing keys and signed bundles of pairing components.
 //! `keygen` writes an ed25519 key pair; `sign` checks that a file is a component of the
 //! pairing world, then writes a bundle of it with a signed manifest (version, sequence,
-//! world, SHA-256, minimum host version).
+//! world, SHA-256, minimum host version), and with `--target` also one bundle of code
+//! precompiled for each named target (for hosts without the compiler), all under one
+//! sequence: the variants of one module.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tether_proto::bundle::{Bundle, signing_key_from_hex};
+use tether_host::platform::{RUNTIME, engine_for, wasmtime_target};
+use tether_proto::bundle::{Bundle, Precompiled, signing_key_from_hex};
 
 use crate::failure::Failure;
 
@@ -64,8 +67,24 @@ pub struct SignRequest<'a> {
     pub min_host_version: &'a str,
     /// The component file.
     pub component: &'a Path,
-    /// Where the bundle goes.
+    /// Where the portable bundle goes; precompiled ones go next to it
+    /// ([`variant_path`]).
     pub out: &'a Path,
+    /// Targets to precompile for, as well.
+    pub targets: &'a [String],
+    /// Precompile for Pulley even where the target has native code.
+    pub pulley: bool,
+}
+
+/// Where the bundle precompiled for `target` and `engine` goes: `NAME.TARGET.ENGINE.EXT`
+/// next to the portable bundle `NAME.EXT`.
+pub fn variant_path(out: &Path, target: &str, engine: &str) -> PathBuf {
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}.{target}.{engine}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{target}.{engine}"),
+    };
+    out.with_file_name(name)
 }
 
 /// Checks the component against the pairing world and writes the signed bundle.
@@ -90,16 +109,57 @@ pub fn sign(req: &SignRequest<'_>) -> Result<Value, Failure> {
         &key,
     )
     .map_err(|e| Failure::Invalid(e.to_string()))?;
-    std::fs::write(req.out, &bytes)
-        .map_err(|e| Failure::Other(format!("cannot write {}: {e}", req.out.display())))?;
+    let manifest = Bundle::parse(&bytes)
+        .map_err(|e| Failure::Other(e.to_string()))?
+        .manifest;
+    let mut written = vec![(req.out.to_path_buf(), bytes)];
+    for target in req.targets {
+        let engine = engine_for(target, req.pulley);
+        let code = tether_host::Runtime::precompile(
+            tether_host::RuntimeConfig::default(),
+            Some(&wasmtime_target(target, engine)),
+            &component,
+        )
+        .map_err(|e| {
+            Failure::Invalid(format!(
+                "cannot precompile for {target} ({}): {e}",
+                engine.name()
+            ))
+        })?;
+        let precompiled = Precompiled {
+            target: target.clone(),
+            engine,
+            runtime: RUNTIME.to_owned(),
+            source_sha256: manifest.sha256.clone(),
+        };
+        let bytes = Bundle::sign_code(
+            &code,
+            Some(precompiled),
+            req.version,
+            sequence,
+            tether_host::runtime::WORLD,
+            req.min_host_version,
+            &key,
+        )
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+        written.push((variant_path(req.out, target, engine.name()), bytes));
+    }
+    for (path, bytes) in &written {
+        std::fs::write(path, bytes)
+            .map_err(|e| Failure::Other(format!("cannot write {}: {e}", path.display())))?;
+    }
     if sequence > read_counter(&counter)? {
         std::fs::write(&counter, format!("{sequence}\n"))
             .map_err(|e| Failure::Other(format!("cannot record the sequence: {e}")))?;
     }
-    let manifest = Bundle::parse(&bytes)
-        .map_err(|e| Failure::Other(e.to_string()))?
-        .manifest;
-    Ok(json!({"bundle": req.out, "manifest": manifest}))
+    let precompiled: Vec<Value> = written[1..]
+        .iter()
+        .map(|(path, bytes)| {
+            let m = Bundle::parse(bytes).map(|b| b.manifest).ok();
+            json!({"bundle": path, "size": bytes.len(), "precompiled": m.and_then(|m| m.precompiled)})
+        })
+        .collect();
+    Ok(json!({"bundle": req.out, "manifest": manifest, "precompiled": precompiled}))
 }
 
 /// Loads the component in the host's runtime: it must be a component of the pairing

@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod daemon;
 mod handle;
 mod home;
+pub mod platform;
 pub mod providers;
 pub mod runtime;
 pub mod trust;

@@ -96,7 +96,17 @@ impl CloudTrust {
                 tracing::warn!("a CA delivered by IoT DNS is not a certificate; skipped");
             }
         }
-        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        // Every request says what code this host runs, so activation records it and the
+        // cloud sends this device the bundle it can run.
+        let mut headers = reqwest::header::HeaderMap::new();
+        let platform = crate::platform::this().to_string();
+        headers.insert(
+            tether_proto::platform::HEADER,
+            reqwest::header::HeaderValue::from_str(&platform).context("the platform header")?,
+        );
+        let builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .default_headers(headers);
         if roots.is_empty() {
             self.tls = None;
             self.http = builder.build().context("the HTTP client")?;

@@ -60,6 +60,10 @@ pub struct DeviceView {
     /// The last update outcome the device reported.
     #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]
     pub module_outcome: Option<UpdateOutcome>,
+    /// What code its host runs (`target=…; engine=…; compiler=…; runtime=…`), as the
+    /// host said at activation.
+    #[serde(default)]
+    pub platform: Option<String>,
     /// The newest component rollout to it (only in `GET /v1/devices/{dev_id}`).
     #[cfg_attr(feature = "sqlx", sqlx(skip))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,12 +100,16 @@ pub struct ModuleView {
     pub version: String,
     /// Bundle sequence.
     pub sequence: i64,
-    /// Hex SHA-256 of the component.
+    /// Hex SHA-256 of the portable component (every bundle of the module was made from
+    /// it).
     pub sha256: String,
-    /// Component size in bytes.
+    /// Size in bytes of the first bundle's code.
     pub size: i64,
     /// Unix seconds.
     pub created_at: i64,
+    /// The bundles stored for it: `portable`, or `TARGET/ENGINE` for precompiled code.
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    pub variants: Vec<String>,
 }
 
 /// Body of `POST /v1/modules/{id}/rollouts`: a product or a list of devices.

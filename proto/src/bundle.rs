@@ -10,6 +10,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::platform::Engine;
 use crate::version::Version;
 
 /// The WIT world (and package version) every pairing component implements.
@@ -42,6 +43,35 @@ pub struct Manifest {
     pub min_host_version: String,
     /// Hex of the signing key's public half.
     pub key: String,
+    /// Set when the bundle carries code precompiled for one platform, for hosts without
+    /// the compiler, instead of a portable component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<Precompiled>,
+}
+
+/// What precompiled code in a bundle is for. Signed with the rest of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Precompiled {
+    /// The target triple of the hosts that may run it.
+    pub target: String,
+    /// The engine it was compiled for.
+    pub engine: Engine,
+    /// `wasmtime-VERSION` of the compiler: only the same version loads it.
+    pub runtime: String,
+    /// Hex SHA-256 of the portable component it was compiled from; every bundle of one
+    /// module has the same.
+    pub source_sha256: String,
+}
+
+impl Manifest {
+    /// Hex SHA-256 of the portable component: of the bundle's bytes, or of the source
+    /// they were compiled from.
+    pub fn source_sha256(&self) -> &str {
+        self.precompiled
+            .as_ref()
+            .map_or(&self.sha256, |p| &p.source_sha256)
+    }
 }
 
 /// Why a bundle was refused. [`BundleError::name`] is the reason reported to the cloud.
@@ -85,10 +115,32 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Signs `component` into bundle bytes. `version` and `min_host_version` must be
-    /// `MAJOR.MINOR.PATCH`.
+    /// Signs a portable `component` into bundle bytes. `version` and `min_host_version`
+    /// must be `MAJOR.MINOR.PATCH`.
     pub fn sign(
         component: &[u8],
+        version: &str,
+        sequence: u64,
+        world: &str,
+        min_host_version: &str,
+        key: &SigningKey,
+    ) -> Result<Vec<u8>, BundleError> {
+        Self::sign_code(
+            component,
+            None,
+            version,
+            sequence,
+            world,
+            min_host_version,
+            key,
+        )
+    }
+
+    /// Signs `code` into bundle bytes: precompiled code when `precompiled` says for
+    /// what, else a portable component.
+    pub fn sign_code(
+        component: &[u8],
+        precompiled: Option<Precompiled>,
         version: &str,
         sequence: u64,
         world: &str,
@@ -111,6 +163,7 @@ impl Bundle {
             size: component.len() as u64,
             min_host_version: min_host_version.to_owned(),
             key: hex::encode(key.verifying_key().as_bytes()),
+            precompiled,
         };
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| BundleError::Malformed(e.to_string()))?;
@@ -283,6 +336,47 @@ mod tests {
             Bundle::sign(b"x", "1.2", 1, WORLD, "0.1.0", &key(1)),
             Err(BundleError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn precompiled_code_names_its_platform_under_the_signature() {
+        let source = hex::encode(Sha256::digest(b"\0asm component"));
+        let precompiled = Precompiled {
+            target: "aarch64-unknown-linux-musl".into(),
+            engine: Engine::Native,
+            runtime: "wasmtime-48.0.8".into(),
+            source_sha256: source.clone(),
+        };
+        let bytes = Bundle::sign_code(
+            b"ELF code",
+            Some(precompiled.clone()),
+            "1.2.3",
+            7,
+            WORLD,
+            "0.1.0",
+            &key(1),
+        )
+        .expect("signs");
+        let bundle = Bundle::parse(&bytes).expect("parses");
+        bundle.verify(&[key(1).verifying_key()]).expect("valid");
+        assert_eq!(bundle.manifest.precompiled, Some(precompiled));
+        assert_eq!(bundle.manifest.source_sha256(), source);
+
+        // Another target under the same signature: refused.
+        let at = bytes
+            .windows(7)
+            .position(|w| w == b"aarch64")
+            .expect("the target is in the manifest");
+        let mut moved = bytes.clone();
+        moved[at..at + 7].copy_from_slice(b"riscv64");
+        let moved = Bundle::parse(&moved).expect("parses");
+        assert_eq!(
+            moved.verify(&[key(1).verifying_key()]),
+            Err(BundleError::BadSignature)
+        );
+        // A portable bundle's manifest has no such field, as before.
+        let portable = Bundle::parse(&signed(b"x")).expect("parses");
+        assert!(!String::from_utf8_lossy(&portable.to_bytes()).contains("precompiled"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod module;
 pub mod mqtt;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod platform;
 pub mod random;
 pub mod reply_code;
 pub mod reports;

@@ -13,8 +13,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sqlx::SqlitePool;
-use tether_proto::bundle::{Bundle, PAIRING_WORLD, public_key_from_hex};
+use tether_proto::bundle::{Bundle, Manifest, PAIRING_WORLD, public_key_from_hex};
 use tether_proto::mqtt::Protocol;
+use tether_proto::platform::Platform;
 use tether_proto::signing::Principal;
 
 use crate::app::AppState;
@@ -76,39 +77,166 @@ pub(crate) async fn upload(
             m.world
         )));
     }
+    let variant = Variant::of(m);
     let now = crate::db_time(crate::unix_now());
-    let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO modules (version, sequence, world, sha256, size, min_host_version, signing_key, bundle, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    let mut tx = state.db.begin().await?;
+    let existing: Option<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT id, version, min_host_version, sha256 FROM modules WHERE signing_key = ? AND sequence = ?",
     )
-    .bind(&m.version)
+    .bind(&m.key)
     .bind(i64::try_from(m.sequence).unwrap_or(i64::MAX))
-    .bind(&m.world)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = match existing {
+        Some((id, version, min_host, source)) => {
+            if version != m.version
+                || min_host != m.min_host_version
+                || source != m.source_sha256()
+            {
+                return Err(ApiError::Conflict(format!(
+                    "sequence {} of this key is already version {version} of another component; sign with a new sequence",
+                    m.sequence
+                )));
+            }
+            id
+        }
+        None => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO modules (version, sequence, world, sha256, size, min_host_version, signing_key, bundle, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, x'', ?) RETURNING id",
+            )
+            .bind(&m.version)
+            .bind(i64::try_from(m.sequence).unwrap_or(i64::MAX))
+            .bind(&m.world)
+            .bind(m.source_sha256())
+            .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
+            .bind(&m.min_host_version)
+            .bind(&m.key)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO module_bundles (module_id, target, engine, runtime, sha256, size, bundle, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&variant.target)
+    .bind(&variant.engine)
+    .bind(&variant.runtime)
     .bind(&m.sha256)
     .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
-    .bind(&m.min_host_version)
-    .bind(&m.key)
     .bind(body.as_ref())
     .bind(now)
-    .fetch_one(&state.db)
+    .execute(&mut *tx)
     .await;
-    let id = match inserted {
-        Ok(id) => id,
+    match inserted {
+        Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(ApiError::Conflict(
-                "a bundle with this key and sequence is already stored".into(),
-            ));
+            return Err(ApiError::Conflict(format!(
+                "module {id} already has its {} bundle",
+                variant.label()
+            )));
         }
         Err(e) => return Err(e.into()),
-    };
-    tracing::info!(module = id, version = %m.version, sequence = m.sequence, "module stored");
+    }
+    tx.commit().await?;
+    tracing::info!(module = id, version = %m.version, sequence = m.sequence, variant = %variant.label(), "module bundle stored");
+    let waiting = reopen_waiting(&state.db, id).await?;
+    for dev_id in waiting {
+        if state.broker.sessions().latest(&dev_id).is_some()
+            && let Err(e) = deliver(
+                &state.db,
+                &state.broker,
+                &state.own_endpoints.http_url,
+                &dev_id,
+            )
+            .await
+        {
+            tracing::warn!(dev_id, error = %format!("{e:#}"), "update notice not sent");
+        }
+    }
     Ok((StatusCode::CREATED, Json(module(&state.db, id).await?)))
 }
 
-async fn module(db: &SqlitePool, id: i64) -> ApiResult<ModuleView> {
-    sqlx::query_as(
-        "SELECT id, version, sequence, sha256, size, created_at FROM modules WHERE id = ?",
+/// Which hosts a bundle is for: empty strings for the portable component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variant {
+    target: String,
+    engine: String,
+    runtime: String,
+}
+
+impl Variant {
+    /// The variant a manifest describes.
+    fn of(m: &Manifest) -> Self {
+        match &m.precompiled {
+            None => Self::portable(),
+            Some(p) => Self {
+                target: p.target.clone(),
+                engine: p.engine.name().to_owned(),
+                runtime: p.runtime.clone(),
+            },
+        }
+    }
+
+    fn portable() -> Self {
+        Self {
+            target: String::new(),
+            engine: String::new(),
+            runtime: String::new(),
+        }
+    }
+
+    /// The variant a device with `platform` (as its host said at activation) takes;
+    /// a device that did not say is taken to have the compiler.
+    fn wanted_by(platform: Option<&str>) -> Self {
+        match platform.and_then(|p| Platform::parse(p).ok()) {
+            Some(p) if !p.compiler => Self {
+                target: p.target,
+                engine: p.engine.name().to_owned(),
+                runtime: p.runtime,
+            },
+            _ => Self::portable(),
+        }
+    }
+
+    fn label(&self) -> String {
+        if self.target.is_empty() {
+            "portable".to_owned()
+        } else {
+            format!("{}/{} ({})", self.target, self.engine, self.runtime)
+        }
+    }
+}
+
+/// Devices of `module`'s rollouts that waited for a bundle for their platform go back
+/// to pending, now that another bundle is stored.
+async fn reopen_waiting(db: &SqlitePool, module: i64) -> ApiResult<Vec<String>> {
+    let now = crate::db_time(crate::unix_now());
+    Ok(sqlx::query_scalar(
+        "UPDATE rollout_devices SET state = 'pending', reason = NULL, updated_at = ?
+         WHERE state = 'refused' AND reason LIKE 'no_bundle_for_platform:%'
+           AND rollout_id IN (SELECT id FROM rollouts WHERE module_id = ?)
+         RETURNING dev_id",
     )
+    .bind(now)
+    .bind(module)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The variants column of [`ModuleView`].
+const VARIANTS: &str = "(SELECT json_group_array(v) FROM (
+    SELECT CASE WHEN b.target = '' THEN 'portable' ELSE b.target || '/' || b.engine END AS v
+    FROM module_bundles b WHERE b.module_id = m.id ORDER BY b.target, b.engine)) AS variants";
+
+async fn module(db: &SqlitePool, id: i64) -> ApiResult<ModuleView> {
+    sqlx::query_as(&format!(
+        "SELECT m.id, m.version, m.sequence, m.sha256, m.size, m.created_at, {VARIANTS}
+         FROM modules m WHERE m.id = ?"
+    ))
     .bind(id)
     .fetch_optional(db)
     .await?
@@ -123,9 +251,10 @@ pub(crate) async fn list(
     user: AuthUser,
 ) -> ApiResult<Json<Vec<ModuleView>>> {
     user.require_admin()?;
-    let modules = sqlx::query_as(
-        "SELECT id, version, sequence, sha256, size, created_at FROM modules ORDER BY id",
-    )
+    let modules = sqlx::query_as(&format!(
+        "SELECT m.id, m.version, m.sequence, m.sha256, m.size, m.created_at, {VARIANTS}
+         FROM modules m ORDER BY m.id"
+    ))
     .fetch_all(&state.db)
     .await?;
     Ok(Json(modules))
@@ -232,8 +361,8 @@ pub async fn deliver(
     .execute(db)
     .await
     .context("failed to add the device to product rollouts")?;
-    let pending: Option<(i64, i64, String, i64, String, i64)> = sqlx::query_as(
-        "SELECT rd.rollout_id, m.id, m.version, m.sequence, m.sha256, m.size
+    let pending: Option<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT rd.rollout_id, m.id, m.version, m.sequence
          FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
          WHERE rd.dev_id = ? AND rd.state IN ('pending', 'notified')
          ORDER BY m.sequence DESC LIMIT 1",
@@ -242,7 +371,25 @@ pub async fn deliver(
     .fetch_optional(db)
     .await
     .context("failed to read pending rollouts")?;
-    let Some((rollout, module, version, sequence, sha256, size)) = pending else {
+    let Some((rollout, module, version, sequence)) = pending else {
+        return Ok(false);
+    };
+    let Some((sha256, size)) = bundle_for(db, module, dev_id).await? else {
+        let platform = platform_of(db, dev_id).await?;
+        let reason = format!(
+            "no_bundle_for_platform: module {module} has no bundle for {}; upload one made by `tether module sign --target`",
+            Variant::wanted_by(platform.as_deref()).label()
+        );
+        sqlx::query(
+            "UPDATE rollout_devices SET state = 'refused', reason = ?, updated_at = ? WHERE rollout_id = ? AND dev_id = ?",
+        )
+        .bind(&reason)
+        .bind(now)
+        .bind(rollout)
+        .bind(dev_id)
+        .execute(db)
+        .await?;
+        tracing::warn!(dev_id, module, %reason, "no update notice");
         return Ok(false);
     };
     let notice = UpdateNotice {
@@ -270,6 +417,35 @@ pub async fn deliver(
     .await?;
     tracing::info!(dev_id, module, %version, "update notice sent");
     Ok(true)
+}
+
+/// The platform a device's host said it has.
+async fn platform_of(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT platform FROM devices WHERE dev_id = ?")
+            .bind(dev_id)
+            .fetch_optional(db)
+            .await?
+            .flatten(),
+    )
+}
+
+/// The hash and size of the bundle of `module` that `dev_id`'s platform takes, if stored.
+async fn bundle_for(
+    db: &SqlitePool,
+    module: i64,
+    dev_id: &str,
+) -> sqlx::Result<Option<(String, i64)>> {
+    let wanted = Variant::wanted_by(platform_of(db, dev_id).await?.as_deref());
+    sqlx::query_as(
+        "SELECT sha256, size FROM module_bundles WHERE module_id = ? AND target = ? AND engine = ? AND runtime = ?",
+    )
+    .bind(module)
+    .bind(&wanted.target)
+    .bind(&wanted.engine)
+    .bind(&wanted.runtime)
+    .fetch_optional(db)
+    .await
 }
 
 /// Delivers waiting notices to devices as they subscribe, until the stream ends.
@@ -303,13 +479,25 @@ pub(crate) async fn download(
     device: SignedDevice,
 ) -> ApiResult<impl IntoResponse> {
     let dev_id = signed_dev_id(&device)?;
-    let bundle: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT m.bundle FROM modules m JOIN rollouts r ON r.module_id = m.id
-         JOIN rollout_devices rd ON rd.rollout_id = r.id
-         WHERE m.id = ? AND rd.dev_id = ? LIMIT 1",
+    let rolled_out: Option<i64> = sqlx::query_scalar(
+        "SELECT r.module_id FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+         WHERE r.module_id = ? AND rd.dev_id = ? LIMIT 1",
     )
     .bind(id)
     .bind(dev_id)
+    .fetch_optional(&state.db)
+    .await?;
+    if rolled_out.is_none() {
+        return Err(ApiError::NotFound("module"));
+    }
+    let wanted = Variant::wanted_by(platform_of(&state.db, dev_id).await?.as_deref());
+    let bundle: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT bundle FROM module_bundles WHERE module_id = ? AND target = ? AND engine = ? AND runtime = ?",
+    )
+    .bind(id)
+    .bind(&wanted.target)
+    .bind(&wanted.engine)
+    .bind(&wanted.runtime)
     .fetch_optional(&state.db)
     .await?;
     let bundle = bundle.ok_or(ApiError::NotFound("module"))?;

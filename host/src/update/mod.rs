@@ -68,6 +68,40 @@ pub enum Refusal {
     /// Storing it failed.
     #[error("cannot store the update: {0}")]
     Storage(String),
+    /// A portable component reached a host without the compiler.
+    #[error(
+        "this host has no compiler and runs only code precompiled for {0} (tether module sign --target)"
+    )]
+    NeedsPrecompiled(String),
+    /// Precompiled code reached a host with the compiler.
+    #[error(
+        "a host with the compiler takes only portable components, not code precompiled for {0}"
+    )]
+    PrecompiledRefused(String),
+    /// Code precompiled for another target.
+    #[error("the code is precompiled for {bundle}, this host is {host}")]
+    WrongTarget {
+        /// The bundle's.
+        bundle: String,
+        /// This host's.
+        host: String,
+    },
+    /// Code precompiled for another engine.
+    #[error("the code is precompiled for the {bundle} engine, this host runs {host}")]
+    WrongEngine {
+        /// The bundle's.
+        bundle: String,
+        /// This host's.
+        host: String,
+    },
+    /// Code precompiled by another Wasmtime.
+    #[error("the code is precompiled by {bundle}, this host runs {host}")]
+    WrongRuntime {
+        /// The bundle's.
+        bundle: String,
+        /// This host's.
+        host: String,
+    },
     /// The host has no trusted keys configured, so it accepts no update.
     #[error("no trusted keys are configured ([update] trusted_keys)")]
     NoTrustedKeys,
@@ -89,6 +123,11 @@ impl Refusal {
             Self::HostRestarted => "host_restarted",
             Self::Busy => "busy",
             Self::Storage(_) => "storage",
+            Self::NeedsPrecompiled(_) => "needs_precompiled",
+            Self::PrecompiledRefused(_) => "precompiled_refused",
+            Self::WrongTarget { .. } => "wrong_target",
+            Self::WrongEngine { .. } => "wrong_engine",
+            Self::WrongRuntime { .. } => "wrong_runtime",
             Self::NoTrustedKeys => "no_trusted_keys",
         }
     }
@@ -150,6 +189,7 @@ pub fn check(
     if semver(&m.min_host_version)? > host {
         return Err(Refusal::HostTooOld(m.min_host_version.clone()));
     }
+    crate::platform::check(m, &crate::platform::this())?;
     check_order(&bundle, current_version, last_sequence)?;
     Ok(bundle)
 }

@@ -8,12 +8,14 @@ mod writer;
 pub use writer::Binder;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use tether_proto::activation::{
     ActivateRequest, ActivateResponse, CredentialsRequest, CredentialsResponse, MqttCredentials,
     Topics,
 };
+use tether_proto::platform::Platform;
 use tether_proto::signing::Principal;
 use tether_proto::token_status::TokenState;
 use tether_proto::{ErrorCode, Secret, mqtt};
@@ -45,9 +47,13 @@ pub fn router() -> Router<AppState> {
         (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "signature_error: the signature, timestamp or nonce is refused", body = tether_proto::api_error::ApiErrorBody), (status = 409, description = "token_used or dev_already_bound", body = tether_proto::api_error::ApiErrorBody), (status = 410, description = "token_expired", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the body is too large", body = tether_proto::api_error::ApiErrorBody), (status = 429, description = "too many requests; see Retry-After", body = tether_proto::api_error::ApiErrorBody)))]
 pub(crate) async fn activate_device(
     State(state): State<AppState>,
+    headers: HeaderMap,
     signed: SignedDevice,
 ) -> ApiResult<Json<ActivateResponse>> {
-    let result = activate(&state, signed).await;
+    let result = match platform(&headers) {
+        Ok(platform) => activate(&state, signed, platform).await,
+        Err(e) => Err(e),
+    };
     state.metrics.activation(match &result {
         Ok(_) => "ok",
         Err(e) => e.code(),
@@ -55,7 +61,28 @@ pub(crate) async fn activate_device(
     result
 }
 
-async fn activate(state: &AppState, signed: SignedDevice) -> ApiResult<Json<ActivateResponse>> {
+/// The platform the device's host says it has (`Tether-Platform`), in its normal form.
+fn platform(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(tether_proto::platform::HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| Platform::parse(text).ok())
+        .map(|p| Some(p.to_string()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "the tether-platform header is not target=…; engine=native|pulley; compiler=yes|no; runtime=…".into(),
+            )
+        })
+}
+
+async fn activate(
+    state: &AppState,
+    signed: SignedDevice,
+    platform: Option<String>,
+) -> ApiResult<Json<ActivateResponse>> {
     let Principal::Uuid(signer) = &signed.principal else {
         return Err(ApiError::Pairing {
             code: ErrorCode::SignatureError,
@@ -83,7 +110,7 @@ async fn activate(state: &AppState, signed: SignedDevice) -> ApiResult<Json<Acti
     }
 
     let uuid = req.uuid.clone();
-    let bound = state.binder.bind(row, req, signed.nonce).await?;
+    let bound = state.binder.bind(row, req, signed.nonce, platform).await?;
     // A session on the credentials this activation replaced ends now, not when it next
     // sends something.
     state

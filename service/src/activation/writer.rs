@@ -34,6 +34,8 @@ struct Job {
     token: TokenRow,
     req: ActivateRequest,
     nonce: Nonce,
+    /// The host's `Tether-Platform`, if it sent one.
+    platform: Option<String>,
     reply: oneshot::Sender<ApiResult<Bound>>,
 }
 
@@ -68,6 +70,7 @@ impl Binder {
         token: TokenRow,
         req: ActivateRequest,
         nonce: Nonce,
+        platform: Option<String>,
     ) -> ApiResult<Bound> {
         let stopped = || ApiError::Internal(anyhow::anyhow!("the activation writer stopped"));
         let (reply, answer) = oneshot::channel();
@@ -76,6 +79,7 @@ impl Binder {
                 token,
                 req,
                 nonce,
+                platform,
                 reply,
             })
             .await
@@ -120,7 +124,7 @@ async fn write(db: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<ApiResult<B
             results.push(Err(crate::device_auth::replayed()));
             continue;
         }
-        results.push(bind(&mut tx, &job.token, &job.req).await?);
+        results.push(bind(&mut tx, &job.token, &job.req, job.platform.as_deref()).await?);
     }
     tx.commit().await?;
     Ok(results)
@@ -145,6 +149,7 @@ async fn bind(
     tx: &mut Transaction<'_, Sqlite>,
     token: &TokenRow,
     req: &ActivateRequest,
+    platform: Option<&str>,
 ) -> anyhow::Result<ApiResult<Bound>> {
     let known: Option<Known> = sqlx::query_as(
         "SELECT l.product_key, d.dev_id, d.owner_id, d.generation,
@@ -213,6 +218,7 @@ async fn bind(
         generation,
         sw_ver: &req.sw_ver,
         module_version: &req.module_version,
+        platform,
         activated_at: now,
     };
     devices::store::bind(&mut **tx, &binding).await?;

@@ -10,7 +10,7 @@ use tether_proto::api::DeviceView;
 use tether_proto::module::UpdateOutcome;
 
 /// The columns of a [`DeviceView`].
-const VIEW: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome";
+const VIEW: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome, platform";
 
 /// A device as its owner sees it, if `owner` owns it.
 pub async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> sqlx::Result<Option<DeviceView>> {
@@ -72,6 +72,8 @@ pub struct Binding<'a> {
     pub sw_ver: &'a str,
     /// Pairing component version.
     pub module_version: &'a str,
+    /// The host's platform (`Tether-Platform`), if it said.
+    pub platform: Option<&'a str>,
     /// Unix seconds.
     pub activated_at: i64,
 }
@@ -80,10 +82,11 @@ pub struct Binding<'a> {
 pub async fn bind(db: impl SqliteExecutor<'_>, b: &Binding<'_>) -> sqlx::Result<()> {
     let dev_secret = b.dev_secret.expose();
     sqlx::query!(
-        "INSERT INTO devices (dev_id, uuid, owner_id, product_key, dev_secret, generation, sw_ver, module_version, activated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        "INSERT INTO devices (dev_id, uuid, owner_id, product_key, dev_secret, generation, sw_ver, module_version, platform, activated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (dev_id) DO UPDATE SET dev_secret = excluded.dev_secret, generation = excluded.generation,
-           sw_ver = excluded.sw_ver, module_version = excluded.module_version, activated_at = excluded.activated_at",
+           sw_ver = excluded.sw_ver, module_version = excluded.module_version, platform = excluded.platform,
+           activated_at = excluded.activated_at",
         b.dev_id,
         b.uuid,
         b.owner_id,
@@ -92,6 +95,7 @@ pub async fn bind(db: impl SqliteExecutor<'_>, b: &Binding<'_>) -> sqlx::Result<
         b.generation,
         b.sw_ver,
         b.module_version,
+        b.platform,
         b.activated_at,
     )
     .execute(db)
