@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use tether_proto::api::{DeviceTargets, ProductTarget, RolloutRequest};
 use tether_proto::channel::{ChannelReply, ChannelRequest};
 use tether_proto::setup_code::{QrPayload, SetupCode};
 use tether_proto::token_status::CreateTokenRequest;
@@ -164,6 +165,25 @@ enum ModuleCommand {
         #[arg(long, requires = "targets")]
         pulley: bool,
     },
+    /// Upload signed bundles to the cloud (admins): one module, or its bundles for
+    /// several platforms (the files `sign --target` wrote).
+    Upload {
+        /// Bundle files.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+    },
+    /// Roll a module out to every device of a product or to listed devices (admins).
+    /// Each device gets the bundle for its platform.
+    Rollout {
+        /// The module id `upload` printed.
+        module_id: i64,
+        /// Every device of this product, including ones activated later.
+        #[arg(long, conflicts_with = "devices", required_unless_present = "devices")]
+        product: Option<String>,
+        /// These devices (repeatable).
+        #[arg(long = "device", value_name = "DEV_ID")]
+        devices: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +237,12 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             update,
         } => demo(cli, *keep_running, *update).await,
         Command::Module(ModuleCommand::Keygen { out }) => module_keygen(cli, out),
+        Command::Module(ModuleCommand::Upload { bundles }) => module_upload(cli, bundles).await,
+        Command::Module(ModuleCommand::Rollout {
+            module_id,
+            product,
+            devices,
+        }) => module_rollout(cli, *module_id, product.as_deref(), devices).await,
         Command::Module(ModuleCommand::Sign {
             key,
             version,
@@ -329,6 +355,54 @@ fn module_keygen(cli: &Cli, out: &std::path::Path) -> Result<(), Failure> {
             made["secret_key"].as_str().unwrap_or("?"),
             made["public_key"].as_str().unwrap_or("?"),
             made["public"].as_str().unwrap_or("?")
+        )
+    });
+    Ok(())
+}
+
+async fn module_upload(cli: &Cli, bundles: &[PathBuf]) -> Result<(), Failure> {
+    let api = authed(cli).await?;
+    for path in bundles {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        let module = api.upload_module(bytes).await?;
+        print(cli, &module, || {
+            format!(
+                "uploaded {}: module {} version {} (sequence {}), bundles: {}",
+                path.display(),
+                module.id,
+                module.version,
+                module.sequence,
+                module.variants.join(", ")
+            )
+        });
+    }
+    Ok(())
+}
+
+async fn module_rollout(
+    cli: &Cli,
+    module_id: i64,
+    product: Option<&str>,
+    devices: &[String],
+) -> Result<(), Failure> {
+    let targets = match product {
+        Some(product_key) => RolloutRequest::Product(ProductTarget {
+            product_key: product_key.to_owned(),
+        }),
+        None => RolloutRequest::Devices(DeviceTargets {
+            devices: devices.to_vec(),
+        }),
+    };
+    let rollout = authed(cli).await?.roll_out(module_id, &targets).await?;
+    print(cli, &rollout, || {
+        format!(
+            "rollout {} of module {} (version {}): {} devices targeted, {} notified now",
+            rollout.rollout_id,
+            rollout.module_id,
+            rollout.version,
+            rollout.targeted,
+            rollout.notified
         )
     });
     Ok(())

@@ -38,6 +38,15 @@ pub struct HostConfig {
     /// compiler, one precompiled for it (`tether-host precompile`).
     #[serde(default)]
     pub component: Option<PathBuf>,
+    /// CPU time each call into the component may use, in milliseconds (1000 by
+    /// default). Time spent waiting for a core does not count; raise it only for a CPU
+    /// far slower than a 1 GHz ARM core (or an emulated one).
+    #[serde(default = "default_call_budget_ms")]
+    pub call_budget_ms: u64,
+}
+
+fn default_call_budget_ms() -> u64 {
+    1000
 }
 
 /// `[update]`.
@@ -257,6 +266,7 @@ impl HostConfig {
             },
             update: UpdateConfig::default(),
             component: None,
+            call_budget_ms: default_call_budget_ms(),
         }
     }
 

@@ -17,6 +17,8 @@ use tether_host::{LoadedComponent, Runtime, RuntimeConfig};
 use tether_proto::ctl::{CtlAnswer, CtlReply, CtlRequest};
 use tether_proto::status::{DeviceStatus, NetState};
 use tether_proto::{ErrorCode, ReplyCode, Secret};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How many instantiations `check-component` times.
 const INSTANTIATIONS: usize = 200;
@@ -139,14 +141,26 @@ enum ModuleCommand {
     Status,
 }
 
+/// What to log: `RUST_LOG` as `LEVEL` or `TARGET=LEVEL,…` (`warn` by default). A plain
+/// target filter, not `EnvFilter`: its regular expressions are a tenth of a board's budget.
+fn log_filter() -> tracing_subscriber::filter::Targets {
+    let fallback = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN);
+    match std::env::var("RUST_LOG") {
+        Ok(text) => text.parse().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={text:?} is not LEVEL or TARGET=LEVEL,…: {e}; logging warnings");
+            fallback()
+        }),
+        Err(_) => fallback(),
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_max_level(tracing::Level::TRACE)
+        .finish()
+        .with(log_filter())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -189,7 +203,11 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(config: &std::path::Path) -> anyhow::Result<()> {
     let config = HostConfig::load(config)?;
     tokio_runtime()?.block_on(async {
-        let device = Device::start(config, RuntimeConfig::default()).await?;
+        let runtime = RuntimeConfig {
+            call_deadline: Duration::from_millis(config.call_budget_ms.max(1)),
+            ..RuntimeConfig::default()
+        };
+        let device = Device::start(config, runtime).await?;
         tracing::info!(channel = %device.channel_addr(), "device running");
         // One line on stdout for whoever started the host: where the channel listens
         // (useful with port 0).

@@ -83,7 +83,7 @@ fn a_login_flood_from_one_address_leaves_memory_bounded_the_owner_in_and_readyz_
     // Plain HTTP: the flood is of logins, and its connections speak raw HTTP/1.1 (a TLS
     // handshake per connection would only make the flood slower).
     let cloud = Cloud::start_plain();
-    cloud.add_user("owner", "owner-password-1");
+    cloud.add_user("owner", "owner-password-1", false);
     let service: SocketAddr = cloud.addr();
     let (rss_before, _) = cloud.memory_kib();
 

@@ -40,6 +40,11 @@ impl Cloud {
         Self::start_in(tempfile::tempdir().expect("temp dir"), &[])
     }
 
+    /// Starts the service (on TLS) with extra `serve` arguments, such as `--module-key`.
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), args)
+    }
+
     /// Starts the service with `--plain`: HTTP and MQTT without TLS.
     pub fn start_plain() -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), &["--plain"])
@@ -101,10 +106,14 @@ impl Cloud {
         Output::of(command, stdin)
     }
 
-    /// Creates an account.
-    pub fn add_user(&self, name: &str, password: &str) {
-        self.admin(&["user", "add", name], Some(&format!("{password}\n")))
-            .success();
+    /// Creates an account; with `admin`, one with the admin role.
+    pub fn add_user(&self, name: &str, password: &str, admin: bool) {
+        let args: &[&str] = if admin {
+            &["user", "add", "--admin", name]
+        } else {
+            &["user", "add", name]
+        };
+        self.admin(args, Some(&format!("{password}\n"))).success();
     }
 
     /// Issues `count` licenses for [`PRODUCT_KEY`].

@@ -23,22 +23,16 @@ pub struct DeviceHost {
     pub channel: String,
     /// The setup code on the device's label, when the host was started from a license.
     pub setup_code: Option<String>,
+    /// How to run the host: `None` for the workspace's own build, or a command line that
+    /// ends in a host binary (a board's build under its emulator, say).
+    runner: Option<Vec<std::ffi::OsString>>,
 }
 
 impl DeviceHost {
     /// Writes the config for `license` and starts the host.
     pub fn start(cloud: &Cloud, license: &License) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let identity = IdentityConfig {
-            uuid: license.uuid.clone(),
-            authkey: Secret::new(&license.authkey),
-            product_key: PRODUCT_KEY.into(),
-            pairing_verifier: Some(license.pairing_verifier.clone()),
-        };
-        let ap = SimAp::instant(SSID, WIFI_PASSWORD);
-        let mut config = HostConfig::simulated(&dir.path().join("data"), &cloud.url, identity, ap);
-        // The CA a factory writes into the device's config.
-        config.cloud_ca = cloud.ca();
+        let config = Self::config(cloud, license, dir.path());
         let mut host = Self::start_in(dir, &config);
         host.setup_code = Some(license.setup_code.clone());
         host
@@ -47,6 +41,45 @@ impl DeviceHost {
     /// Starts a host that runs with `config`.
     pub fn start_with(config: &HostConfig) -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), config)
+    }
+
+    /// Starts another build of the host with `config` for `license`: `runner` is the
+    /// command line up to and including the binary (such as `qemu-arm-static -L SYSROOT
+    /// PATH`); `tether-host run --config FILE` follows it.
+    pub fn start_under(
+        runner: Vec<std::ffi::OsString>,
+        config: &HostConfig,
+        license: &License,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = config.to_toml().expect("a config writes as TOML");
+        std::fs::write(dir.path().join("host.toml"), text).expect("config written");
+        let mut host = Self {
+            dir,
+            child: None,
+            socket: config.ctl.socket.clone(),
+            channel: String::new(),
+            setup_code: Some(license.setup_code.clone()),
+            runner: Some(runner),
+        };
+        host.spawn();
+        host
+    }
+
+    /// The config a device with `license` starts with against `cloud` (a simulated
+    /// radio with [`SSID`], the cloud's CA), its data dir under `dir`.
+    pub fn config(cloud: &Cloud, license: &License, dir: &std::path::Path) -> HostConfig {
+        let identity = IdentityConfig {
+            uuid: license.uuid.clone(),
+            authkey: Secret::new(&license.authkey),
+            product_key: PRODUCT_KEY.into(),
+            pairing_verifier: Some(license.pairing_verifier.clone()),
+        };
+        let ap = SimAp::instant(SSID, WIFI_PASSWORD);
+        let mut config = HostConfig::simulated(&dir.join("data"), &cloud.url, identity, ap);
+        // The CA a factory writes into the device's config.
+        config.cloud_ca = cloud.ca();
+        config
     }
 
     fn start_in(dir: tempfile::TempDir, config: &HostConfig) -> Self {
@@ -58,6 +91,7 @@ impl DeviceHost {
             socket: config.ctl.socket.clone(),
             channel: String::new(),
             setup_code: None,
+            runner: None,
         };
         host.spawn();
         host
@@ -76,7 +110,14 @@ impl DeviceHost {
     pub fn spawn(&mut self) {
         let out = self.path("host.out");
         let _ = std::fs::remove_file(&out);
-        let mut command = Command::new(bin("tether-host"));
+        let mut command = match &self.runner {
+            Some(line) => {
+                let mut command = Command::new(&line[0]);
+                command.args(&line[1..]);
+                command
+            }
+            None => Command::new(bin("tether-host")),
+        };
         command
             .args(["run", "--config"])
             .arg(self.path("host.toml"))

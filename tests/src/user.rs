@@ -22,8 +22,17 @@ pub struct User {
 impl User {
     /// Creates the account on `cloud` and logs in with `tether login`.
     pub fn new(cloud: &Cloud, name: &str) -> Self {
+        Self::with_role(cloud, name, false)
+    }
+
+    /// Creates an admin account on `cloud` and logs in.
+    pub fn admin(cloud: &Cloud, name: &str) -> Self {
+        Self::with_role(cloud, name, true)
+    }
+
+    fn with_role(cloud: &Cloud, name: &str, admin: bool) -> Self {
         let password = format!("{name}-passw0rd-e2e");
-        cloud.add_user(name, &password);
+        cloud.add_user(name, &password, admin);
         let user = Self {
             home: tempfile::tempdir().expect("temp dir"),
             server: cloud.url.clone(),

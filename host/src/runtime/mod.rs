@@ -12,6 +12,7 @@ mod instance;
 mod limits;
 #[cfg(not(feature = "compiler"))]
 mod precompiled;
+mod wasi;
 
 use std::time::{Duration, Instant};
 
@@ -172,7 +173,7 @@ impl Runtime {
         let engine = Engine::new(&wasm).map_err(setup)?;
         epoch::start(&engine).map_err(|e| RuntimeError::Setup(format!("epoch thread: {e}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        wasi::add_to_linker(&mut linker).map_err(setup)?;
         Pairing::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(setup)?;
         Ok(Self {
             engine,

@@ -29,7 +29,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     let http = cloud.http_client();
 
     // Account and license made with the CLI while the service runs on the same data dir.
-    cloud.add_user("ann", "ann-passw0rd");
+    cloud.add_user("ann", "ann-passw0rd", false);
     let license = cloud.licenses(1).remove(0);
     let (uuid, authkey) = (license.uuid.as_str(), license.authkey.as_str());
 
