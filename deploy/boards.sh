@@ -6,7 +6,9 @@
 # (Rust 1.95 ships no standard library for armv7-unknown-linux-musleabihf, so 32-bit ARM
 # boards get the glibc build; Debian's armhf has that glibc.)
 #
-# Usage: deploy/boards.sh [TARGET...]   (both by default)
+# Usage: deploy/boards.sh [TARGET...]   (both by default; x86_64-unknown-linux-musl too)
+# BOARDS_PROFILE=release BOARDS_COMPILER=1 builds the default host (with Cranelift)
+# instead, as tether-bench's footprint scenario does for comparison.
 # Prints one line per target: TARGET PATH BYTES. Exits 3 when a tool it needs is missing,
 # saying which and how to get it, so a test can skip.
 set -euo pipefail
@@ -22,6 +24,9 @@ missing() {
 
 for target in "${targets[@]}"; do
     case "$target" in
+    x86_64-unknown-linux-musl)
+        command -v musl-gcc >/dev/null || missing musl-gcc "apt-get install musl-tools"
+        ;;
     aarch64-unknown-linux-musl)
         command -v aarch64-linux-gnu-gcc >/dev/null ||
             missing aarch64-linux-gnu-gcc "apt-get install gcc-aarch64-linux-gnu"
@@ -47,11 +52,18 @@ for target in "${targets[@]}"; do
         echo "boards: adding the $target target with rustup" >&2
         rustup target add "$target" >&2
     fi
-    echo "boards: building tether-host for $target (device-min, no compiler)..." >&2
+    profile=${BOARDS_PROFILE:-device-min}
+    features=(--no-default-features)
+    what="no compiler"
+    if [ -n "${BOARDS_COMPILER:-}" ]; then
+        features=()
+        what="with the compiler"
+    fi
+    echo "boards: building tether-host for $target ($profile, $what)..." >&2
     start=$(date +%s)
-    cargo build --locked --quiet -p tether-host --no-default-features --profile device-min \
+    cargo build --locked --quiet -p tether-host "${features[@]}" --profile "$profile" \
         --target "$target"
-    bin="target/$target/device-min/tether-host"
+    bin="target/$target/$profile/tether-host"
     echo "boards: $target built in $(($(date +%s) - start)) s" >&2
     echo "$target $PWD/$bin $(stat -c %s "$bin")"
 done

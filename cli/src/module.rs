@@ -100,15 +100,19 @@ pub fn sign(req: &SignRequest<'_>) -> Result<Value, Failure> {
         Some(n) => n,
         None => read_counter(&counter)? + 1,
     };
-    let bytes = Bundle::sign(
-        &component,
-        req.version,
-        sequence,
-        tether_host::runtime::WORLD,
-        req.min_host_version,
-        &key,
-    )
-    .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let sign = |code: &[u8], precompiled: Option<Precompiled>| {
+        Bundle::sign_code(
+            code,
+            precompiled,
+            req.version,
+            sequence,
+            tether_host::runtime::WORLD,
+            req.min_host_version,
+            &key,
+        )
+        .map_err(|e| Failure::Invalid(e.to_string()))
+    };
+    let bytes = sign(&component, None)?;
     let manifest = Bundle::parse(&bytes)
         .map_err(|e| Failure::Other(e.to_string()))?
         .manifest;
@@ -132,16 +136,7 @@ pub fn sign(req: &SignRequest<'_>) -> Result<Value, Failure> {
             runtime: RUNTIME.to_owned(),
             source_sha256: manifest.sha256.clone(),
         };
-        let bytes = Bundle::sign_code(
-            &code,
-            Some(precompiled),
-            req.version,
-            sequence,
-            tether_host::runtime::WORLD,
-            req.min_host_version,
-            &key,
-        )
-        .map_err(|e| Failure::Invalid(e.to_string()))?;
+        let bytes = sign(&code, Some(precompiled))?;
         written.push((variant_path(req.out, target, engine.name()), bytes));
     }
     for (path, bytes) in &written {

@@ -23,6 +23,16 @@ use crate::wifi::sim::SimWifi;
 use crate::wifi::wpa::WpaSupplicant;
 use crate::{Instance, RuntimeConfig};
 
+/// Component failures (traps, missed deadlines, exhausted memory) of every device in
+/// this process.
+static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a pairing component failed and was restarted, in this process (the
+/// fleet benchmark checks that healthy components never are).
+pub fn component_failures() -> u64 {
+    FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A running device: its handle, and the instance thread it owns. It derefs to its
 /// [`DeviceHandle`], so requests go the same way whoever makes them.
 pub struct Device {
@@ -257,6 +267,7 @@ fn run(config: HostConfig, source: RuntimeSource, mut providers: Providers, wiri
             }
         };
         if let Err(e) = outcome {
+            FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, "the pairing component failed; restarting it");
             if let Err(e) = home.recover(&mut instance, &e) {
                 tracing::error!(error = %format!("{e:#}"), "cannot restart the pairing component");

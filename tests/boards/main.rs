@@ -109,6 +109,35 @@ fn tether(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// `tether module sign` of `component` as `version` with code precompiled for `target`;
+/// returns the portable bundle and the precompiled one.
+fn sign(
+    key: &Path,
+    version: &str,
+    target: &str,
+    out: &Path,
+    component: &Path,
+) -> (PathBuf, String) {
+    let signed = tether(&[
+        "module",
+        "sign",
+        "--key",
+        s(key),
+        "--version",
+        version,
+        "--target",
+        target,
+        "-o",
+        s(out),
+        s(component),
+    ]);
+    let variant = signed["precompiled"][0]["bundle"]
+        .as_str()
+        .expect("a precompiled bundle")
+        .to_owned();
+    (out.to_path_buf(), variant)
+}
+
 fn s(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
@@ -199,24 +228,13 @@ fn run_board(board: &Board) {
     // A hot update with code precompiled for the board, through the cloud.
     let next = dir.path().join("next.wasm");
     std::fs::write(&next, tether_host::component::NEXT_COMPONENT).expect("written");
-    let bundle = dir.path().join("next.bundle");
-    let signed = tether(&[
-        "module",
-        "sign",
-        "--key",
-        s(&key),
-        "--version",
+    let (bundle, variant) = sign(
+        &key,
         "0.2.0",
-        "--target",
         board.target,
-        "-o",
-        s(&bundle),
-        s(&next),
-    ]);
-    let variant = signed["precompiled"][0]["bundle"]
-        .as_str()
-        .expect("a variant")
-        .to_owned();
+        &dir.path().join("next.bundle"),
+        &next,
+    );
     ops.json(&["module", "upload", s(&bundle)]);
     let module = ops.json(&["module", "upload", &variant]);
     let id = module["id"].to_string();
@@ -236,24 +254,13 @@ fn run_board(board: &Board) {
     } else {
         &AARCH64
     };
-    let wrong = dir.path().join("wrong.bundle");
-    let signed = tether(&[
-        "module",
-        "sign",
-        "--key",
-        s(&key),
-        "--version",
+    let (_, wrong_variant) = sign(
+        &key,
         "0.3.0",
-        "--target",
         other.target,
-        "-o",
-        s(&wrong),
-        s(&next),
-    ]);
-    let wrong_variant = signed["precompiled"][0]["bundle"]
-        .as_str()
-        .expect("a variant")
-        .to_owned();
+        &dir.path().join("wrong.bundle"),
+        &next,
+    );
     let module = ops.json(&["module", "upload", &wrong_variant]);
     ops.json(&[
         "module",

@@ -33,14 +33,14 @@ impl DeviceHost {
     pub fn start(cloud: &Cloud, license: &License) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = Self::config(cloud, license, dir.path());
-        let mut host = Self::start_in(dir, &config);
+        let mut host = Self::start_in(dir, &config, None);
         host.setup_code = Some(license.setup_code.clone());
         host
     }
 
     /// Starts a host that runs with `config`.
     pub fn start_with(config: &HostConfig) -> Self {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), config)
+        Self::start_in(tempfile::tempdir().expect("temp dir"), config, None)
     }
 
     /// Starts another build of the host with `config` for `license`: `runner` is the
@@ -51,18 +51,8 @@ impl DeviceHost {
         config: &HostConfig,
         license: &License,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let text = config.to_toml().expect("a config writes as TOML");
-        std::fs::write(dir.path().join("host.toml"), text).expect("config written");
-        let mut host = Self {
-            dir,
-            child: None,
-            socket: config.ctl.socket.clone(),
-            channel: String::new(),
-            setup_code: Some(license.setup_code.clone()),
-            runner: Some(runner),
-        };
-        host.spawn();
+        let mut host = Self::start_in(tempfile::tempdir().expect("temp dir"), config, Some(runner));
+        host.setup_code = Some(license.setup_code.clone());
         host
     }
 
@@ -82,7 +72,11 @@ impl DeviceHost {
         config
     }
 
-    fn start_in(dir: tempfile::TempDir, config: &HostConfig) -> Self {
+    fn start_in(
+        dir: tempfile::TempDir,
+        config: &HostConfig,
+        runner: Option<Vec<std::ffi::OsString>>,
+    ) -> Self {
         let text = config.to_toml().expect("a config writes as TOML");
         std::fs::write(dir.path().join("host.toml"), text).expect("config written");
         let mut host = Self {
@@ -91,7 +85,7 @@ impl DeviceHost {
             socket: config.ctl.socket.clone(),
             channel: String::new(),
             setup_code: None,
-            runner: None,
+            runner,
         };
         host.spawn();
         host

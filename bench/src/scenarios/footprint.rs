@@ -1,18 +1,25 @@
-//! `footprint`: the size of a stripped `tether-host` for x86_64 and aarch64 (static
-//! musl), in the default release build and in the size-optimised `device-min` profile
-//! without the compiler, and the resident memory of a host that is online: one that
-//! compiles its built-in component, and one without the compiler running a precompiled
-//! component.
+//! `footprint`: the hosts for boards, per target. It builds `tether-host` with
+//! `deploy/boards.sh`: the default build (`release`, with Cranelift) for x86_64 and
+//! aarch64, and the board build (`device-min`, no compiler) for x86_64, aarch64 and armv7.
+//! It reports each one's stripped size, then runs each board build as a device on the
+//! built-in component precompiled for it (native code, Pulley on armv7) against a
+//! service: its RSS once online, the user-cfg → online time, and the instantiate and
+//! `handle` call times of `check-component`. x86_64 runs natively; aarch64 and armv7 run
+//! under qemu-user, marked as emulated: their times are the emulator's and their RSS
+//! includes it. The default x86_64 build is measured online too, compiling at boot.
 //!
-//! Full runs build the four binaries with cargo (minutes each). `--quick` measures the
-//! `tether-host` next to this executable instead, so CI checks the measuring itself.
+//! `--quick` measures the `tether-host` next to this executable instead, so CI checks
+//! the measuring itself.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use tether_host::platform::{engine_for, wasmtime_target};
+use tether_host::{Runtime, RuntimeConfig};
 
 use crate::Options;
 use crate::cloud::Seeded;
@@ -20,43 +27,35 @@ use crate::procs::Memory;
 use crate::report::Report;
 use crate::rig;
 
-/// A build measured.
-struct Build {
-    target: &'static str,
-    profile: &'static str,
-    /// With Cranelift (the default features), or without the compiler.
-    compiler: bool,
+/// A target and how its binaries run here.
+struct Target {
+    triple: &'static str,
+    /// The emulator and its arguments; empty for native.
+    qemu: &'static [&'static str],
 }
 
-/// The default build, and the size-optimised one without the compiler, for each target.
-const BUILDS: [Build; 4] = [
-    Build {
-        target: "x86_64-unknown-linux-musl",
-        profile: "release",
-        compiler: true,
-    },
-    Build {
-        target: "aarch64-unknown-linux-musl",
-        profile: "release",
-        compiler: true,
-    },
-    Build {
-        target: "x86_64-unknown-linux-musl",
-        profile: "device-min",
-        compiler: false,
-    },
-    Build {
-        target: "aarch64-unknown-linux-musl",
-        profile: "device-min",
-        compiler: false,
-    },
-];
+const X86_64: Target = Target {
+    triple: "x86_64-unknown-linux-musl",
+    qemu: &[],
+};
+const AARCH64: Target = Target {
+    triple: "aarch64-unknown-linux-musl",
+    qemu: &["qemu-aarch64-static"],
+};
+const ARMV7: Target = Target {
+    triple: "armv7-unknown-linux-gnueabihf",
+    qemu: &["qemu-arm-static", "-L", "/usr/arm-linux-gnueabihf"],
+};
+
+/// What one host measured online.
+struct Online {
+    memory: Memory,
+    to_online: Duration,
+}
 
 /// Runs the scenario.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut report = Report::new("footprint", &["build", "size", "stripped"]);
-    // (label, binary, component file it runs)
-    let mut online = Vec::new();
     if options.quick {
         let exe = std::env::current_exe()?;
         let host = exe.with_file_name("tether-host");
@@ -71,77 +70,137 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             mib(size),
             "-".into(),
         ]);
-        online.push(("this build, built-in component".to_owned(), host, None));
-    } else {
-        let mut sizes = Vec::new();
-        for b in &BUILDS {
-            let binary = build(b)?;
-            let size = std::fs::metadata(&binary)?.len();
-            let stripped = strip(&binary)?;
-            let label = format!(
-                "{} {}{}",
-                b.target,
-                b.profile,
-                if b.compiler { "" } else { ", no compiler" }
-            );
-            report.row(vec![label.clone(), mib(size), mib(stripped)]);
-            sizes.push(json!({"target": b.target, "profile": b.profile, "compiler": b.compiler, "bytes": size, "stripped_bytes": stripped}));
-            if b.target.starts_with("aarch64") && !b.compiler {
-                report.target(
-                    "aarch64 host without the compiler, stripped",
-                    "<= 4 MiB",
-                    mib(stripped),
-                    stripped <= 4 << 20,
-                );
-            }
-        }
-        report.data("sizes", json!(sizes));
-        let full = build_dir("x86_64-unknown-linux-musl", "release").join("tether-host");
-        let small = build_dir("x86_64-unknown-linux-musl", "device-min").join("tether-host");
-        let compiled = build_dir("x86_64-unknown-linux-musl", "device-min").join("pairing.cwasm");
-        let out = Command::new(&full)
-            .args(["precompile", "-o"])
-            .arg(&compiled)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "precompile failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        online.push((
-            "x86_64 release, compiles the built-in component".to_owned(),
-            full,
-            None,
-        ));
-        online.push((
-            "x86_64 device-min, no compiler, precompiled component".to_owned(),
-            small,
-            Some(compiled),
-        ));
+        let online = online(&[host.clone().into()], &host, None, false).await?;
+        memory_row(&mut report, "this build, built-in component", &online);
+        return Ok(report);
     }
-    let mut rss_json = Vec::new();
-    for (label, binary, component) in online {
-        let rss = online_rss(&binary, component.as_deref(), false).await?;
+
+    let mut sizes = Vec::new();
+    for target in [&X86_64, &AARCH64] {
+        let binary = build(target.triple, true)?;
+        let stripped = strip(&binary)?;
         report.row(vec![
-            format!("RSS online: {label}"),
-            format!("{:.1} MiB", rss.rss_mib()),
-            format!(
-                "peak {:.1} MiB; anon {:.1} MiB, file {:.1} MiB",
-                rss.peak_kib as f64 / 1024.0,
-                rss.anon_kib as f64 / 1024.0,
-                rss.file_kib as f64 / 1024.0
-            ),
+            format!("{} release, with the compiler", target.triple),
+            mib(std::fs::metadata(&binary)?.len()),
+            mib(stripped),
         ]);
-        report.target(
-            &format!("host RSS online ({label})"),
-            "<= 10 MiB",
-            format!("{:.1} MiB", rss.rss_mib()),
-            rss.rss_kib <= 10 * 1024,
-        );
-        rss_json.push(json!({"label": label, "rss_kib": rss.rss_kib, "peak_kib": rss.peak_kib, "anon_kib": rss.anon_kib, "file_kib": rss.file_kib, "binary": binary}));
+        sizes.push(json!({"target": target.triple, "profile": "release", "compiler": true, "stripped_bytes": stripped}));
     }
-    report.data("rss_online", json!(rss_json));
+    let mut boards = Vec::new();
+    for target in [&X86_64, &AARCH64, &ARMV7] {
+        let binary = build(target.triple, false)?;
+        let stripped = strip(&binary)?;
+        report.row(vec![
+            format!("{} device-min, no compiler", target.triple),
+            mib(std::fs::metadata(&binary)?.len()),
+            mib(stripped),
+        ]);
+        sizes.push(json!({"target": target.triple, "profile": "device-min", "compiler": false, "stripped_bytes": stripped}));
+        boards.push((target, binary, stripped));
+    }
+    let aarch64 = boards[1].2;
+    report.target(
+        "aarch64 host without the compiler, stripped",
+        "<= 4 MiB",
+        mib(aarch64),
+        aarch64 <= 4 << 20,
+    );
+    report.target(
+        "armv7 host smaller than the aarch64 one",
+        "< aarch64",
+        mib(boards[2].2),
+        boards[2].2 < aarch64,
+    );
+    report.data("sizes", json!(sizes));
+
+    // The default build online, natively: it compiles its component at boot.
+    let full = build_dir(X86_64.triple, "release").join("tether-host");
+    let ctl = boards[0].1.clone();
+    let default = online(&[full.into()], &ctl, None, false).await?;
+    memory_row(&mut report, "x86_64 release, compiles at boot", &default);
+
+    let mut per_target = Vec::new();
+    for (target, binary, stripped) in &boards {
+        let engine = engine_for(target.triple, false);
+        let code = Runtime::precompile(
+            RuntimeConfig::default(),
+            Some(&wasmtime_target(target.triple, engine)),
+            tether_host::component::DEFAULT_COMPONENT,
+        )?;
+        let component = binary.with_file_name("pairing.cwasm");
+        std::fs::write(&component, &code)?;
+        let mut line: Vec<OsString> = target.qemu.iter().map(OsString::from).collect();
+        line.push(binary.into());
+        let emulated = !target.qemu.is_empty();
+        let label = format!(
+            "{} device-min ({}){}",
+            target.triple,
+            engine.name(),
+            if emulated { ", emulated" } else { "" }
+        );
+        let measured = online(&line, &ctl, Some(&component), false).await?;
+        memory_row(&mut report, &label, &measured);
+        if !emulated {
+            report.target(
+                "host RSS online, no compiler (x86_64, natively)",
+                "<= 8 MiB",
+                format!("{:.1} MiB", measured.memory.rss_mib()),
+                measured.memory.rss_kib <= 8 * 1024,
+            );
+        }
+        let (instantiate, handle) = call_times(&line, &component)?;
+        report.row(vec![
+            format!("calls: {label}"),
+            format!("instantiate {instantiate}"),
+            format!("handle {handle}"),
+        ]);
+        per_target.push(json!({
+            "target": target.triple, "engine": engine.name(), "emulated": emulated,
+            "stripped_bytes": stripped, "component_bytes": code.len(),
+            "rss_kib": measured.memory.rss_kib, "to_online_ms": measured.to_online.as_millis(),
+            "instantiate_median": instantiate, "handle_median": handle,
+        }));
+    }
+    report.data("per_target", json!(per_target));
     Ok(report)
+}
+
+fn memory_row(report: &mut Report, label: &str, online: &Online) {
+    let m = &online.memory;
+    report.row(vec![
+        format!("online: {label}"),
+        format!("RSS {:.1} MiB", m.rss_mib()),
+        format!(
+            "user-cfg → online {} ms; peak {:.1} MiB, anon {:.1} MiB, file {:.1} MiB",
+            online.to_online.as_millis(),
+            m.peak_kib as f64 / 1024.0,
+            m.anon_kib as f64 / 1024.0,
+            m.file_kib as f64 / 1024.0
+        ),
+    ]);
+}
+
+/// The medians `check-component` prints for instantiation and `handle`.
+fn call_times(line: &[OsString], component: &Path) -> anyhow::Result<(String, String)> {
+    let out = Command::new(&line[0])
+        .args(&line[1..])
+        .arg("check-component")
+        .arg(component)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "check-component failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let median = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim().split(" median").next())
+            .map(str::to_owned)
+            .with_context(|| format!("no {key} line in: {text}"))
+    };
+    Ok((median("instantiate")?, median("handle")?))
 }
 
 fn mib(bytes: u64) -> String {
@@ -156,45 +215,28 @@ fn build_dir(target: &str, profile: &str) -> PathBuf {
     workspace().join("target").join(target).join(profile)
 }
 
-/// `cargo build -p tether-host` for one build; cargo's progress shows.
-fn build(b: &Build) -> anyhow::Result<PathBuf> {
-    let (target, profile) = (b.target, b.profile);
-    eprintln!(
-        "footprint: building tether-host for {target}, profile {profile}, compiler {}",
-        b.compiler
-    );
-    let started = Instant::now();
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(workspace()).args([
-        "build",
-        "--locked",
-        "-p",
-        "tether-host",
-        "--target",
-        target,
-        "--profile",
-        profile,
-    ]);
-    if !b.compiler {
-        cargo.arg("--no-default-features");
+/// `deploy/boards.sh` for one build: the board build, or the default one.
+fn build(target: &str, compiler: bool) -> anyhow::Result<PathBuf> {
+    let mut script = Command::new("bash");
+    script
+        .arg(workspace().join("deploy/boards.sh"))
+        .arg(target)
+        .stderr(std::process::Stdio::inherit());
+    if compiler {
+        script
+            .env("BOARDS_PROFILE", "release")
+            .env("BOARDS_COMPILER", "1");
     }
-    if target.starts_with("aarch64") {
-        // Rust's own linker links the self-contained musl; the C parts need a cross gcc.
-        cargo
-            .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")
-            .env("CC_aarch64_unknown_linux_musl", "aarch64-linux-gnu-gcc");
+    let out = script.output().context("cannot run deploy/boards.sh")?;
+    if !out.status.success() {
+        bail!("deploy/boards.sh {target} failed (its message is above)");
     }
-    let status = cargo.status().context("cannot run cargo")?;
-    if !status.success() {
-        bail!(
-            "the {target} {profile} build failed (aarch64 needs gcc-aarch64-linux-gnu, x86_64 musl-tools)"
-        );
-    }
-    eprintln!(
-        "footprint: built in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(build_dir(target, profile).join("tether-host"))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let path = text
+        .split_whitespace()
+        .nth(1)
+        .context("deploy/boards.sh printed no path")?;
+    Ok(PathBuf::from(path))
 }
 
 /// Size after `llvm-strip` of a copy.
@@ -213,13 +255,16 @@ fn strip(binary: &Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(&copy)?.len())
 }
 
-/// Runs `binary` as a device (on `component` if given) against a service (over TLS when
-/// `tls`), pairs it, and reads its memory once it is online (after a second to settle).
-pub(super) async fn online_rss(
-    binary: &Path,
+/// Runs the host `line` names (a binary, or an emulator and its arguments up to the
+/// binary) as a device, on `component` if given, against a service (over TLS when `tls`),
+/// pairs it through `ctl` (a native build) and reads its memory once it is online (after
+/// a second to settle).
+async fn online(
+    line: &[OsString],
+    ctl: &Path,
     component: Option<&Path>,
     tls: bool,
-) -> anyhow::Result<Memory> {
+) -> anyhow::Result<Online> {
     let seeded = Seeded::new(1).await?;
     let service = seeded.serve_with(tls)?;
     let dir = tempfile::tempdir()?;
@@ -228,17 +273,18 @@ pub(super) async fn online_rss(
     let mut host_config = rig::device_config_for(&dir.path().join("data"), &service, license);
     host_config.component = component.map(Path::to_path_buf);
     std::fs::write(&config, host_config.to_toml()?)?;
-    let mut host = Command::new(binary)
+    let mut host = Command::new(&line[0])
+        .args(&line[1..])
         .arg("run")
         .arg("--config")
         .arg(&config)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("host.log"))?)
         .spawn()
-        .with_context(|| format!("cannot run {}", binary.display()))?;
+        .with_context(|| format!("cannot run {line:?}"))?;
     let result = async {
         let ctl = |args: &[&str]| {
-            Command::new(binary)
+            Command::new(ctl)
                 .arg("ctl")
                 .arg("--config")
                 .arg(&config)
@@ -246,7 +292,7 @@ pub(super) async fn online_rss(
                 .output()
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let sent = loop {
             let out = ctl(&[
                 "user-cfg",
                 "--ssid",
@@ -257,7 +303,7 @@ pub(super) async fn online_rss(
                 seeded.token(0),
             ])?;
             if out.status.success() {
-                break;
+                break Instant::now();
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -265,24 +311,32 @@ pub(super) async fn online_rss(
                 String::from_utf8_lossy(&out.stderr)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        loop {
+        };
+        let to_online = loop {
             let out = ctl(&["status", "--json"])?;
             let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             if status["state"] == "online" {
-                break;
+                break sent.elapsed();
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the host did not come online: {status}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
-        Ok(Memory::of(host.id()))
+        Ok(Online {
+            memory: Memory::of(host.id()),
+            to_online,
+        })
     }
     .await;
     let _ = host.kill();
     let _ = host.wait();
     result
+}
+
+/// [`online`] for a host binary run natively: its memory online.
+pub(super) async fn online_rss(binary: &Path, tls: bool) -> anyhow::Result<Memory> {
+    Ok(online(&[binary.into()], binary, None, tls).await?.memory)
 }

@@ -37,7 +37,7 @@ async fn measure(options: &Options, tls: bool) -> anyhow::Result<Costs> {
         "{} is not built (cargo build --release -p tether-host, or --bins)",
         host.display()
     );
-    let rss = footprint::online_rss(&host, None, tls).await?;
+    let rss = footprint::online_rss(&host, tls).await?;
     Ok(Costs {
         pairing_p50: pairings.total.p50(),
         pairing_p99: pairings.total.p99(),
