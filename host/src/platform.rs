@@ -13,20 +13,11 @@ pub const TARGET: &str = env!("TETHER_HOST_TARGET");
 /// `wasmtime-VERSION` of the runtime linked in.
 pub const RUNTIME: &str = concat!("wasmtime-", env!("TETHER_WASMTIME_VERSION"));
 
-/// How this host runs component code.
-pub const ENGINE: Engine = if cfg!(any(
-    feature = "pulley",
-    not(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "s390x"
-    ))
-)) {
-    Engine::Pulley
-} else {
-    Engine::Native
-};
+/// How this host runs component code: the engine [`engine_for`] its own target, Pulley
+/// too when built with the `pulley` feature.
+pub fn engine() -> Engine {
+    engine_for(TARGET, cfg!(feature = "pulley"))
+}
 
 /// Whether this host compiles components itself.
 pub const COMPILER: bool = cfg!(feature = "compiler");
@@ -35,7 +26,7 @@ pub const COMPILER: bool = cfg!(feature = "compiler");
 pub fn this() -> Platform {
     Platform {
         target: TARGET.to_owned(),
-        engine: ENGINE,
+        engine: engine(),
         compiler: COMPILER,
         runtime: RUNTIME.to_owned(),
     }

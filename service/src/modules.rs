@@ -202,6 +202,16 @@ impl Variant {
         }
     }
 
+    /// The variant for `dev_id`, from the platform stored at its activation.
+    async fn wanted_by_device(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Self> {
+        let platform: Option<Option<String>> =
+            sqlx::query_scalar("SELECT platform FROM devices WHERE dev_id = ?")
+                .bind(dev_id)
+                .fetch_optional(db)
+                .await?;
+        Ok(Self::wanted_by(platform.flatten().as_deref()))
+    }
+
     fn label(&self) -> String {
         if self.target.is_empty() {
             "portable".to_owned()
@@ -374,11 +384,11 @@ pub async fn deliver(
     let Some((rollout, module, version, sequence)) = pending else {
         return Ok(false);
     };
-    let Some((sha256, size)) = bundle_for(db, module, dev_id).await? else {
-        let platform = platform_of(db, dev_id).await?;
+    let wanted = Variant::wanted_by_device(db, dev_id).await?;
+    let Some((sha256, size)) = bundle_for(db, module, &wanted).await? else {
         let reason = format!(
             "no_bundle_for_platform: module {module} has no bundle for {}; upload one made by `tether module sign --target`",
-            Variant::wanted_by(platform.as_deref()).label()
+            wanted.label()
         );
         sqlx::query(
             "UPDATE rollout_devices SET state = 'refused', reason = ?, updated_at = ? WHERE rollout_id = ? AND dev_id = ?",
@@ -419,33 +429,22 @@ pub async fn deliver(
     Ok(true)
 }
 
-/// The platform a device's host said it has.
-async fn platform_of(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar::<_, Option<String>>("SELECT platform FROM devices WHERE dev_id = ?")
-            .bind(dev_id)
-            .fetch_optional(db)
-            .await?
-            .flatten(),
-    )
-}
+/// Selects a module's bundle for one variant: binds the module id, then the variant.
+const BUNDLE_OF_VARIANT: &str = "FROM module_bundles b WHERE b.module_id = ? AND b.target = ? AND b.engine = ? AND b.runtime = ?";
 
-/// The hash and size of the bundle of `module` that `dev_id`'s platform takes, if stored.
+/// The hash and size of the bundle of `module` for `wanted`, if stored.
 async fn bundle_for(
     db: &SqlitePool,
     module: i64,
-    dev_id: &str,
+    wanted: &Variant,
 ) -> sqlx::Result<Option<(String, i64)>> {
-    let wanted = Variant::wanted_by(platform_of(db, dev_id).await?.as_deref());
-    sqlx::query_as(
-        "SELECT sha256, size FROM module_bundles WHERE module_id = ? AND target = ? AND engine = ? AND runtime = ?",
-    )
-    .bind(module)
-    .bind(&wanted.target)
-    .bind(&wanted.engine)
-    .bind(&wanted.runtime)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(&format!("SELECT b.sha256, b.size {BUNDLE_OF_VARIANT}"))
+        .bind(module)
+        .bind(&wanted.target)
+        .bind(&wanted.engine)
+        .bind(&wanted.runtime)
+        .fetch_optional(db)
+        .await
 }
 
 /// Delivers waiting notices to devices as they subscribe, until the stream ends.
@@ -479,25 +478,18 @@ pub(crate) async fn download(
     device: SignedDevice,
 ) -> ApiResult<impl IntoResponse> {
     let dev_id = signed_dev_id(&device)?;
-    let rolled_out: Option<i64> = sqlx::query_scalar(
-        "SELECT r.module_id FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
-         WHERE r.module_id = ? AND rd.dev_id = ? LIMIT 1",
-    )
-    .bind(id)
-    .bind(dev_id)
-    .fetch_optional(&state.db)
-    .await?;
-    if rolled_out.is_none() {
-        return Err(ApiError::NotFound("module"));
-    }
-    let wanted = Variant::wanted_by(platform_of(&state.db, dev_id).await?.as_deref());
-    let bundle: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT bundle FROM module_bundles WHERE module_id = ? AND target = ? AND engine = ? AND runtime = ?",
-    )
+    let wanted = Variant::wanted_by_device(&state.db, dev_id).await?;
+    // Only a module rolled out to this device, in the variant for its platform.
+    let bundle: Option<Vec<u8>> = sqlx::query_scalar(&format!(
+        "SELECT b.bundle {BUNDLE_OF_VARIANT} AND EXISTS (
+           SELECT 1 FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+           WHERE r.module_id = b.module_id AND rd.dev_id = ?)"
+    ))
     .bind(id)
     .bind(&wanted.target)
     .bind(&wanted.engine)
     .bind(&wanted.runtime)
+    .bind(dev_id)
     .fetch_optional(&state.db)
     .await?;
     let bundle = bundle.ok_or(ApiError::NotFound("module"))?;

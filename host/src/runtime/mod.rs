@@ -276,9 +276,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memory_size(config.memory_cap);
 
     let mut wasm = Config::new();
-    if crate::platform::ENGINE == tether_proto::platform::Engine::Pulley {
-        let pulley =
-            crate::platform::wasmtime_target(crate::platform::TARGET, crate::platform::ENGINE);
+    let engine = crate::platform::engine();
+    if engine == tether_proto::platform::Engine::Pulley {
+        let pulley = crate::platform::wasmtime_target(crate::platform::TARGET, engine);
         // A known name; Wasmtime refuses only names it cannot parse.
         if let Err(e) = wasm.target(&pulley) {
             tracing::error!(error = %e, "cannot select Pulley");

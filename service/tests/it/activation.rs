@@ -22,6 +22,65 @@ async fn a_signed_activation_returns_identity_credentials_and_topics() {
     assert!(body["server_time"].as_u64().expect("time").abs_diff(now()) <= 2);
 }
 
+/// Activates `device` with `token`, its host saying `platform` in `Tether-Platform`.
+async fn activate_on(
+    w: &World,
+    device: &crate::support::Device,
+    token: &str,
+    platform: &str,
+) -> (StatusCode, serde_json::Value) {
+    let path = "/v1/devices/activate";
+    let bytes = serde_json::to_vec(&device.activation_body(token, false)).expect("json");
+    let nonce = new_nonce().expect("random source");
+    let principal = device.principal();
+    let auth = AuthHeader::sign(
+        principal,
+        device.authkey.as_bytes(),
+        now(),
+        nonce,
+        "POST",
+        path,
+        &bytes,
+    );
+    let (status, body, _) = w
+        .service
+        .send_signed_with(
+            path,
+            &auth.to_string(),
+            bytes,
+            &[("tether-platform", platform)],
+        )
+        .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_hosts_platform_is_stored_and_a_malformed_one_refused_without_using_the_token() {
+    let w = World::new(1).await;
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let device = &w.devices[0];
+    for hostile in [
+        "target=x; engine=jit; compiler=no; runtime=w",
+        "target=x; engine=native; compiler=no; runtime=w; extra=1",
+        &"target=x;".repeat(100),
+    ] {
+        let (status, body) = activate_on(&w, device, &token, hostile).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    // The token is still good for one device.
+    let platform =
+        "target=armv7-unknown-linux-gnueabihf; engine=pulley; compiler=no; runtime=wasmtime-48.0.8";
+    let (status, body) = activate_on(&w, device, &token, platform).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dev_id = body["dev_id"].as_str().expect("dev_id");
+    let (status, view) = w
+        .service
+        .get(&format!("/v1/devices/{dev_id}"), Some(&w.ann))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["platform"], platform);
+}
+
 #[tokio::test]
 async fn a_wrong_key_is_signature_error() {
     let w = World::new(1).await;

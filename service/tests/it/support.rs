@@ -152,15 +152,26 @@ impl Service {
         authorization: &str,
         bytes: Vec<u8>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        let resp = self
+        self.send_signed_with(path, authorization, bytes, &[]).await
+    }
+
+    /// Sends a pre-signed device request with `extra` headers.
+    pub async fn send_signed_with(
+        &self,
+        path: &str,
+        authorization: &str,
+        bytes: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self
             .http
             .post(self.url(path))
             .header("authorization", authorization)
-            .header("content-type", "application/json")
-            .body(bytes)
-            .send()
-            .await
-            .expect("the service answers");
+            .header("content-type", "application/json");
+        for (name, value) in extra {
+            req = req.header(*name, *value);
+        }
+        let resp = req.body(bytes).send().await.expect("the service answers");
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("a body");
