@@ -99,9 +99,28 @@ async fn a_rollout_reaches_online_and_later_devices_and_the_api_shows_the_outcom
     // client still sending a large one may see the connection close instead of the 403.
     let (status, _) = upload(&cloud, &cloud.user_access(), good[..64].to_vec()).await;
     assert_eq!(status, 403, "users may not upload modules");
-    let (status, module) = upload(&cloud, &admin, good).await;
+    let (status, module) = upload(&cloud, &admin, good.clone()).await;
     assert_eq!(status, 201, "{module}");
     let module_id = module["id"].as_i64().expect("id");
+    // The same bundle again, or another version under its key and sequence: conflicts,
+    // and the stored module keeps its one bundle.
+    let clash = Bundle::sign(DEFAULT_COMPONENT, "0.2.1", 1, WORLD, "0.1.0", &key()).expect("signs");
+    for bytes in [good, clash] {
+        let (status, body) = upload(&cloud, &admin, bytes).await;
+        assert_eq!(status, 409, "{body}");
+    }
+    let listed: Value = cloud
+        .http
+        .get(format!("{}/v1/modules", cloud.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["variants"], json!(["portable"]), "{listed}");
+    assert_eq!(listed[0]["version"], "0.2.0", "{listed}");
 
     // Online: notified at once, applied, committed after probation, reported.
     let created = rollout(&cloud, &admin, module_id, json!({"devices": [dev_id]})).await;
