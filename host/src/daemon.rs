@@ -67,10 +67,12 @@ impl Device {
         }
         let wifi: Arc<dyn WifiBackend> = match config.wifi.backend {
             WifiBackendKind::Sim => Arc::new(SimWifi::new(config.wifi.sim.ap.clone())),
-            WifiBackendKind::WpaSupplicant => Arc::new(
-                WpaSupplicant::open(&config.wifi.wpa_supplicant.ctrl_socket, &config.data_dir)
-                    .await?,
-            ),
+            WifiBackendKind::WpaSupplicant => {
+                let ctrl = &config.wifi.wpa_supplicant.ctrl_socket;
+                let wpa = WpaSupplicant::open(ctrl, &config.data_dir).await?;
+                tracing::info!(ctrl = %ctrl.display(), "attached to wpa_supplicant");
+                Arc::new(wpa)
+            }
         };
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let trust = CloudTrust::new(config.cloud_ca.as_deref())?;

@@ -20,6 +20,10 @@ use tether_proto::{ErrorCode, ReplyCode, Secret};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// `run`'s exit code when the config file cannot be read or is invalid (sysexits'
+/// EX_CONFIG): trying again cannot help, so the systemd unit does not restart on it.
+const EXIT_CONFIG: u8 = 78;
+
 /// How many instantiations `check-component` times.
 const INSTANTIATIONS: usize = 200;
 
@@ -34,7 +38,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the device (the pairing component with its Wi-Fi, HTTP, MQTT, data channel and
-    /// control socket) until SIGTERM or SIGINT.
+    /// control socket) until SIGTERM or SIGINT. Exits 78 when the config file cannot be
+    /// read or is invalid, 1 on any other failure to start.
     Run {
         /// The host's TOML configuration (see tether-host.example.toml).
         #[arg(long, env = "TETHER_HOST_CONFIG")]
@@ -164,7 +169,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config } => match HostConfig::load(&config) {
+            Ok(config) => run(config),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
         Command::Ctl { config, request } => return ctl(&config, request),
         Command::CheckComponent {
             path,
@@ -200,8 +211,7 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("failed to start the async runtime")
 }
 
-fn run(config: &std::path::Path) -> anyhow::Result<()> {
-    let config = HostConfig::load(config)?;
+fn run(config: HostConfig) -> anyhow::Result<()> {
     tokio_runtime()?.block_on(async {
         let runtime = RuntimeConfig {
             call_deadline: Duration::from_millis(config.call_budget_ms.max(1)),

@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use tether_e2e::{Cloud, DeviceHost, User, WIFI_PASSWORD, bin, eventually};
+use tether_e2e::{Cloud, DeviceHost, User, WIFI_PASSWORD, bin, deploy, eventually};
 
 /// A board: its target, its emulator and where that finds the board's libraries.
 struct Board {
@@ -41,52 +41,15 @@ const ARMV7: Board = Board {
 
 const OK_ACTIVATIONS: &str = "tether_activations_total{result=\"ok\"}";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate sits in the workspace")
-}
-
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The board binaries by target, built once; `None` when a tool is missing outside CI.
 fn binaries() -> Option<&'static Vec<(String, PathBuf)>> {
     static BUILT: OnceLock<Option<Vec<(String, PathBuf)>>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
             for qemu in [AARCH64.qemu, ARMV7.qemu] {
-                if !on_path(qemu) {
-                    assert!(!ci, "{qemu} is missing (apt-get install qemu-user-static)");
-                    eprintln!("skipped: {qemu} is missing (apt-get install qemu-user-static)");
-                    return None;
-                }
+                deploy::require(qemu, "apt-get install qemu-user-static")?;
             }
-            let out = Command::new("bash")
-                .arg(root().join("deploy/boards.sh"))
-                .current_dir(root())
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .expect("bash runs deploy/boards.sh");
-            if out.status.code() == Some(3) && !ci {
-                eprintln!("skipped: deploy/boards.sh is missing a tool (above)");
-                return None;
-            }
-            assert!(out.status.success(), "deploy/boards.sh failed");
-            Some(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| {
-                        let mut f = l.split_whitespace();
-                        Some((f.next()?.to_owned(), PathBuf::from(f.next()?)))
-                    })
-                    .collect(),
-            )
+            deploy::script("boards.sh", &[], &[]).map(deploy::built)
         })
         .as_ref()
 }

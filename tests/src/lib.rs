@@ -7,6 +7,7 @@
 //! `cargo build --bins && cargo test -p tether-e2e`.
 
 mod cloud;
+pub mod deploy;
 mod host;
 mod process;
 mod user;

@@ -89,17 +89,29 @@ impl User {
     /// `tether provision` of `host` with its setup code and `password` (passed in a
     /// file, as a user should), plus any extra arguments.
     pub fn provision(&self, host: &crate::DeviceHost, password: &str, extra: &[&str]) -> Output {
-        let file = self.home.path().join("wifi-password");
-        std::fs::write(&file, format!("{password}\n")).expect("password file written");
-        let file = file.to_str().expect("a UTF-8 path").to_owned();
         let code = host
             .setup_code
             .as_deref()
             .expect("a host with a setup code");
+        self.provision_at(&host.channel, code, password, extra)
+    }
+
+    /// `tether provision` of the device whose data channel is at `channel` and whose
+    /// label carries `code`, as [`User::provision`] does.
+    pub fn provision_at(
+        &self,
+        channel: &str,
+        code: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Output {
+        let file = self.home.path().join("wifi-password");
+        std::fs::write(&file, format!("{password}\n")).expect("password file written");
+        let file = file.to_str().expect("a UTF-8 path").to_owned();
         let mut args = vec![
             "provision",
             "--device",
-            &host.channel,
+            channel,
             "--setup-code",
             code,
             "--ssid",

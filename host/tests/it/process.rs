@@ -316,3 +316,34 @@ async fn a_device_killed_while_activating_returns_to_awaiting_credentials_with_t
     let status = host.restart_until_settled().await;
     assert_eq!(status["last_error"], "busy");
 }
+
+/// A config file that cannot be read or parsed is exit 78 (EX_CONFIG), which the systemd
+/// unit does not restart on; the message names the file and the fault, and nothing of
+/// the file's contents (it holds the authkey).
+#[test]
+fn a_bad_config_file_exits_78_with_the_reason_and_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.toml");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "data_dir = \"/var/lib/tether\"\n[identity]\nauthkey = \"s3cret-authkey-value\"\n",
+    )
+    .expect("written");
+    for (file, fault) in [
+        (&missing, "failed to read the config file"),
+        (&broken, "invalid config file"),
+    ] {
+        let out = Command::new(tether_e2e::bin("tether-host"))
+            .arg("run")
+            .arg("--config")
+            .arg(file)
+            .output()
+            .expect("tether-host runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{stderr}");
+        assert!(stderr.contains(fault), "{stderr}");
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+        assert!(!stderr.contains("s3cret-authkey-value"), "{stderr}");
+    }
+}
