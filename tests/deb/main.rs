@@ -61,10 +61,12 @@ fn package(target: &str) -> Option<&'static Package> {
     )
 }
 
-fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+/// `dpkg-deb ARGS DEB [DIR]`'s output.
+fn dpkg_deb(args: &[&str], deb: &Path, dir: Option<&Path>) -> String {
     let out = Command::new("dpkg-deb")
         .args(args)
         .arg(deb)
+        .args(dir)
         .output()
         .expect("dpkg-deb runs");
     assert!(
@@ -77,7 +79,7 @@ fn dpkg_deb(args: &[&str], deb: &Path) -> String {
 
 /// The control field `name` of `deb`.
 fn field(deb: &Path, name: &str) -> String {
-    dpkg_deb(&["--field"], deb)
+    dpkg_deb(&["--field"], deb, None)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
         .unwrap_or_default()
@@ -94,7 +96,7 @@ fn check_package(target: &str, arch: &str, depends: &str, runner: &[&str]) {
     assert_eq!(field(deb, "Package"), "tether-host");
     assert_eq!(field(deb, "Architecture"), arch);
     assert_eq!(field(deb, "Depends"), depends);
-    let contents = dpkg_deb(&["--contents"], deb);
+    let contents = dpkg_deb(&["--contents"], deb, None);
     for path in [
         "./usr/bin/tether-host",
         COMPONENT,
@@ -108,22 +110,12 @@ fn check_package(target: &str, arch: &str, depends: &str, runner: &[&str]) {
         );
     }
     // The maintainer scripts: ours (the netdev group, purge) with systemd's enable/start.
-    let info = dpkg_deb(&["--info"], deb);
+    let info = dpkg_deb(&["--info"], deb, None);
     for script in ["postinst", "prerm", "postrm"] {
         assert!(info.contains(script), "no {script} in {deb:?}:\n{info}");
     }
     let unpacked = tempfile::tempdir().expect("temp dir");
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb)
-        .arg(unpacked.path())
-        .output()
-        .expect("dpkg-deb runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dpkg_deb(&["-x"], deb, Some(unpacked.path()));
     let host = unpacked.path().join("usr/bin/tether-host");
     let component = unpacked.path().join(COMPONENT.trim_start_matches('/'));
     let mut command = match runner.split_first() {
