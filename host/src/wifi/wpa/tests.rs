@@ -117,6 +117,32 @@ async fn joining_a_network_gives_a_link_once_dhcp_answers() {
 }
 
 #[tokio::test]
+async fn client_sockets_left_by_a_crashed_process_are_swept_and_others_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stale = [
+        dir.path().join("tether-wpa-1-0-req"),
+        dir.path().join("tether-wpa-1-1-ev"),
+    ];
+    for path in &stale {
+        std::os::unix::net::UnixDatagram::bind(path).expect("a stale socket");
+    }
+    let unrelated = dir.path().join("binding.json");
+    std::fs::write(&unrelated, "{}").expect("written");
+    let wpa = backend(dir.path()).await;
+    for path in &stale {
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+    assert!(unrelated.exists(), "only client sockets are swept");
+    let ours = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tether-wpa-"))
+        .count();
+    assert_eq!(ours, 2, "this process's two sockets");
+    drop(wpa);
+}
+
+#[tokio::test]
 async fn failures_are_typed_from_wpa_supplicant_events() {
     let dir = tempfile::tempdir().expect("temp dir");
     let wpa = backend(dir.path()).await;
