@@ -38,7 +38,18 @@ impl Server {
     /// Starts the server and waits for its `ready` line.
     pub fn start(kind: Kind, data_dir: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the bench executable")?;
-        let mut command = Command::new(exe);
+        // TETHER_BENCH_SERVER_WRAPPER runs the server under a profiler, such as
+        // `heaptrack` (where a session's memory goes) or `perf record -g`.
+        let wrapper = std::env::var("TETHER_BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut command = Command::new(tool);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command.arg("serve");
         match kind {
             Kind::Hello => command.arg("hello"),
@@ -53,10 +64,19 @@ impl Server {
             .stderr(Stdio::inherit());
         let mut child = command.spawn().context("cannot start a server process")?;
         let stdout = child.stdout.take().context("no stdout")?;
+        // Its `ready` line; a wrapper may print lines of its own first.
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("the server process said nothing")?;
+        while !line.starts_with("ready ") {
+            line.clear();
+            if reader
+                .read_line(&mut line)
+                .context("the server process said nothing")?
+                == 0
+            {
+                break;
+            }
+        }
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
