@@ -6,6 +6,7 @@ mod component;
 mod fleet;
 mod footprint;
 mod limits;
+mod mosquitto;
 mod pairing;
 mod sessions;
 mod tls;

@@ -17,6 +17,7 @@ use tether_proto::api::{CommandRequest, DeviceView, LoginRequest, LoginResponse}
 use tether_proto::mqtt::{Envelope, Protocol};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::mosquitto::Mosquitto;
 use crate::Options;
 use crate::cloud::{self, Seeded};
 use crate::procs::{Memory, Server};
@@ -75,11 +76,34 @@ pub async fn hold(n: usize, tls: bool) -> anyhow::Result<Held> {
 
     eprintln!("{what}: connecting {n} devices");
     let waiters: Waiters = Arc::default();
+    let (clients, connect_time) = connect_all(&devices, tls, &waiters).await?;
+    wait_online_count(&service.client()?, &service.url(), n).await?;
+    let after = service.memory();
+    Ok(Held {
+        service,
+        _seeded: seeded,
+        devices,
+        clients,
+        waiters,
+        connect_time,
+        before,
+        after,
+    })
+}
+
+/// Connects every device's client, 128 connects in flight at once, and waits until each
+/// has its SUBACK; the clients and the time from the first connect to the last SUBACK.
+async fn connect_all(
+    devices: &[ActivateResponse],
+    tls: Option<Arc<rustls::ClientConfig>>,
+    waiters: &Waiters,
+) -> anyhow::Result<(Vec<AsyncClient>, Duration)> {
+    let n = devices.len();
     let (connected_tx, mut connected_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let gate = Arc::new(Semaphore::new(128));
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
-    for device in &devices {
+    for device in devices {
         let (gate, connected, waiters) = (gate.clone(), connected_tx.clone(), waiters.clone());
         clients.push(connect(device, tls.clone(), gate, connected, waiters).await?);
     }
@@ -96,19 +120,27 @@ pub async fn hold(n: usize, tls: bool) -> anyhow::Result<Held> {
             );
         }
     }
-    let connect_time = started.elapsed();
-    wait_online_count(&service.client()?, &service.url(), n).await?;
-    let after = service.memory();
-    Ok(Held {
-        service,
-        _seeded: seeded,
-        devices,
-        clients,
-        waiters,
-        connect_time,
-        before,
-        after,
-    })
+    Ok((clients, started.elapsed()))
+}
+
+/// The same devices and clients against mosquitto: its RSS per session, or `None` when
+/// mosquitto is not installed.
+async fn mosquitto_per_session(devices: &[ActivateResponse]) -> anyhow::Result<Option<f64>> {
+    let Some(broker) = Mosquitto::start(devices)? else {
+        eprintln!("sessions: mosquitto is not installed (apt-get install mosquitto); no peer");
+        return Ok(None);
+    };
+    eprintln!("sessions: the same {} devices on mosquitto", devices.len());
+    let moved: Vec<_> = devices.iter().map(|d| broker.device(d)).collect();
+    let before = broker.memory();
+    let (clients, _) = connect_all(&moved, None, &Waiters::default()).await?;
+    let after = broker.memory();
+    for client in &clients {
+        let _ = client.try_disconnect();
+    }
+    Ok(Some(
+        after.rss_kib.saturating_sub(before.rss_kib) as f64 / devices.len() as f64,
+    ))
 }
 
 /// Runs the scenario.
@@ -165,7 +197,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
     }
     let per_session = held.per_session_kib();
+    let devices = held.devices.clone();
     drop(held);
+    let peer = mosquitto_per_session(&devices).await?;
     let mut report = Report::new("sessions", &["measure", "value"]);
     report.row(vec!["sessions held".into(), n.to_string()]);
     report.row(vec![
@@ -188,6 +222,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         "service RSS per session".into(),
         format!("{per_session:.1} KiB"),
     ]);
+    if let Some(peer) = peer {
+        report.row(vec![
+            "mosquitto RSS per session (same clients, password file)".into(),
+            format!("{peer:.1} KiB"),
+        ]);
+        report.row(vec![
+            "service / mosquitto per session".into(),
+            format!("{:.1} ×", per_session / peer.max(0.01)),
+        ]);
+    }
     for (what, s) in [
         ("command: API call to device, p50/p99", &delivery),
         ("command to report stored, p50/p99", &round_trip),
@@ -207,7 +251,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     report.data("connect_secs", json!(connect_time.as_secs_f64()));
     report.data(
         "rss_kib",
-        json!({"before": before.rss_kib, "after": after.rss_kib, "per_session": per_session}),
+        json!({"before": before.rss_kib, "after": after.rss_kib, "per_session": per_session,
+               "mosquitto_per_session": peer}),
     );
     report.data("delivery", delivery.json());
     report.data("round_trip", round_trip.json());
