@@ -21,7 +21,7 @@ targets=("$@")
 profile=device-min
 
 if ! cargo deb --version >/dev/null 2>&1; then
-    echo "deb: cargo-deb is missing: cargo install cargo-deb --locked" >&2
+    echo "deb: cargo-deb is missing: cargo install cargo-deb --version 3.8.0 --locked" >&2
     exit 3
 fi
 
