@@ -193,6 +193,11 @@ impl Memory {
         }
     }
 
+    /// The RSS gained since `before`, per one of `items` (KiB).
+    pub fn rss_growth_per(self, before: Self, items: usize) -> f64 {
+        self.rss_kib.saturating_sub(before.rss_kib) as f64 / items.max(1) as f64
+    }
+
     /// RSS in MiB.
     pub fn rss_mib(self) -> f64 {
         self.rss_kib as f64 / 1024.0

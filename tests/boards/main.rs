@@ -49,7 +49,7 @@ fn binaries() -> Option<&'static Vec<(String, PathBuf)>> {
             for qemu in [AARCH64.qemu, ARMV7.qemu] {
                 deploy::require(qemu, "apt-get install qemu-user-static")?;
             }
-            deploy::script("boards.sh", &[], &[]).map(deploy::built)
+            deploy::script("boards.sh", &[]).map(deploy::built)
         })
         .as_ref()
 }

@@ -27,38 +27,26 @@ const COMPONENT: &str = "/usr/lib/tether-host/pairing.cwasm";
 /// The highest `systemd-analyze security` exposure the unit may have (0 best, 10 worst).
 const MAX_EXPOSURE: f64 = 2.0;
 
-/// A package: its target triple and path.
-struct Package {
-    target: String,
-    path: PathBuf,
-}
-
-/// The three packages, built once; `None` when a tool is missing outside CI.
-fn packages() -> Option<&'static Vec<Package>> {
-    static BUILT: OnceLock<Option<Vec<Package>>> = OnceLock::new();
+/// The three packages by target, built once; `None` when a tool is missing outside CI.
+fn packages() -> Option<&'static Vec<(String, PathBuf)>> {
+    static BUILT: OnceLock<Option<Vec<(String, PathBuf)>>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             deploy::require("docker", "Docker Engine")?;
             deploy::require("dpkg-deb", "Debian's dpkg")?;
             let precompiler = bin("tether-host");
-            let lines = deploy::script("deb.sh", &[], &[("TETHER_PRECOMPILER", &precompiler)])?;
-            Some(
-                deploy::built(lines)
-                    .into_iter()
-                    .map(|(target, path)| Package { target, path })
-                    .collect(),
-            )
+            deploy::script("deb.sh", &[("TETHER_PRECOMPILER", &precompiler)]).map(deploy::built)
         })
         .as_ref()
 }
 
-fn package(target: &str) -> Option<&'static Package> {
-    Some(
-        packages()?
-            .iter()
-            .find(|p| p.target == target)
-            .expect("deploy/deb.sh built the target"),
-    )
+/// The package built for `target`.
+fn package(target: &str) -> Option<&'static Path> {
+    let (_, path) = packages()?
+        .iter()
+        .find(|(t, _)| t == target)
+        .expect("deploy/deb.sh built the target");
+    Some(path)
 }
 
 /// `dpkg-deb ARGS DEB [DIR]`'s output.
@@ -89,10 +77,9 @@ fn field(deb: &Path, name: &str) -> String {
 /// component it ships (`check-component`: loads, checks the world, instantiates), under
 /// `runner` for another architecture.
 fn check_package(target: &str, arch: &str, depends: &str, runner: &[&str]) {
-    let Some(package) = package(target) else {
+    let Some(deb) = package(target) else {
         return;
     };
-    let deb = &package.path;
     assert_eq!(field(deb, "Package"), "tether-host");
     assert_eq!(field(deb, "Architecture"), arch);
     assert_eq!(field(deb, "Depends"), depends);
@@ -183,17 +170,17 @@ fn the_package_installs_and_its_unit_runs_the_host_sandboxed_and_pairs() {
     let Some(package) = package("x86_64-unknown-linux-musl") else {
         return;
     };
-    let Some(image) = deploy::script("debian-image.sh", &[], &[]) else {
+    let Some(printed) = deploy::script("debian-image.sh", &[]) else {
         return;
     };
-    let image = image.concat().concat();
+    let image = printed.concat().concat();
     let cloud = Cloud::start();
     let license = cloud.licenses(1).remove(0);
     let ann = User::new(&cloud, "ann");
     let debian = Container::boot(&image);
 
     // Installed, the unit is enabled but waits for the factory's config.
-    debian.copy_in(&package.path, "/tmp/tether-host.deb");
+    debian.copy_in(package, "/tmp/tether-host.deb");
     debian.sh("dpkg -i /tmp/tether-host.deb");
     assert_eq!(
         debian.sh("systemctl is-enabled tether-host").trim(),

@@ -35,10 +35,10 @@ pub fn require(tool: &str, how: &str) -> Option<()> {
     None
 }
 
-/// Runs `deploy/SCRIPT ARGS` with `env` from the workspace root, its progress on the
+/// Runs `deploy/SCRIPT` with `env` from the workspace root, its progress on the
 /// test's output; returns what it printed on standard output, line by line, split on
 /// whitespace. `None` (skip) when it exits 3 outside CI; any other failure fails the test.
-pub fn script(script: &str, args: &[&str], env: &[(&str, &Path)]) -> Option<Vec<Vec<String>>> {
+pub fn script(script: &str, env: &[(&str, &Path)]) -> Option<Vec<Vec<String>>> {
     let mut command = Command::new("bash");
     // What Cargo sets for this test (the package's name and version, OUT_DIR...) would
     // reach the build scripts of the script's own builds, and those that watch such
@@ -57,7 +57,6 @@ pub fn script(script: &str, args: &[&str], env: &[(&str, &Path)]) -> Option<Vec<
     }
     let out = command
         .arg(root().join("deploy").join(script))
-        .args(args)
         .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .current_dir(root())
         .stderr(Stdio::inherit())

@@ -46,7 +46,7 @@ pub struct Held {
 impl Held {
     /// The service's resident memory per held session, in KiB.
     pub fn per_session_kib(&self) -> f64 {
-        self.after.rss_kib.saturating_sub(self.before.rss_kib) as f64 / self.devices.len() as f64
+        self.after.rss_growth_per(self.before, self.devices.len())
     }
 
     /// Sessions connected per second.
@@ -138,9 +138,7 @@ async fn mosquitto_per_session(devices: &[ActivateResponse]) -> anyhow::Result<O
     for client in &clients {
         let _ = client.try_disconnect();
     }
-    Ok(Some(
-        after.rss_kib.saturating_sub(before.rss_kib) as f64 / devices.len() as f64,
-    ))
+    Ok(Some(after.rss_growth_per(before, devices.len())))
 }
 
 /// Runs the scenario.

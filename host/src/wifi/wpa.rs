@@ -39,34 +39,31 @@ pub struct WpaSupplicant {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The prefix of this process's client sockets; `tether-wpa-` for any process's.
-fn local_prefix(pid: Option<u32>) -> String {
-    pid.map_or_else(
-        || "tether-wpa-".to_owned(),
-        |pid| format!("tether-wpa-{pid}-"),
-    )
+/// How every host's client sockets are named: this prefix, the pid, a counter, a role.
+const LOCAL_PREFIX: &str = "tether-wpa-";
+
+/// The prefix of this process's client sockets.
+fn own_prefix() -> String {
+    format!("{LOCAL_PREFIX}{}-", std::process::id())
 }
 
 fn local_path(dir: &Path, role: &str) -> PathBuf {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(
-        "{}{n}-{role}",
-        local_prefix(Some(std::process::id()))
-    ))
+    dir.join(format!("{}{n}-{role}", own_prefix()))
 }
 
 /// Removes client sockets that earlier processes left in `dir`: a host killed or aborted
 /// (the board build aborts on panic) never ran its drop, and the supervisor restarts it
 /// with another pid, so without this every crash would leave two sockets behind.
 fn sweep_stale(dir: &Path) {
-    let (any, ours) = (local_prefix(None), local_prefix(Some(std::process::id())));
+    let ours = own_prefix();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&any) && !name.starts_with(&ours) {
+        if name.starts_with(LOCAL_PREFIX) && !name.starts_with(&ours) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
