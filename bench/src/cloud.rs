@@ -45,9 +45,9 @@ impl Seeded {
             password: PASSWORD,
             role: Role::User,
         };
-        let seeded = local::seed(dir.path(), &[account], PRODUCT_KEY, devices).await?;
+        let seeded = local::seed(dir.path(), None, &[account], PRODUCT_KEY, devices).await?;
         let (owner, licenses) = (seeded.account_ids[0], seeded.licenses);
-        let db = tether_service::db::open(dir.path()).await?;
+        let db = tether_service::db::open(dir.path(), None).await?;
         // The service loads the same key from the data dir when it starts.
         let keys = tether_service::keys::Keys::load_or_create(dir.path())?;
         let mut tokens = Vec::new();

@@ -35,7 +35,6 @@ pub struct LoginResponse {
 
 /// A device as its owner sees it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceView {
     /// Device id.
@@ -49,7 +48,6 @@ pub struct DeviceView {
     /// Last connect, disconnect or report, Unix seconds.
     pub last_seen: Option<i64>,
     /// The data points of the last report (protocol 4).
-    #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]
     pub last_report: Option<serde_json::Value>,
     /// Firmware version at activation.
     pub sw_ver: String,
@@ -58,14 +56,12 @@ pub struct DeviceView {
     /// When it was activated, Unix seconds.
     pub activated_at: i64,
     /// The last update outcome the device reported.
-    #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]
     pub module_outcome: Option<UpdateOutcome>,
     /// What code its host runs (`target=…; engine=…; compiler=…; runtime=…`), as the
     /// host said at activation.
     #[serde(default)]
     pub platform: Option<String>,
     /// The newest component rollout to it (only in `GET /v1/devices/{dev_id}`).
-    #[cfg_attr(feature = "sqlx", sqlx(skip))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutView>,
 }
@@ -91,7 +87,6 @@ pub struct CommandAccepted {
 
 /// A stored module (a signed component bundle), as the API shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleView {
     /// Module id.
@@ -108,7 +103,6 @@ pub struct ModuleView {
     /// Unix seconds.
     pub created_at: i64,
     /// The bundles stored for it: `portable`, or `TARGET/ENGINE` for precompiled code.
-    #[cfg_attr(feature = "sqlx", sqlx(json))]
     pub variants: Vec<String>,
 }
 

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::db::Db;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderValue;
-use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -35,7 +35,7 @@ use crate::users::{self, Role};
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The database.
-    pub db: SqlitePool,
+    pub db: Db,
     /// Writes activations, many to a transaction.
     pub binder: crate::activation::Binder,
     /// The signing key.
@@ -130,8 +130,14 @@ impl Application {
     /// Opens the database, loads the key, creates the bootstrap admin and binds the
     /// listeners.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        let db = crate::db::open(&config.data_dir).await?;
+        let db = crate::db::open(&config.data_dir, config.database_url.as_ref()).await?;
         crate::device_auth::sweep_nonces(db.clone());
+        let limits = Arc::new(RateLimits::for_db(&db));
+        let tokens = Arc::new(TokenEvents::default());
+        if let Some(url) = &config.database_url {
+            crate::pairing_tokens::fanout::start(tokens.clone(), db.clone(), url);
+        }
+        crate::rate_limit::sweep_failure_windows(db.clone(), crate::pairing_tokens::GUESS_WINDOW);
         let keys = Keys::load_or_create(&config.data_dir)?;
         if let Some((name, password)) = &config.bootstrap_admin
             && !users::exists(&db, name).await?
@@ -191,9 +197,9 @@ impl Application {
             config: Arc::new(config),
             own_endpoints,
             ca_arr: Arc::new(tls.as_ref().map(Tls::ca_arr).unwrap_or_default()),
-            tokens: Arc::default(),
+            tokens,
             nonces: Arc::default(),
-            limits: Arc::default(),
+            limits,
             password_checks: Arc::default(),
             broker,
             bridge,

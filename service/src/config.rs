@@ -38,6 +38,10 @@ pub struct DataDirArg {
     /// Directory for the database and the signing key [default: ./tether-data]
     #[arg(long, env = "TETHER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL server for the registry (postgres://USER[:PASSWORD]@HOST[:PORT]/DB),
+    /// which several service processes can share [default: SQLite in the data dir]
+    #[arg(long, env = "TETHER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl DataDirArg {
@@ -46,6 +50,11 @@ impl DataDirArg {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// The PostgreSQL URL, if one was given.
+    pub fn database_url(&self) -> Option<Secret> {
+        self.database_url.clone().map(Secret::new)
     }
 }
 
@@ -127,6 +136,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     mqtt_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     region: Option<String>,
     public_http_url: Option<String>,
     public_mqtt_url: Option<String>,
@@ -171,6 +181,8 @@ pub struct ServeConfig {
     pub mqtt_listen: SocketAddr,
     /// Data dir.
     pub data_dir: PathBuf,
+    /// The PostgreSQL server of the registry; `None`: SQLite in the data dir.
+    pub database_url: Option<Secret>,
     /// This service's own region.
     pub region: String,
     /// Public API URL, if set; otherwise derived from the bound address.
@@ -200,6 +212,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
+            database_url: None,
             region: DEFAULT_REGION.into(),
             public_http_url: None,
             public_mqtt_url: None,
@@ -292,6 +305,11 @@ impl ServeConfig {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            database_url: args
+                .data
+                .database_url
+                .or(file.database_url)
+                .map(Secret::new),
             region,
             public_http_url: args.public_http_url.or(file.public_http_url),
             public_mqtt_url: args.public_mqtt_url.or(file.public_mqtt_url),
@@ -338,7 +356,10 @@ mod tests {
             config: None,
             listen: None,
             mqtt_listen: None,
-            data: DataDirArg { data_dir: None },
+            data: DataDirArg {
+                data_dir: None,
+                database_url: None,
+            },
             region: None,
             public_http_url: None,
             public_mqtt_url: None,

@@ -1,43 +1,175 @@
-//! The SQLite database in the data dir: WAL, foreign keys, a busy timeout, full fsync on
-//! commit, and the migrations in `migrations/` applied at start. The data dir and the
-//! database (which holds authkeys and device secrets) are the owner's alone: created
-//! with modes 0700 and 0600 whatever the umask, and tightened when found wider.
+//! The registry's database: SQLite in the data dir (the default: WAL, foreign keys, a
+//! busy timeout, full fsync on commit) or a PostgreSQL server that several service
+//! processes share (`--database-url`). Both are reached through sqlx's `Any` driver with
+//! the same statements (`$N` placeholders, which both engines take); each engine has its
+//! own migrations (`migrations/sqlite`, `migrations/postgres`), applied at start. The data
+//! dir and the SQLite file (which holds authkeys and device secrets) are the owner's
+//! alone: created with modes 0700 and 0600 whatever the umask, and tightened when found
+//! wider.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use anyhow::{Context, bail};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+use tether_proto::Secret;
 
-/// File name of the database inside the data dir.
+/// The pool every module queries.
+pub type Db = AnyPool;
+
+/// File name of the SQLite database inside the data dir.
 pub const FILE: &str = "tether.db";
 
-/// Opens (creating if needed) the database in `data_dir` and migrates it.
-pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+/// How long `open` keeps trying to reach a PostgreSQL server that does not answer yet
+/// (in a deployment the service may start before its database).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long a request waits for a connection before it fails (503 from `/readyz`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The engine behind a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The SQLite file in the data dir: one service process.
+    Sqlite,
+    /// A PostgreSQL server: any number of service processes.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine of `url` (`sqlite:`, `postgres://` or `postgresql://`).
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => bail!("unsupported database URL scheme {scheme:?}: use postgres://USER@HOST/DB"),
+        }
+    }
+
+    /// The engine of an open pool.
+    pub fn of(db: &Db) -> Self {
+        Self::of_url(db.connect_options().database_url.as_ref()).unwrap_or(Self::Sqlite)
+    }
+
+    /// The statement that opens a write transaction whose reads must not go stale before
+    /// its writes: SQLite takes the write lock up front (`BEGIN IMMEDIATE`); PostgreSQL
+    /// locks rows as they are written and the writer re-checks with conditional updates.
+    pub fn begin_write(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Opens the registry: the PostgreSQL server at `url` when given, else the SQLite file
+/// in `data_dir` (created if needed); then applies the migrations.
+pub async fn open(data_dir: &Path, url: Option<&Secret>) -> anyhow::Result<Db> {
+    sqlx::any::install_default_drivers();
+    // The data dir holds the signing keys whichever engine holds the registry.
     private_dir(data_dir)?;
-    let path = data_dir.join(FILE);
-    private_file(&path)?;
-    let options = SqliteConnectOptions::from_str("sqlite://")
-        .context("sqlite options")?
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a commit that was answered survives power loss, not only a crash.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("failed to open the database {}", path.display()))?;
-    sqlx::migrate!("../migrations")
+    let pool = match url {
+        None => open_sqlite(data_dir).await?,
+        Some(url) => open_postgres(url).await?,
+    };
+    let migrations = match Engine::of(&pool) {
+        Engine::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+        Engine::Postgres => sqlx::migrate!("../migrations/postgres"),
+    };
+    // On PostgreSQL the migrator holds an advisory lock, so nodes starting together
+    // apply each migration once.
+    migrations
         .run(&pool)
         .await
         .context("failed to apply the database migrations")?;
     Ok(pool)
+}
+
+async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Db> {
+    let path = data_dir.join(FILE);
+    private_file(&path)?;
+    let url = format!("sqlite://{}", url_path(&path));
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // FULL: a commit that was answered survives power loss, not only a crash.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .with_context(|| format!("failed to open the database {}", path.display()))
+}
+
+async fn open_postgres(url: &Secret) -> anyhow::Result<Db> {
+    let shown = redacted(url.expose());
+    if Engine::of_url(url.expose())? != Engine::Postgres {
+        bail!("--database-url must be a PostgreSQL URL (postgres://…), not {shown}");
+    }
+    let started = Instant::now();
+    loop {
+        let tried = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url.expose())
+            .await;
+        match tried {
+            Ok(pool) => {
+                tracing::info!(database = %shown, "connected to PostgreSQL");
+                return Ok(pool);
+            }
+            // A server that refuses the login or the database will not change its mind.
+            Err(e @ sqlx::Error::Database(_)) => {
+                return Err(e).with_context(|| format!("PostgreSQL at {shown} refused"));
+            }
+            Err(e) if started.elapsed() >= CONNECT_PATIENCE => {
+                return Err(e).with_context(|| {
+                    format!("PostgreSQL at {shown} did not answer for {CONNECT_PATIENCE:?}")
+                });
+            }
+            Err(e) => {
+                tracing::warn!(database = %shown, error = %e, "PostgreSQL is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            // A password may also come as a query parameter.
+            let tail = tail.split_once('?').map_or(tail, |(path, _)| path);
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => format!(
+            "{scheme}://{}",
+            rest.split_once('?').map_or(rest, |(p, _)| p)
+        ),
+    }
+}
+
+/// A file path as the path of a `sqlite://` URL: `%`, `?` and `#` escaped.
+fn url_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23")
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or narrows an existing one to it.
@@ -86,4 +218,41 @@ fn narrow(path: &Path, mode: u32) -> anyhow::Result<()> {
         tracing::warn!(path = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "narrowed the permissions of a private file");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_a_redacted_url() {
+        assert_eq!(
+            redacted("postgres://tether:hunter2@db:5432/tether"),
+            "postgres://tether:***@db:5432/tether"
+        );
+        assert_eq!(
+            redacted("postgres://db/tether?password=hunter2"),
+            "postgres://db/tether"
+        );
+        assert_eq!(
+            redacted("postgresql://u@h/d?sslmode=require&password=x"),
+            "postgresql://u@h/d"
+        );
+        assert!(!redacted("postgres://a:b:c@h/d").contains("b:c"));
+    }
+
+    #[test]
+    fn only_the_two_engines_are_accepted() {
+        assert_eq!(
+            Engine::of_url("postgres://h/d").ok(),
+            Some(Engine::Postgres)
+        );
+        assert_eq!(
+            Engine::of_url("postgresql://h/d").ok(),
+            Some(Engine::Postgres)
+        );
+        assert_eq!(Engine::of_url("sqlite:///x").ok(), Some(Engine::Sqlite));
+        assert!(Engine::of_url("mysql://h/d").is_err());
+        assert!(Engine::of_url("h/d").is_err());
+    }
 }

@@ -63,9 +63,9 @@ pub struct Nonce {
 
 impl Nonce {
     /// Records the nonce in `conn`; false if it was recorded before (a replay).
-    pub async fn record(&self, conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    pub async fn record(&self, conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "INSERT INTO device_nonces (signer, nonce, expires_at) VALUES (?, ?, ?)
+            "INSERT INTO device_nonces (signer, nonce, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (signer, nonce) DO NOTHING",
         )
         .bind(&self.signer)
@@ -89,8 +89,8 @@ async fn record_durably(state: &AppState, nonce: &Nonce) -> Result<bool, ApiErro
 }
 
 /// Forgets the nonces that expired before `now` (Unix seconds); how many.
-pub async fn forget_expired_nonces(db: &sqlx::SqlitePool, now: u64) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM device_nonces WHERE expires_at < ?")
+pub async fn forget_expired_nonces(db: &crate::db::Db, now: u64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM device_nonces WHERE expires_at < $1")
         .bind(crate::db_time(now))
         .execute(db)
         .await?;
@@ -99,7 +99,7 @@ pub async fn forget_expired_nonces(db: &sqlx::SqlitePool, now: u64) -> sqlx::Res
 
 /// Forgets nonces that can no longer pass the timestamp check, every minute, for as long
 /// as the database is open, so the table holds about ten minutes of signed requests.
-pub fn sweep_nonces(db: sqlx::SqlitePool) {
+pub fn sweep_nonces(db: crate::db::Db) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         while !db.is_closed() {
@@ -198,7 +198,7 @@ async fn secret_of(state: &AppState, principal: &Principal) -> Result<Option<Sec
     let found = match principal {
         Principal::Uuid(uuid) => {
             let authkey: Option<String> =
-                sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = ?")
+                sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = $1")
                     .bind(uuid)
                     .fetch_optional(&state.db)
                     .await?;

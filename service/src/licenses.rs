@@ -5,13 +5,13 @@
 //! verifier are shown once, at issue. `POST /v1/licenses` (admin) and
 //! `tether-service license issue` share [`issue`].
 
+use crate::db::Db;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use tether_proto::Secret;
 use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tether_proto::setup_code::{self, PairingVerifier, QrPayload, SetupCode, SetupCodeError};
@@ -72,11 +72,7 @@ pub enum LicenseError {
 
 /// Issues `count` licenses for `product_key`, creating the product if it is new. All or
 /// none are stored.
-pub async fn issue(
-    pool: &SqlitePool,
-    product_key: &str,
-    count: u32,
-) -> Result<Vec<License>, LicenseError> {
+pub async fn issue(pool: &Db, product_key: &str, count: u32) -> Result<Vec<License>, LicenseError> {
     if product_key.len() != PRODUCT_KEY_LEN
         || !product_key.bytes().all(|b| b.is_ascii_alphanumeric())
     {
@@ -96,7 +92,7 @@ pub async fn issue(
         .await
         .context("failed to start a transaction")?;
     sqlx::query(
-        "INSERT INTO products (product_key, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO products (product_key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
     .bind(product_key)
     .bind(now)
@@ -120,7 +116,7 @@ pub async fn issue(
             pairing_verifier: verifier.encode(),
         };
         sqlx::query(
-            "INSERT INTO licenses (uuid, authkey, product_key, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO licenses (uuid, authkey, product_key, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&license.uuid)
         .bind(license.authkey.expose())

@@ -37,14 +37,15 @@ pub struct Seeded {
 }
 
 /// Creates `accounts` and issues `licenses` device licenses of `product_key` in the
-/// database in `data_dir` (created and migrated if new).
+/// registry of `data_dir` or `database_url` (created and migrated if new).
 pub async fn seed(
     data_dir: &Path,
+    database_url: Option<&Secret>,
     accounts: &[Account<'_>],
     product_key: &str,
     licenses: usize,
 ) -> anyhow::Result<Seeded> {
-    let pool = crate::db::open(data_dir).await?;
+    let pool = crate::db::open(data_dir, database_url).await?;
     let mut account_ids = Vec::with_capacity(accounts.len());
     for account in accounts {
         let id = users::create(

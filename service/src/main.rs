@@ -141,7 +141,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Add { name, admin, data }) => {
             let password = read_password()?;
-            let pool = db::open(&data.resolve()).await?;
+            let pool = db::open(&data.resolve(), data.database_url().as_ref()).await?;
             let role = if admin { Role::Admin } else { Role::User };
             users::create(&pool, &name, &password, role).await?;
             eprintln!("created user {name:?}");
@@ -158,7 +158,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            let pool = db::open(&data.resolve()).await?;
+            let pool = db::open(&data.resolve(), data.database_url().as_ref()).await?;
             if count > 20 {
                 eprintln!("making {count} setup codes (Argon2id for each)…");
             }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::db::Db;
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,7 +13,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sqlx::SqlitePool;
 use tether_proto::bundle::{Bundle, Manifest, PAIRING_WORLD, public_key_from_hex};
 use tether_proto::mqtt::Protocol;
 use tether_proto::platform::Platform;
@@ -81,7 +81,7 @@ pub(crate) async fn upload(
     let now = crate::db_time(crate::unix_now());
     let mut tx = state.db.begin().await?;
     let existing: Option<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT id, version, min_host_version, sha256 FROM modules WHERE signing_key = ? AND sequence = ?",
+        "SELECT id, version, min_host_version, sha256 FROM modules WHERE signing_key = $1 AND sequence = $2",
     )
     .bind(&m.key)
     .bind(i64::try_from(m.sequence).unwrap_or(i64::MAX))
@@ -89,9 +89,7 @@ pub(crate) async fn upload(
     .await?;
     let id = match existing {
         Some((id, version, min_host, source)) => {
-            if version != m.version
-                || min_host != m.min_host_version
-                || source != m.source_sha256()
+            if version != m.version || min_host != m.min_host_version || source != m.source_sha256()
             {
                 return Err(ApiError::Conflict(format!(
                     "sequence {} of this key is already version {version} of another component; sign with a new sequence",
@@ -103,7 +101,7 @@ pub(crate) async fn upload(
         None => {
             sqlx::query_scalar::<_, i64>(
                 "INSERT INTO modules (version, sequence, world, sha256, size, min_host_version, signing_key, bundle, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, x'', ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(&m.version)
             .bind(i64::try_from(m.sequence).unwrap_or(i64::MAX))
@@ -112,6 +110,8 @@ pub(crate) async fn upload(
             .bind(i64::try_from(m.size).unwrap_or(i64::MAX))
             .bind(&m.min_host_version)
             .bind(&m.key)
+            // The bundles live in module_bundles.
+            .bind(Vec::<u8>::new())
             .bind(now)
             .fetch_one(&mut *tx)
             .await?
@@ -119,7 +119,7 @@ pub(crate) async fn upload(
     };
     let inserted = sqlx::query(
         "INSERT INTO module_bundles (module_id, target, engine, runtime, sha256, size, bundle, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(&variant.target)
@@ -203,13 +203,9 @@ impl Variant {
     }
 
     /// The variant for `dev_id`, from the platform stored at its activation.
-    async fn wanted_by_device(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Self> {
-        let platform: Option<Option<String>> =
-            sqlx::query_scalar("SELECT platform FROM devices WHERE dev_id = ?")
-                .bind(dev_id)
-                .fetch_optional(db)
-                .await?;
-        Ok(Self::wanted_by(platform.flatten().as_deref()))
+    async fn wanted_by_device(db: &Db, dev_id: &str) -> sqlx::Result<Self> {
+        let platform = crate::devices::store::platform(db, dev_id).await?;
+        Ok(Self::wanted_by(platform.as_deref()))
     }
 
     fn label(&self) -> String {
@@ -223,12 +219,12 @@ impl Variant {
 
 /// Devices of `module`'s rollouts that waited for a bundle for their platform go back
 /// to pending, now that another bundle is stored.
-async fn reopen_waiting(db: &SqlitePool, module: i64) -> ApiResult<Vec<String>> {
+async fn reopen_waiting(db: &Db, module: i64) -> ApiResult<Vec<String>> {
     let now = crate::db_time(crate::unix_now());
     Ok(sqlx::query_scalar(
-        "UPDATE rollout_devices SET state = 'pending', reason = NULL, updated_at = ?
+        "UPDATE rollout_devices SET state = 'pending', reason = NULL, updated_at = $1
          WHERE state = 'refused' AND reason LIKE 'no_bundle_for_platform:%'
-           AND rollout_id IN (SELECT id FROM rollouts WHERE module_id = ?)
+           AND rollout_id IN (SELECT id FROM rollouts WHERE module_id = $2)
          RETURNING dev_id",
     )
     .bind(now)
@@ -238,19 +234,40 @@ async fn reopen_waiting(db: &SqlitePool, module: i64) -> ApiResult<Vec<String>> 
 }
 
 /// The variants column of [`ModuleView`].
-const VARIANTS: &str = "(SELECT json_group_array(v) FROM (
-    SELECT CASE WHEN b.target = '' THEN 'portable' ELSE b.target || '/' || b.engine END AS v
-    FROM module_bundles b WHERE b.module_id = m.id ORDER BY b.target, b.engine)) AS variants";
+/// (comma-separated: neither targets nor engines hold a comma).
+const VARIANTS: &str = "(SELECT string_agg(CASE WHEN b.target = '' THEN 'portable' ELSE b.target || '/' || b.engine END, ',' ORDER BY b.target, b.engine)
+    FROM module_bundles b WHERE b.module_id = m.id) AS variants";
 
-async fn module(db: &SqlitePool, id: i64) -> ApiResult<ModuleView> {
-    sqlx::query_as(&format!(
+/// A row of [`ModuleView`] columns.
+struct ModuleRow(ModuleView);
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for ModuleRow {
+    fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let variants: Option<String> = row.try_get("variants")?;
+        Ok(Self(ModuleView {
+            id: row.try_get("id")?,
+            version: row.try_get("version")?,
+            sequence: row.try_get("sequence")?,
+            sha256: row.try_get("sha256")?,
+            size: row.try_get("size")?,
+            created_at: row.try_get("created_at")?,
+            variants: variants
+                .map(|v| v.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }))
+    }
+}
+
+async fn module(db: &Db, id: i64) -> ApiResult<ModuleView> {
+    let row: Option<ModuleRow> = sqlx::query_as(&format!(
         "SELECT m.id, m.version, m.sequence, m.sha256, m.size, m.created_at, {VARIANTS}
-         FROM modules m WHERE m.id = ?"
+         FROM modules m WHERE m.id = $1"
     ))
     .bind(id)
     .fetch_optional(db)
-    .await?
-    .ok_or(ApiError::NotFound("module"))
+    .await?;
+    row.map(|r| r.0).ok_or(ApiError::NotFound("module"))
 }
 
 /// The stored modules.
@@ -261,13 +278,13 @@ pub(crate) async fn list(
     user: AuthUser,
 ) -> ApiResult<Json<Vec<ModuleView>>> {
     user.require_admin()?;
-    let modules = sqlx::query_as(&format!(
+    let modules: Vec<ModuleRow> = sqlx::query_as(&format!(
         "SELECT m.id, m.version, m.sequence, m.sha256, m.size, m.created_at, {VARIANTS}
          FROM modules m ORDER BY m.id"
     ))
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(modules))
+    Ok(Json(modules.into_iter().map(|r| r.0).collect()))
 }
 
 /// Roll a module out to a product's devices or to listed devices.
@@ -305,7 +322,7 @@ pub(crate) async fn create_rollout(
     let now = crate::db_time(crate::unix_now());
     let mut tx = state.db.begin().await?;
     let rollout: i64 = sqlx::query_scalar(
-        "INSERT INTO rollouts (module_id, product_key, created_at) VALUES (?, ?, ?) RETURNING id",
+        "INSERT INTO rollouts (module_id, product_key, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(id)
     .bind(product_key)
@@ -314,7 +331,7 @@ pub(crate) async fn create_rollout(
     .await?;
     for dev_id in &targets {
         sqlx::query(
-            "INSERT INTO rollout_devices (rollout_id, dev_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
+            "INSERT INTO rollout_devices (rollout_id, dev_id, state, updated_at) VALUES ($1, $2, 'pending', $3)",
         )
         .bind(rollout)
         .bind(dev_id)
@@ -355,16 +372,17 @@ pub(crate) async fn create_rollout(
 /// rollouts of its product it is not in yet, such as ones made before it was activated).
 /// True when a notice went out.
 pub async fn deliver(
-    db: &SqlitePool,
+    db: &Db,
     broker: &Broker,
     api_url: &str,
     dev_id: &str,
 ) -> anyhow::Result<bool> {
     let now = crate::db_time(crate::unix_now());
     sqlx::query(
-        "INSERT OR IGNORE INTO rollout_devices (rollout_id, dev_id, state, updated_at)
-         SELECT r.id, d.dev_id, 'pending', ? FROM rollouts r JOIN devices d ON d.product_key = r.product_key
-         WHERE d.dev_id = ?",
+        "INSERT INTO rollout_devices (rollout_id, dev_id, state, updated_at)
+         SELECT r.id, d.dev_id, 'pending', $1 FROM rollouts r JOIN devices d ON d.product_key = r.product_key
+         WHERE d.dev_id = $2
+         ON CONFLICT DO NOTHING",
     )
     .bind(now)
     .bind(dev_id)
@@ -374,7 +392,7 @@ pub async fn deliver(
     let pending: Option<(i64, i64, String, i64)> = sqlx::query_as(
         "SELECT rd.rollout_id, m.id, m.version, m.sequence
          FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
-         WHERE rd.dev_id = ? AND rd.state IN ('pending', 'notified')
+         WHERE rd.dev_id = $1 AND rd.state IN ('pending', 'notified')
          ORDER BY m.sequence DESC LIMIT 1",
     )
     .bind(dev_id)
@@ -391,7 +409,7 @@ pub async fn deliver(
             wanted.label()
         );
         sqlx::query(
-            "UPDATE rollout_devices SET state = 'refused', reason = ?, updated_at = ? WHERE rollout_id = ? AND dev_id = ?",
+            "UPDATE rollout_devices SET state = 'refused', reason = $1, updated_at = $2 WHERE rollout_id = $3 AND dev_id = $4",
         )
         .bind(&reason)
         .bind(now)
@@ -418,7 +436,7 @@ pub async fn deliver(
         )
         .await?;
     sqlx::query(
-        "UPDATE rollout_devices SET state = 'notified', updated_at = ? WHERE rollout_id = ? AND dev_id = ? AND state = 'pending'",
+        "UPDATE rollout_devices SET state = 'notified', updated_at = $1 WHERE rollout_id = $2 AND dev_id = $3 AND state = 'pending'",
     )
     .bind(now)
     .bind(rollout)
@@ -430,14 +448,10 @@ pub async fn deliver(
 }
 
 /// Selects a module's bundle for one variant: binds the module id, then the variant.
-const BUNDLE_OF_VARIANT: &str = "FROM module_bundles b WHERE b.module_id = ? AND b.target = ? AND b.engine = ? AND b.runtime = ?";
+const BUNDLE_OF_VARIANT: &str = "FROM module_bundles b WHERE b.module_id = $1 AND b.target = $2 AND b.engine = $3 AND b.runtime = $4";
 
 /// The hash and size of the bundle of `module` for `wanted`, if stored.
-async fn bundle_for(
-    db: &SqlitePool,
-    module: i64,
-    wanted: &Variant,
-) -> sqlx::Result<Option<(String, i64)>> {
+async fn bundle_for(db: &Db, module: i64, wanted: &Variant) -> sqlx::Result<Option<(String, i64)>> {
     sqlx::query_as(&format!("SELECT b.sha256, b.size {BUNDLE_OF_VARIANT}"))
         .bind(module)
         .bind(&wanted.target)
@@ -448,7 +462,7 @@ async fn bundle_for(
 }
 
 /// Delivers waiting notices to devices as they subscribe, until the stream ends.
-pub fn deliver_on_subscribe(db: SqlitePool, broker: Arc<Broker>, api_url: String) {
+pub fn deliver_on_subscribe(db: Db, broker: Arc<Broker>, api_url: String) {
     let subscribed = broker.subscriptions();
     tokio::spawn(async move {
         while let Some(dev_id) = subscribed.next().await {
@@ -483,7 +497,7 @@ pub(crate) async fn download(
     let bundle: Option<Vec<u8>> = sqlx::query_scalar(&format!(
         "SELECT b.bundle {BUNDLE_OF_VARIANT} AND EXISTS (
            SELECT 1 FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
-           WHERE r.module_id = b.module_id AND rd.dev_id = ?)"
+           WHERE r.module_id = b.module_id AND rd.dev_id = $5)"
     ))
     .bind(id)
     .bind(&wanted.target)
@@ -523,9 +537,9 @@ pub(crate) async fn report_status(
     };
     crate::devices::store::set_module(&state.db, dev_id, &report.running, &outcome).await?;
     sqlx::query(
-        "UPDATE rollout_devices SET state = ?, reason = ?, updated_at = ?
-         WHERE dev_id = ? AND rollout_id IN (
-           SELECT r.id FROM rollouts r JOIN modules m ON m.id = r.module_id WHERE m.sequence = ?)",
+        "UPDATE rollout_devices SET state = $1, reason = $2, updated_at = $3
+         WHERE dev_id = $4 AND rollout_id IN (
+           SELECT r.id FROM rollouts r JOIN modules m ON m.id = r.module_id WHERE m.sequence = $5)",
     )
     .bind(report.result.name())
     .bind(&report.reason)
@@ -539,11 +553,11 @@ pub(crate) async fn report_status(
 }
 
 /// The newest rollout of a device, for `GET /v1/devices/{id}`.
-pub async fn rollout_of(db: &SqlitePool, dev_id: &str) -> ApiResult<Option<RolloutView>> {
+pub async fn rollout_of(db: &Db, dev_id: &str) -> ApiResult<Option<RolloutView>> {
     let row: Option<(i64, String, i64, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT m.id, m.version, m.sequence, rd.state, rd.reason, rd.updated_at
          FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id JOIN modules m ON m.id = r.module_id
-         WHERE rd.dev_id = ? ORDER BY rd.updated_at DESC, m.sequence DESC LIMIT 1",
+         WHERE rd.dev_id = $1 ORDER BY rd.updated_at DESC, m.sequence DESC LIMIT 1",
     )
     .bind(dev_id)
     .fetch_optional(db)

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::db::{Db, Engine};
 use crate::error::ApiError;
 use crate::expiring::Expiring;
 
@@ -74,26 +75,103 @@ impl RateLimit {
 }
 
 /// At most `max` failures per `window` for each key: the work a failure follows (a
-/// password hash, a token lookup) is refused until the window ends.
+/// password hash, a token lookup) is refused until the window ends. Kept in memory, or
+/// (see [`FailureLimit::shared`]) in the database that several service processes share,
+/// so that guesses spread over the nodes of a cluster count together.
 #[derive(Debug)]
 pub struct FailureLimit {
     max: u32,
     window: Duration,
     windows: Mutex<Expiring<String, (Instant, u32)>>,
+    /// The database and this limit's name in `failure_windows`, when shared.
+    shared: Option<(Db, &'static str)>,
 }
 
 impl FailureLimit {
-    /// A limit of `max` failures per `window`.
+    /// A limit of `max` failures per `window`, in memory.
     pub fn new(max: u32, window: Duration) -> Self {
         Self {
             max,
             window,
             windows: Mutex::default(),
+            shared: None,
+        }
+    }
+
+    /// The same limit kept in `db`'s `failure_windows` under `kind` (whole seconds).
+    pub fn shared(self, db: Db, kind: &'static str) -> Self {
+        Self {
+            shared: Some((db, kind)),
+            ..self
         }
     }
 
     /// Refuses when `key` has spent its failures in the current window, without counting.
-    pub fn refuse_if_spent(&self, key: &str) -> Result<(), ApiError> {
+    pub async fn refuse_if_spent(&self, key: &str) -> Result<(), ApiError> {
+        if let Some((db, kind)) = &self.shared {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT window_start, failures FROM failure_windows WHERE kind = $1 AND key = $2",
+            )
+            .bind(*kind)
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
+            return match row {
+                Some((start, n)) => self.judge_shared(start, n, false),
+                None => Ok(()),
+            };
+        }
+        self.refuse_if_spent_here(key)
+    }
+
+    /// Counts one failure for `key`; refuses when it was over the limit.
+    pub async fn fail(&self, key: &str) -> Result<(), ApiError> {
+        if let Some((db, kind)) = &self.shared {
+            let now = crate::db_time(crate::unix_now());
+            // One statement, so failures on several nodes at once all count.
+            let (start, n): (i64, i64) = sqlx::query_as(
+                "INSERT INTO failure_windows (kind, key, window_start, failures) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (kind, key) DO UPDATE SET
+                   failures = CASE WHEN failure_windows.window_start + $4 <= $3 THEN 1
+                                   ELSE failure_windows.failures + 1 END,
+                   window_start = CASE WHEN failure_windows.window_start + $4 <= $3 THEN $3
+                                       ELSE failure_windows.window_start END
+                 RETURNING window_start, failures",
+            )
+            .bind(*kind)
+            .bind(key)
+            .bind(now)
+            .bind(self.window_secs())
+            .fetch_one(db)
+            .await?;
+            return self.judge_shared(start, n, true);
+        }
+        self.fail_here(key)
+    }
+
+    fn window_secs(&self) -> i64 {
+        i64::try_from(self.window.as_secs().max(1)).unwrap_or(i64::MAX)
+    }
+
+    /// The verdict on a shared window that began at `start` with `n` failures (`counted`:
+    /// `n` includes the failure just recorded).
+    fn judge_shared(&self, start: i64, n: i64, counted: bool) -> Result<(), ApiError> {
+        let now = crate::db_time(crate::unix_now());
+        let left = start + self.window_secs() - now;
+        let spent = if counted {
+            n > i64::from(self.max)
+        } else {
+            n >= i64::from(self.max)
+        };
+        if left > 0 && spent {
+            return Err(ApiError::RateLimited(
+                u64::try_from(left).unwrap_or(1).max(1),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refuse_if_spent_here(&self, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
         let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         match windows.get(key) {
@@ -104,8 +182,9 @@ impl FailureLimit {
         }
     }
 
-    /// Counts one failure for `key`; refuses when it was over the limit.
-    pub fn fail(&self, key: &str) -> Result<(), ApiError> {
+    /// [`FailureLimit::fail`] in this process's memory, whether or not the limit is
+    /// shared (for measuring the in-memory windows).
+    pub fn fail_here(&self, key: &str) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let windows = windows.swept(|_, (start, _)| now.duration_since(*start) < self.window);
@@ -159,6 +238,45 @@ impl Default for RateLimits {
     }
 }
 
+impl RateLimits {
+    /// The limits of a service on `db`. On PostgreSQL, which several processes share,
+    /// the failure limits that guard secrets (passwords, a token's 4-character secret)
+    /// are kept in the database, so an attacker cannot multiply them by spreading
+    /// guesses over the nodes; the event limits, which guard capacity, stay per process.
+    pub fn for_db(db: &Db) -> Self {
+        let limits = Self::default();
+        match Engine::of(db) {
+            Engine::Sqlite => limits,
+            Engine::Postgres => Self {
+                login_account: limits.login_account.shared(db.clone(), "login_account"),
+                token_guesses: limits.token_guesses.shared(db.clone(), "token_guesses"),
+                ..limits
+            },
+        }
+    }
+}
+
+/// Forgets shared failure windows that have ended (at most `keep` old), every minute.
+pub fn sweep_failure_windows(db: Db, keep: Duration) {
+    if Engine::of(&db) != Engine::Postgres {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        while !db.is_closed() {
+            every.tick().await;
+            let before = crate::db_time(crate::unix_now().saturating_sub(keep.as_secs()));
+            if let Err(e) = sqlx::query("DELETE FROM failure_windows WHERE window_start < $1")
+                .bind(before)
+                .execute(&db)
+                .await
+            {
+                tracing::warn!(error = %e, "failed to sweep the failure windows");
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,16 +322,19 @@ mod tests {
     fn failures_are_asked_without_counting_and_refused_until_the_window_ends() {
         let limit = FailureLimit::new(2, Duration::from_millis(40));
         for _ in 0..5 {
-            assert!(limit.refuse_if_spent("a").is_ok(), "asking does not count");
+            assert!(
+                limit.refuse_if_spent_here("a").is_ok(),
+                "asking does not count"
+            );
         }
-        assert!(limit.fail("a").is_ok());
-        assert!(limit.fail("a").is_ok());
+        assert!(limit.fail_here("a").is_ok());
+        assert!(limit.fail_here("a").is_ok());
         assert!(matches!(
-            limit.refuse_if_spent("a"),
+            limit.refuse_if_spent_here("a"),
             Err(ApiError::RateLimited(1))
         ));
-        assert!(limit.refuse_if_spent("b").is_ok());
+        assert!(limit.refuse_if_spent_here("b").is_ok());
         std::thread::sleep(Duration::from_millis(45));
-        assert!(limit.refuse_if_spent("a").is_ok());
+        assert!(limit.refuse_if_spent_here("a").is_ok());
     }
 }

@@ -48,7 +48,7 @@ pub(crate) async fn store_report(
         ));
     }
     let (token, _) = pairing_tokens::find_presented(&state, &report.token).await?;
-    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pairing_reports WHERE token_id = ?")
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pairing_reports WHERE token_id = $1")
         .bind(token.public_id())
         .fetch_one(&state.db)
         .await?;
@@ -66,7 +66,7 @@ pub(crate) async fn store_report(
     };
     sqlx::query(
         "INSERT INTO pairing_reports (token_id, uuid, outcome, code, phase, message, timings, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(token.public_id())
     .bind(&uuid)

@@ -3,6 +3,7 @@
 //! anything else, limited per client address and then per account, and its Argon2 check
 //! waits for one of a few permits, so a flood of logins costs bounded memory and CPU.
 
+use crate::db::Db;
 use anyhow::Context;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, SaltString};
@@ -11,7 +12,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::post;
 use axum::{Json, Router};
-use sqlx::SqlitePool;
 use tether_proto::Secret;
 
 use crate::app::AppState;
@@ -74,7 +74,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Creates an account.
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &Db,
     name: &str,
     password: &Secret,
     role: Role,
@@ -88,7 +88,7 @@ pub async fn create(
     }
     let hash = hash_password(password)?;
     let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (username) DO NOTHING RETURNING id",
     )
     .bind(name)
@@ -102,8 +102,8 @@ pub async fn create(
 }
 
 /// Whether an account exists.
-pub async fn exists(pool: &SqlitePool, name: &str) -> anyhow::Result<bool> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username = ?")
+pub async fn exists(pool: &Db, name: &str) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username = $1")
         .bind(name)
         .fetch_one(pool)
         .await?;
@@ -147,9 +147,13 @@ pub(crate) async fn issue_token(
         )));
     }
     state.limits.login_client.check(&client.to_string())?;
-    state.limits.login_account.refuse_if_spent(&req.username)?;
+    state
+        .limits
+        .login_account
+        .refuse_if_spent(&req.username)
+        .await?;
     let row: Option<(i64, String, String)> =
-        sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = ?")
+        sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = $1")
             .bind(&req.username)
             .fetch_optional(&state.db)
             .await?;
@@ -164,7 +168,7 @@ pub(crate) async fn issue_token(
         .map_err(|_| ApiError::RateLimited(1))?;
     let Some((id, _, role)) = row.filter(|_| verified && found) else {
         // Only failures count against the account, and the window ends.
-        let _ = state.limits.login_account.fail(&req.username);
+        let _ = state.limits.login_account.fail(&req.username).await;
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
     let now = crate::unix_now();

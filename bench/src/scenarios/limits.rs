@@ -30,7 +30,7 @@ impl Limiter for RateLimit {
 
 impl Limiter for FailureLimit {
     fn allow(&self, key: &str) -> bool {
-        self.fail(key).is_ok()
+        self.fail_here(key).is_ok()
     }
 }
 

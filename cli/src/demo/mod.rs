@@ -212,7 +212,7 @@ async fn seed_cloud(
             role: Role::Admin,
         },
     ];
-    local::seed(cloud_dir, &accounts, PRODUCT_KEY, 1)
+    local::seed(cloud_dir, None, &accounts, PRODUCT_KEY, 1)
         .await
         .map_err(internal("cannot prepare the cloud's database"))?
         .licenses

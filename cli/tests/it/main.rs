@@ -45,7 +45,7 @@ impl World {
             password: "ann-passw0rd",
             role: Role::User,
         };
-        let license = local::seed(cloud_dir.path(), &[ann], PRODUCT, 1)
+        let license = local::seed(cloud_dir.path(), None, &[ann], PRODUCT, 1)
             .await
             .expect("seeded")
             .licenses

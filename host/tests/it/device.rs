@@ -63,7 +63,7 @@ impl Cloud {
                 role: Role::Admin,
             },
         ];
-        let licenses = local::seed(dir.path(), &accounts, PRODUCT, devices as usize)
+        let licenses = local::seed(dir.path(), None, &accounts, PRODUCT, devices as usize)
             .await
             .expect("seeded")
             .licenses;
@@ -577,10 +577,10 @@ async fn an_expired_or_used_token_ends_pairing_with_its_code_and_no_retry_loop()
     );
 
     let expired = cloud.token().await;
-    let db = tether_service::db::open(cloud._dir.path())
+    let db = tether_service::db::open(cloud._dir.path(), None)
         .await
         .expect("db");
-    sqlx::query("UPDATE pairing_tokens SET expires_at = 1 WHERE public_id = ?")
+    sqlx::query("UPDATE pairing_tokens SET expires_at = 1 WHERE public_id = $1")
         .bind(
             tether_proto::token::PairingToken::parse(&expired)
                 .expect("a token")

@@ -104,10 +104,10 @@ impl Host {
 }
 
 async fn activations(cloud: &Cloud, uuid: &str) -> i64 {
-    let db = tether_service::db::open(cloud._dir.path())
+    let db = tether_service::db::open(cloud._dir.path(), None)
         .await
         .expect("db");
-    let n = sqlx::query_scalar("SELECT COUNT(*) FROM activations WHERE uuid = ?")
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM activations WHERE uuid = $1")
         .bind(uuid)
         .fetch_one(&db)
         .await

@@ -5,13 +5,14 @@
 //! nothing, so it does not disturb the others in its batch.
 
 use anyhow::Context;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, Transaction};
 use tether_proto::ErrorCode;
 use tether_proto::Secret;
 use tether_proto::activation::ActivateRequest;
 use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::{Db, Engine};
 use crate::device_auth::Nonce;
 use crate::devices;
 use crate::error::{ApiError, ApiResult};
@@ -21,6 +22,9 @@ use crate::pairing_tokens::TokenRow;
 const MAX_BATCH: usize = 256;
 /// Activations waiting for the writer before senders wait too.
 const QUEUE: usize = 4096;
+/// Times a batch is tried again after PostgreSQL aborted it to break a deadlock with
+/// another node's batch (or a serialization failure): it wrote nothing, so it is safe.
+const RETRIES: u32 = 5;
 
 /// What an activation stored.
 #[derive(Debug)]
@@ -55,7 +59,7 @@ impl std::fmt::Debug for Job {
 
 impl Binder {
     /// Starts the writer on `db`; it ends when the last `Binder` is dropped.
-    pub fn start(db: SqlitePool) -> Self {
+    pub fn start(db: Db) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(db, queue));
         Self { jobs }
@@ -88,10 +92,11 @@ impl Binder {
     }
 }
 
-async fn run(db: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
+    let engine = Engine::of(&db);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results = match write(&db, &batch).await {
+        let results = match write_retrying(&db, engine, &batch).await {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), activations = batch.len(), "an activation batch failed to commit");
@@ -111,12 +116,39 @@ async fn run(db: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// [`write`], again while the database aborts it for a conflict with another writer.
+async fn write_retrying(
+    db: &Db,
+    engine: Engine,
+    batch: &[Job],
+) -> anyhow::Result<Vec<ApiResult<Bound>>> {
+    let mut tries = 0;
+    loop {
+        match write(db, engine, batch).await {
+            Err(e) if tries < RETRIES && is_conflict(&e) => {
+                tries += 1;
+                tracing::warn!(error = %format!("{e:#}"), tries, activations = batch.len(), "an activation batch met a concurrent writer; trying again");
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether PostgreSQL aborted a transaction to break a deadlock or a serialization
+/// conflict (SQLSTATE 40P01, 40001).
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
 /// One transaction for the whole batch. A refused activation has written nothing (see
 /// [`bind`]); a storage error fails the whole batch, which is then rolled back.
-async fn write(db: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<ApiResult<Bound>>> {
-    // IMMEDIATE takes the write lock up front, so nothing can commit between this
-    // transaction's reads and its writes.
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+async fn write(db: &Db, engine: Engine, batch: &[Job]) -> anyhow::Result<Vec<ApiResult<Bound>>> {
+    // On SQLite the write lock is taken up front, so nothing can commit between this
+    // transaction's reads and its writes; on PostgreSQL each license read is locked.
+    let mut tx = db.begin_with(engine.begin_write()).await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         // The nonce is the batch's first write for this job; a replay writes nothing.
@@ -124,7 +156,16 @@ async fn write(db: &SqlitePool, batch: &[Job]) -> anyhow::Result<Vec<ApiResult<B
             results.push(Err(crate::device_auth::replayed()));
             continue;
         }
-        results.push(bind(&mut tx, &job.token, &job.req, job.platform.as_deref()).await?);
+        results.push(
+            bind(
+                &mut tx,
+                engine,
+                &job.token,
+                &job.req,
+                job.platform.as_deref(),
+            )
+            .await?,
+        );
     }
     tx.commit().await?;
     Ok(results)
@@ -137,8 +178,16 @@ struct Known {
     dev_id: Option<String>,
     owner_id: Option<i64>,
     generation: Option<i64>,
-    counted: bool,
+    /// 1 when this token has counted this device already.
+    counted: i64,
 }
+
+/// What [`Known`] is read with; on PostgreSQL it also locks the license's row until the
+/// batch commits, so that two nodes activating one device take turns.
+const KNOWN: &str = "SELECT l.product_key, d.dev_id, d.owner_id, d.generation,
+        CASE WHEN EXISTS (SELECT 1 FROM activations a WHERE a.token_id = $1 AND a.uuid = l.uuid) THEN 1 ELSE 0 END AS counted
+    FROM licenses l LEFT JOIN devices d ON d.uuid = l.uuid
+    WHERE l.uuid = $2";
 
 /// Checks the license, counts the activation against the token (once per device and
 /// token, so a retried request is not refused as `token_used`) and creates, renews or
@@ -146,21 +195,25 @@ struct Known {
 /// activation leaves the batch's transaction as it found it. The outer error is storage
 /// failing; the inner one the activation refused.
 async fn bind(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
+    engine: Engine,
     token: &TokenRow,
     req: &ActivateRequest,
     platform: Option<&str>,
 ) -> anyhow::Result<ApiResult<Bound>> {
-    let known: Option<Known> = sqlx::query_as(
-        "SELECT l.product_key, d.dev_id, d.owner_id, d.generation,
-                EXISTS (SELECT 1 FROM activations a WHERE a.token_id = ? AND a.uuid = l.uuid) AS counted
-         FROM licenses l LEFT JOIN devices d ON d.uuid = l.uuid
-         WHERE l.uuid = ?",
-    )
-    .bind(&token.public_id)
-    .bind(&req.uuid)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let locked;
+    let statement = match engine {
+        Engine::Sqlite => KNOWN,
+        Engine::Postgres => {
+            locked = format!("{KNOWN} FOR UPDATE OF l");
+            locked.as_str()
+        }
+    };
+    let known: Option<Known> = sqlx::query_as(statement)
+        .bind(&token.public_id)
+        .bind(&req.uuid)
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(known) = known.filter(|k| k.product_key == req.product_key) else {
         return Ok(Err(ApiError::BadRequest(
             "product_key does not match the device's license".into(),
@@ -176,11 +229,11 @@ async fn bind(
     {
         return Ok(Err(ApiError::pairing(ErrorCode::DevAlreadyBound)));
     }
-    if !known.counted {
+    if known.counted == 0 {
         // The condition makes concurrent activations race safely: only as many succeed as
         // the token allows, whatever their interleaving. When it refuses it wrote nothing.
         let taken = sqlx::query(
-            "UPDATE pairing_tokens SET used = used + 1 WHERE public_id = ? AND used < max_devices",
+            "UPDATE pairing_tokens SET used = used + 1 WHERE public_id = $1 AND used < max_devices",
         )
         .bind(&token.public_id)
         .execute(&mut **tx)
@@ -223,7 +276,7 @@ async fn bind(
     };
     devices::store::bind(&mut **tx, &binding).await?;
     sqlx::query(
-        "INSERT INTO activations (token_id, uuid, dev_id, activated_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO activations (token_id, uuid, dev_id, activated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (token_id, uuid) DO UPDATE SET dev_id = excluded.dev_id, activated_at = excluded.activated_at",
     )
     .bind(&token.public_id)

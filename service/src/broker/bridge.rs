@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::db::Db;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
-use sqlx::SqlitePool;
 use tether_proto::mqtt::{Envelope, Protocol};
 use tether_proto::random::{self, LOWER_ALPHANUMERIC};
 use tokio::sync::watch;
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Bridge {
 
 impl Bridge {
     /// Connects to the broker at `addr` and starts storing reports.
-    pub fn start(addr: SocketAddr, password: &Secret, db: SqlitePool) -> anyhow::Result<Self> {
+    pub fn start(addr: SocketAddr, password: &Secret, db: Db) -> anyhow::Result<Self> {
         let suffix = random::string(LOWER_ALPHANUMERIC, 8).context("random source")?;
         let mut options = MqttOptions::new(
             format!("{SERVICE_USERNAME}-{suffix}"),
@@ -65,12 +65,7 @@ impl Bridge {
     }
 }
 
-async fn run(
-    client: AsyncClient,
-    mut events: EventLoop,
-    db: SqlitePool,
-    connected: watch::Sender<bool>,
-) {
+async fn run(client: AsyncClient, mut events: EventLoop, db: Db, connected: watch::Sender<bool>) {
     // Runs until every `Bridge` handle (each holds a receiver) is dropped.
     while !connected.is_closed() {
         match events.poll().await {
@@ -94,7 +89,7 @@ async fn run(
     }
 }
 
-async fn store_report(db: &SqlitePool, topic: &str, payload: &[u8]) {
+async fn store_report(db: &Db, topic: &str, payload: &[u8]) {
     let Some(dev_id) = topic.strip_prefix("smart/device/out/") else {
         return;
     };

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::db::Db;
 use async_trait::async_trait;
 use rmqtt::acl::AuthInfo;
 use rmqtt::codec::v5::SubscribeAckReason;
@@ -18,7 +19,6 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, Disconnect, Id, LastWill, Message, PublishAclResult, Reason,
     SubscribeAclResult,
 };
-use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 use tether_proto::{Secret, mqtt};
 use tokio::sync::oneshot;
@@ -144,7 +144,7 @@ impl Sessions {
 /// The hook handler.
 pub struct Hooks {
     pub(super) scx: ServerContext,
-    pub(super) db: SqlitePool,
+    pub(super) db: Db,
     pub(super) keys: Arc<Keys>,
     pub(super) service_password: Secret,
     pub(super) sessions: Arc<Sessions>,

@@ -10,6 +10,7 @@ mod subscribed;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::db::Db;
 use anyhow::Context;
 use rmqtt::codec::types::{Publish as CodecPublish, QoS};
 use rmqtt::context::ServerContext;
@@ -19,7 +20,6 @@ use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{ClientId, From as MessageFrom, Id, Publish};
 use rmqtt::utils::timestamp_millis;
-use sqlx::SqlitePool;
 use tether_proto::Secret;
 use tether_proto::mqtt::{self, Envelope, Protocol};
 use tether_proto::random::{self, ALPHANUMERIC};
@@ -72,7 +72,7 @@ pub struct Broker {
     scx: ServerContext,
     sessions: Arc<Sessions>,
     service_password: Secret,
-    db: SqlitePool,
+    db: Db,
     subscribed: Arc<Subscribed>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -91,7 +91,7 @@ impl Broker {
     pub async fn start(
         listen: SocketAddr,
         tls: Option<&Tls>,
-        db: SqlitePool,
+        db: Db,
         keys: Arc<Keys>,
     ) -> anyhow::Result<Self> {
         let scx = ServerContext::new().build().await;
@@ -326,7 +326,7 @@ fn publish_packet(dev_id: &str, payload: Vec<u8>) -> Publish {
 }
 
 /// Marks every device offline: at start (sessions do not survive the service) and at stop.
-async fn mark_all_offline(db: &SqlitePool) -> anyhow::Result<()> {
+async fn mark_all_offline(db: &Db) -> anyhow::Result<()> {
     let done = crate::devices::store::mark_all_offline(db)
         .await
         .context("failed to reset device presence")?;

@@ -2,13 +2,13 @@
 //! data-point commands (protocol 5), and unbind (protocol 8, or 11 with `?reset=true`;
 //! then the session is closed and the credentials stop working).
 
+use crate::db::Db;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use tether_proto::mqtt::Protocol;
 
 use crate::app::AppState;
@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/devices/{dev_id}/commands", post(send_command))
 }
 
-async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> ApiResult<DeviceView> {
+async fn owned(db: &Db, owner: i64, dev_id: &str) -> ApiResult<DeviceView> {
     store::owned(db, owner, dev_id)
         .await?
         .ok_or(ApiError::NotFound("device"))

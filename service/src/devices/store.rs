@@ -1,53 +1,95 @@
-//! The `devices` table: every statement that reads or writes it on its own is here, as a
-//! named operation the other modules call (activation binds, the broker records
-//! presence and reports, modules record update outcomes). Statements are checked against
-//! the schema at build time (`sqlx::query!`, with the offline data in `service/.sqlx`);
-//! only the view queries, which decode JSON columns into `DeviceView`, are runtime ones.
+//! The device registry's statements, behind one function per named operation the other
+//! modules call (activation binds, the broker records presence and reports, modules
+//! record update outcomes). The same statements run on SQLite and PostgreSQL; flags are
+//! 0/1 integers and JSON documents text on both, decoded here.
 
-use sqlx::{SqliteExecutor, SqlitePool};
+use sqlx::any::{AnyExecutor, AnyRow};
+use sqlx::{FromRow, Row};
 use tether_proto::Secret;
 use tether_proto::api::DeviceView;
 use tether_proto::module::UpdateOutcome;
 
+use crate::db::Db;
+
 /// The columns of a [`DeviceView`].
 const VIEW: &str = "dev_id, uuid, product_key, online, last_seen, last_report, sw_ver, module_version, activated_at, module_outcome, platform";
 
+/// A row of [`VIEW`] columns.
+struct ViewRow(DeviceView);
+
+impl FromRow<'_, AnyRow> for ViewRow {
+    fn from_row(row: &AnyRow) -> sqlx::Result<Self> {
+        let json = |column: &str| -> sqlx::Result<Option<String>> { row.try_get(column) };
+        let last_report = json("last_report")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| decode_error("last_report", e))?;
+        let module_outcome = json("module_outcome")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| decode_error("module_outcome", e))?;
+        Ok(Self(DeviceView {
+            dev_id: row.try_get("dev_id")?,
+            uuid: row.try_get("uuid")?,
+            product_key: row.try_get("product_key")?,
+            online: row.try_get::<i64, _>("online")? != 0,
+            last_seen: row.try_get("last_seen")?,
+            last_report,
+            sw_ver: row.try_get("sw_ver")?,
+            module_version: row.try_get("module_version")?,
+            activated_at: row.try_get("activated_at")?,
+            module_outcome,
+            platform: row.try_get("platform")?,
+            rollout: None,
+        }))
+    }
+}
+
+/// A column whose text is not the JSON it should hold.
+pub fn decode_error(column: &str, e: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    }
+}
+
 /// A device as its owner sees it, if `owner` owns it.
-pub async fn owned(db: &SqlitePool, owner: i64, dev_id: &str) -> sqlx::Result<Option<DeviceView>> {
-    sqlx::query_as(&format!(
-        "SELECT {VIEW} FROM devices WHERE dev_id = ? AND owner_id = ?"
+pub async fn owned(db: &Db, owner: i64, dev_id: &str) -> sqlx::Result<Option<DeviceView>> {
+    let row: Option<ViewRow> = sqlx::query_as(&format!(
+        "SELECT {VIEW} FROM devices WHERE dev_id = $1 AND owner_id = $2"
     ))
     .bind(dev_id)
     .bind(owner)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| r.0))
 }
 
 /// The devices `owner` owns, oldest activation first.
-pub async fn of_owner(db: &SqlitePool, owner: i64) -> sqlx::Result<Vec<DeviceView>> {
-    sqlx::query_as(&format!(
-        "SELECT {VIEW} FROM devices WHERE owner_id = ? ORDER BY activated_at, dev_id"
+pub async fn of_owner(db: &Db, owner: i64) -> sqlx::Result<Vec<DeviceView>> {
+    let rows: Vec<ViewRow> = sqlx::query_as(&format!(
+        "SELECT {VIEW} FROM devices WHERE owner_id = $1 ORDER BY activated_at, dev_id"
     ))
     .bind(owner)
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Unbinds `dev_id` if `owner` owns it; true when a row went.
-pub async fn delete_owned(db: &SqlitePool, owner: i64, dev_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "DELETE FROM devices WHERE dev_id = ? AND owner_id = ?",
-        dev_id,
-        owner
-    )
-    .execute(db)
-    .await?;
+pub async fn delete_owned(db: &Db, owner: i64, dev_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM devices WHERE dev_id = $1 AND owner_id = $2")
+        .bind(dev_id)
+        .bind(owner)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Forgets a device (it moved to another owner after a local reset).
-pub async fn delete(db: impl SqliteExecutor<'_>, dev_id: &str) -> sqlx::Result<()> {
-    sqlx::query!("DELETE FROM devices WHERE dev_id = ?", dev_id)
+pub async fn delete(db: impl AnyExecutor<'_>, dev_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM devices WHERE dev_id = $1")
+        .bind(dev_id)
         .execute(db)
         .await?;
     Ok(())
@@ -79,91 +121,102 @@ pub struct Binding<'a> {
 }
 
 /// Binds a device, or re-binds it with a new secret and generation.
-pub async fn bind(db: impl SqliteExecutor<'_>, b: &Binding<'_>) -> sqlx::Result<()> {
-    let dev_secret = b.dev_secret.expose();
-    sqlx::query!(
+pub async fn bind(db: impl AnyExecutor<'_>, b: &Binding<'_>) -> sqlx::Result<()> {
+    sqlx::query(
         "INSERT INTO devices (dev_id, uuid, owner_id, product_key, dev_secret, generation, sw_ver, module_version, platform, activated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (dev_id) DO UPDATE SET dev_secret = excluded.dev_secret, generation = excluded.generation,
            sw_ver = excluded.sw_ver, module_version = excluded.module_version, platform = excluded.platform,
            activated_at = excluded.activated_at",
-        b.dev_id,
-        b.uuid,
-        b.owner_id,
-        b.product_key,
-        dev_secret,
-        b.generation,
-        b.sw_ver,
-        b.module_version,
-        b.platform,
-        b.activated_at,
     )
+    .bind(b.dev_id)
+    .bind(b.uuid)
+    .bind(b.owner_id)
+    .bind(b.product_key)
+    .bind(b.dev_secret.expose())
+    .bind(b.generation)
+    .bind(b.sw_ver)
+    .bind(b.module_version)
+    .bind(b.platform)
+    .bind(b.activated_at)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// The credential generation of a bound device.
-pub async fn generation(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!("SELECT generation FROM devices WHERE dev_id = ?", dev_id)
+/// One column of a bound device.
+async fn column<T>(db: &Db, select: &'static str, dev_id: &str) -> sqlx::Result<Option<T>>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    sqlx::query_scalar(select)
+        .bind(dev_id)
         .fetch_optional(db)
         .await
+}
+
+/// The credential generation of a bound device.
+pub async fn generation(db: &Db, dev_id: &str) -> sqlx::Result<Option<i64>> {
+    column(
+        db,
+        "SELECT generation FROM devices WHERE dev_id = $1",
+        dev_id,
+    )
+    .await
 }
 
 /// The license uuid of a bound device.
-pub async fn uuid(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar!("SELECT uuid FROM devices WHERE dev_id = ?", dev_id)
-        .fetch_optional(db)
-        .await
+pub async fn uuid(db: &Db, dev_id: &str) -> sqlx::Result<Option<String>> {
+    column(db, "SELECT uuid FROM devices WHERE dev_id = $1", dev_id).await
 }
 
 /// The dev-secret a bound device signs with.
-pub async fn dev_secret(db: &SqlitePool, dev_id: &str) -> sqlx::Result<Option<Secret>> {
-    let secret = sqlx::query_scalar!("SELECT dev_secret FROM devices WHERE dev_id = ?", dev_id)
-        .fetch_optional(db)
-        .await?;
+pub async fn dev_secret(db: &Db, dev_id: &str) -> sqlx::Result<Option<Secret>> {
+    let secret: Option<String> = column(
+        db,
+        "SELECT dev_secret FROM devices WHERE dev_id = $1",
+        dev_id,
+    )
+    .await?;
     Ok(secret.map(Secret::new))
 }
 
 /// Whether a device is bound.
-pub async fn exists(db: &SqlitePool, dev_id: &str) -> sqlx::Result<bool> {
-    let found = sqlx::query_scalar!("SELECT dev_id FROM devices WHERE dev_id = ?", dev_id)
-        .fetch_optional(db)
-        .await?;
+pub async fn exists(db: &Db, dev_id: &str) -> sqlx::Result<bool> {
+    let found: Option<String> =
+        column(db, "SELECT dev_id FROM devices WHERE dev_id = $1", dev_id).await?;
     Ok(found.is_some())
 }
 
+/// The platform a bound device's host said it runs, if the device is bound and said.
+pub async fn platform(db: &Db, dev_id: &str) -> sqlx::Result<Option<String>> {
+    let platform: Option<Option<String>> =
+        column(db, "SELECT platform FROM devices WHERE dev_id = $1", dev_id).await?;
+    Ok(platform.flatten())
+}
+
 /// The devices of a product.
-pub async fn of_product(db: &SqlitePool, product_key: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar!(
-        r#"SELECT dev_id AS "dev_id!" FROM devices WHERE product_key = ?"#,
-        product_key
-    )
-    .fetch_all(db)
-    .await
+pub async fn of_product(db: &Db, product_key: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT dev_id FROM devices WHERE product_key = $1")
+        .bind(product_key)
+        .fetch_all(db)
+        .await
 }
 
 /// Records a session going up or down; false when the device is not bound.
-pub async fn set_presence(
-    db: &SqlitePool,
-    dev_id: &str,
-    online: bool,
-    at: i64,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE devices SET online = ?, last_seen = ? WHERE dev_id = ?",
-        online,
-        at,
-        dev_id
-    )
-    .execute(db)
-    .await?;
+pub async fn set_presence(db: &Db, dev_id: &str, online: bool, at: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE devices SET online = $1, last_seen = $2 WHERE dev_id = $3")
+        .bind(i64::from(online))
+        .bind(at)
+        .bind(dev_id)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Marks every device offline; returns how many were online.
-pub async fn mark_all_offline(db: &SqlitePool) -> sqlx::Result<u64> {
-    let done = sqlx::query!("UPDATE devices SET online = 0 WHERE online = 1")
+pub async fn mark_all_offline(db: &Db) -> sqlx::Result<u64> {
+    let done = sqlx::query("UPDATE devices SET online = 0 WHERE online = 1")
         .execute(db)
         .await?;
     Ok(done.rows_affected())
@@ -171,38 +224,33 @@ pub async fn mark_all_offline(db: &SqlitePool) -> sqlx::Result<u64> {
 
 /// Keeps a device's last data-point report.
 pub async fn set_last_report(
-    db: &SqlitePool,
+    db: &Db,
     dev_id: &str,
     report: &serde_json::Value,
     at: i64,
 ) -> sqlx::Result<()> {
-    let report = report.to_string();
-    sqlx::query!(
-        "UPDATE devices SET last_report = ?, last_seen = ? WHERE dev_id = ?",
-        report,
-        at,
-        dev_id
-    )
-    .execute(db)
-    .await?;
+    sqlx::query("UPDATE devices SET last_report = $1, last_seen = $2 WHERE dev_id = $3")
+        .bind(report.to_string())
+        .bind(at)
+        .bind(dev_id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 /// Keeps the component version a device runs and its last update outcome.
 pub async fn set_module(
-    db: &SqlitePool,
+    db: &Db,
     dev_id: &str,
     running: &str,
     outcome: &UpdateOutcome,
 ) -> sqlx::Result<()> {
     let outcome = serde_json::to_string(outcome).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query!(
-        "UPDATE devices SET module_version = ?, module_outcome = ? WHERE dev_id = ?",
-        running,
-        outcome,
-        dev_id
-    )
-    .execute(db)
-    .await?;
+    sqlx::query("UPDATE devices SET module_version = $1, module_outcome = $2 WHERE dev_id = $3")
+        .bind(running)
+        .bind(outcome)
+        .bind(dev_id)
+        .execute(db)
+        .await?;
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Wake-ups for token long-polls: each token has its own channel, created while someone
 //! waits on it, so a change wakes only that token's waiters; and each user may hold only
-//! a few long-polls at once.
+//! a few long-polls at once. When service processes share a database, a change is also
+//! sent to the others (see [`super::fanout`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
 
@@ -17,6 +18,8 @@ pub const MAX_POLLS_PER_USER: u32 = 8;
 pub struct TokenEvents {
     channels: Mutex<HashMap<String, watch::Sender<u64>>>,
     polls: Mutex<HashMap<i64, u32>>,
+    /// Where changes go for the other service processes, when there are any.
+    others: OnceLock<mpsc::Sender<String>>,
 }
 
 /// A user's place among the long-polls; given back when dropped.
@@ -56,12 +59,41 @@ impl Drop for Poll {
 }
 
 impl TokenEvents {
-    /// Signals a change of one token to its waiters, if it has any.
+    /// Signals a change of one token to its waiters, here and in the other processes.
     pub fn notify(&self, public_id: &str) {
+        self.notify_here(public_id);
+        if let Some(others) = self.others.get()
+            && others.try_send(public_id.to_owned()).is_err()
+        {
+            // A burst beyond the queue: the others' long-polls still end at their timeout
+            // with the current status, only later.
+            tracing::warn!(
+                token = public_id,
+                "token change not sent to the other service processes (queue full)"
+            );
+        }
+    }
+
+    /// Signals a change of one token to this process's waiters, if it has any.
+    pub fn notify_here(&self, public_id: &str) {
         let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = channels.get(public_id) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// Wakes every waiter of this process (changes from others may have been missed);
+    /// each reads its token's status again.
+    pub fn notify_all_here(&self) {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        for tx in channels.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Sends later changes to `others` too; false if a destination was set already.
+    pub fn send_to_others(&self, others: mpsc::Sender<String>) -> bool {
+        self.others.set(others).is_ok()
     }
 
     /// Starts a long-poll of `user` on a token, or refuses (429) when the user holds

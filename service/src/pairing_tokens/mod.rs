@@ -3,6 +3,7 @@
 //! stored (`store.rs`); the public id (`region ‖ token`) names a token in URLs and logs.
 
 mod events;
+pub mod fanout;
 mod store;
 
 pub use events::{MAX_POLLS_PER_USER, TokenEvents};
@@ -12,12 +13,12 @@ pub use store::{
 
 use std::time::Duration;
 
+use crate::db::Db;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use tether_proto::token_status::{
     CreateTokenRequest, CreateTokenResponse, TokenDevice, TokenFailure, TokenState, TokenStatus,
 };
@@ -157,7 +158,7 @@ pub(crate) async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     let public_id = public_id_of(&token)?;
     let updated =
-        sqlx::query("UPDATE pairing_tokens SET revoked = 1 WHERE public_id = ? AND owner_id = ?")
+        sqlx::query("UPDATE pairing_tokens SET revoked = 1 WHERE public_id = $1 AND owner_id = $2")
             .bind(&public_id)
             .bind(user.id)
             .execute(&state.db)
@@ -189,18 +190,18 @@ fn public_id_of(text: &str) -> Result<String, ApiError> {
 type FailureRow = (String, String, Option<String>, Option<String>, i64);
 
 /// The status of a token the user owns; anyone else's is "not found".
-async fn owned_status(db: &SqlitePool, owner: i64, public_id: &str) -> ApiResult<TokenStatus> {
+async fn owned_status(db: &Db, owner: i64, public_id: &str) -> ApiResult<TokenStatus> {
     let row = load(db, public_id).await?.filter(|r| r.owner_id == owner);
     let row = row.ok_or(ApiError::NotFound("pairing token"))?;
     let devices: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT dev_id, uuid, activated_at FROM activations WHERE token_id = ? ORDER BY id",
+        "SELECT dev_id, uuid, activated_at FROM activations WHERE token_id = $1 ORDER BY id",
     )
     .bind(public_id)
     .fetch_all(db)
     .await?;
     let failures: Vec<FailureRow> = sqlx::query_as(
         "SELECT uuid, code, phase, message, created_at FROM pairing_reports
-         WHERE token_id = ? AND outcome = 'failure' AND code IS NOT NULL ORDER BY id",
+         WHERE token_id = $1 AND outcome = 'failure' AND code IS NOT NULL ORDER BY id",
     )
     .bind(public_id)
     .fetch_all(db)

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::db::Db;
 use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 use tether_proto::token_status::TokenState;
 use tether_proto::{ErrorCode, PairingToken, Secret};
@@ -46,14 +46,14 @@ pub struct TokenRow {
     pub used: i64,
     /// Expiry.
     pub expires_at: i64,
-    /// Revoked by its owner.
-    pub revoked: bool,
+    /// 1 when revoked by its owner.
+    pub revoked: i64,
 }
 
 impl TokenRow {
     /// Where the token stands at `now`.
     pub fn state(&self, now: u64) -> TokenState {
-        if self.revoked {
+        if self.revoked != 0 {
             TokenState::Revoked
         } else if self.used >= self.max_devices {
             TokenState::Complete
@@ -82,10 +82,10 @@ fn keyed_hash(key: &[u8; 32], token: &PairingToken) -> Vec<u8> {
 }
 
 /// Loads a token by public id.
-pub async fn load(db: &SqlitePool, public_id: &str) -> sqlx::Result<Option<TokenRow>> {
+pub async fn load(db: &Db, public_id: &str) -> sqlx::Result<Option<TokenRow>> {
     sqlx::query_as(
         "SELECT public_id, secret_hash, hash_scheme, owner_id, max_devices, used, expires_at, revoked
-         FROM pairing_tokens WHERE public_id = ?",
+         FROM pairing_tokens WHERE public_id = $1",
     )
     .bind(public_id)
     .fetch_optional(db)
@@ -104,12 +104,12 @@ pub async fn find_presented(
         message: format!("the pairing token is malformed: {e}"),
     })?;
     let guesses = &state.limits.token_guesses;
-    guesses.refuse_if_spent(token.public_id())?;
+    guesses.refuse_if_spent(token.public_id()).await?;
     match load(&state.db, token.public_id()).await? {
         Some(row) if row.secret_matches(state.keys.token_hash_key(), &token) => Ok((token, row)),
         _ => {
             // Counted whether or not the public id exists, so both answer alike.
-            let _ = guesses.fail(token.public_id());
+            let _ = guesses.fail(token.public_id()).await;
             Err(ApiError::pairing(ErrorCode::TokenInvalid))
         }
     }
@@ -123,7 +123,7 @@ pub fn guess_limit() -> FailureLimit {
 /// Stores a new token of `owner` for `region`; returns it with its expiry (Unix secs).
 /// The caller checks the limits.
 pub async fn insert(
-    db: &SqlitePool,
+    db: &Db,
     key: &[u8; 32],
     region: &str,
     owner: i64,
@@ -135,14 +135,14 @@ pub async fn insert(
     let expires_at = now + ttl_secs;
     sqlx::query(
         "INSERT INTO pairing_tokens (public_id, secret_hash, hash_scheme, owner_id, region, max_devices, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(token.public_id())
     .bind(keyed_hash(key, &token))
     .bind(SCHEME)
     .bind(owner)
     .bind(token.region())
-    .bind(max_devices)
+    .bind(i64::from(max_devices))
     .bind(crate::db_time(expires_at))
     .bind(crate::db_time(now))
     .execute(db)
@@ -164,7 +164,7 @@ mod tests {
             max_devices: 1,
             used: 0,
             expires_at: 0,
-            revoked: false,
+            revoked: 0,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Integration tests of the cloud service: the real server on a free port, with a real
-//! SQLite file in a temporary data dir.
+//! SQLite file in a temporary data dir (the binary `postgres` runs them on PostgreSQL).
 
 mod activation;
 mod api_errors;
@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod binary;
 mod broker;
+mod engine;
 mod iot_dns;
 mod ops;
 mod pairing_tokens;

@@ -31,8 +31,11 @@ impl Service {
     }
 
     /// Starts the service with `config`; with a local CA, the client trusts it.
-    pub async fn start_with(config: ServeConfig) -> Self {
+    pub async fn start_with(mut config: ServeConfig) -> Self {
         init_logs();
+        if config.database_url.is_none() {
+            config.database_url = crate::engine::database_url(&config.data_dir).await;
+        }
         let tls = config.tls != TlsSource::Off;
         let ca_file = config.data_dir.join(TLS_DIR).join("ca.pem");
         let cloud = LocalCloud::start(config).await.expect("the service starts");
@@ -249,7 +252,8 @@ pub async fn add_user(data_dir: &Path, name: &str, role: Role) -> String {
         password: &password,
         role,
     };
-    local::seed(data_dir, &[account], PRODUCT, 0)
+    let url = crate::engine::database_url(data_dir).await;
+    local::seed(data_dir, url.as_ref(), &[account], PRODUCT, 0)
         .await
         .expect("user created");
     password
@@ -257,7 +261,8 @@ pub async fn add_user(data_dir: &Path, name: &str, role: Role) -> String {
 
 /// Licenses issued straight in the database.
 pub async fn add_devices(data_dir: &Path, count: u32) -> Vec<Device> {
-    let issued = local::seed(data_dir, &[], PRODUCT, count as usize)
+    let url = crate::engine::database_url(data_dir).await;
+    let issued = local::seed(data_dir, url.as_ref(), &[], PRODUCT, count as usize)
         .await
         .expect("licenses issued")
         .licenses;
@@ -272,9 +277,7 @@ pub async fn add_devices(data_dir: &Path, count: u32) -> Vec<Device> {
 
 /// Runs SQL against the service's database from outside (to age a token, say).
 pub async fn sql(data_dir: &Path, statement: &str) {
-    let pool = tether_service::db::open(data_dir)
-        .await
-        .expect("database opens");
+    let pool = crate::engine::open(data_dir).await;
     sqlx::query(statement)
         .execute(&pool)
         .await
