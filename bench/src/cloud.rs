@@ -31,11 +31,19 @@ pub struct Seeded {
     pub licenses: Vec<License>,
     /// Pairing tokens; device `i` uses `tokens[i / PER_TOKEN]`.
     pub tokens: Vec<String>,
+    /// The PostgreSQL database of the registry; `None`: SQLite in the data dir.
+    pub database: Option<Secret>,
 }
 
 impl Seeded {
     /// Seeds a fresh data dir for `devices` devices.
     pub async fn new(devices: usize) -> anyhow::Result<Self> {
+        Self::new_on(devices, None).await
+    }
+
+    /// Seeds a fresh data dir for `devices` devices, with the registry in the PostgreSQL
+    /// `database` when given.
+    pub async fn new_on(devices: usize, database: Option<Secret>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tether-bench-")
             .tempdir()
@@ -45,9 +53,16 @@ impl Seeded {
             password: PASSWORD,
             role: Role::User,
         };
-        let seeded = local::seed(dir.path(), None, &[account], PRODUCT_KEY, devices).await?;
+        let seeded = local::seed(
+            dir.path(),
+            database.as_ref(),
+            &[account],
+            PRODUCT_KEY,
+            devices,
+        )
+        .await?;
         let (owner, licenses) = (seeded.account_ids[0], seeded.licenses);
-        let db = tether_service::db::open(dir.path(), None).await?;
+        let db = tether_service::db::open(dir.path(), database.as_ref()).await?;
         // The service loads the same key from the data dir when it starts.
         let keys = tether_service::keys::Keys::load_or_create(dir.path())?;
         let mut tokens = Vec::new();
@@ -68,6 +83,7 @@ impl Seeded {
             dir,
             licenses,
             tokens,
+            database,
         })
     }
 
@@ -78,13 +94,13 @@ impl Seeded {
 
     /// Starts the service on this data dir, as a child process.
     pub fn serve(&self) -> anyhow::Result<Server> {
-        Server::start(Kind::Service, self.dir.path())
+        self.serve_with(false)
     }
 
     /// Starts the service on this data dir, over TLS when `tls`.
     pub fn serve_with(&self, tls: bool) -> anyhow::Result<Server> {
         let kind = if tls { Kind::ServiceTls } else { Kind::Service };
-        Server::start(kind, self.dir.path())
+        Server::start_on(kind, self.dir.path(), self.database.as_ref())
     }
 }
 

@@ -41,6 +41,13 @@ struct Cli {
     /// Device counts of the `fleet` scenario, in order.
     #[arg(long, value_delimiter = ',')]
     fleet: Option<Vec<usize>>,
+    /// New devices per concurrency level in `activation` (each needs a license, whose
+    /// setup code costs an Argon2id hash to issue) [default: 60000]
+    #[arg(long)]
+    activations: Option<usize>,
+    /// Leave PostgreSQL out of `activation` (it runs when its binaries are installed).
+    #[arg(long)]
+    sqlite_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +101,10 @@ pub struct Options {
     pub sessions: usize,
     /// Device counts in `fleet`.
     pub fleet: Vec<usize>,
+    /// New devices per level in `activation`.
+    pub activations: usize,
+    /// Whether `activation` leaves PostgreSQL out.
+    pub sqlite_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +153,10 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         quick: cli.quick,
         sessions: cli.sessions.unwrap_or(if cli.quick { 50 } else { 10_000 }),
+        activations: cli
+            .activations
+            .unwrap_or(if cli.quick { 600 } else { 60_000 }),
+        sqlite_only: cli.sqlite_only,
         fleet: cli.fleet.clone().unwrap_or_else(|| {
             if cli.quick {
                 vec![8]

@@ -37,6 +37,15 @@ pub enum Kind {
 impl Server {
     /// Starts the server and waits for its `ready` line.
     pub fn start(kind: Kind, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(kind, data_dir, None)
+    }
+
+    /// Starts the server with its registry on the PostgreSQL `database` when given.
+    pub fn start_on(
+        kind: Kind,
+        data_dir: &Path,
+        database: Option<&tether_proto::Secret>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the bench executable")?;
         // TETHER_BENCH_SERVER_WRAPPER runs the server under a profiler, such as
         // `heaptrack` (where a session's memory goes) or `perf record -g`.
@@ -62,6 +71,9 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(url) = database {
+            command.env(crate::serve::DATABASE_ENV, url.expose());
+        }
         let mut child = command.spawn().context("cannot start a server process")?;
         let stdout = child.stdout.take().context("no stdout")?;
         // Its `ready` line; a wrapper may print lines of its own first.

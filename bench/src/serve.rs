@@ -34,7 +34,11 @@ pub async fn hello() -> anyhow::Result<()> {
         .context("the hello server failed")
 }
 
-/// The Tether service on `data_dir`, logging at `info` (its default) to `service.log`
+/// The variable that hands a served service its PostgreSQL URL.
+pub const DATABASE_ENV: &str = "TETHER_BENCH_DATABASE_URL";
+
+/// The Tether service on `data_dir` (its registry on PostgreSQL when [`DATABASE_ENV`] is
+/// set), logging at `info` (its default) to `service.log`
 /// there, as it would to a journal in production; over TLS with a local CA when `tls`.
 pub async fn service(data_dir: &Path, tls: bool) -> anyhow::Result<()> {
     let log =
@@ -45,6 +49,9 @@ pub async fn service(data_dir: &Path, tls: bool) -> anyhow::Result<()> {
         .with_writer(std::sync::Mutex::new(log))
         .init();
     let mut config = tether_service::ServeConfig::ephemeral(data_dir);
+    config.database_url = std::env::var(DATABASE_ENV)
+        .ok()
+        .map(tether_proto::Secret::new);
     if tls {
         config.tls = tether_service::tls::TlsSource::LocalCa;
     }

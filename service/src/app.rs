@@ -51,6 +51,10 @@ pub struct AppState {
     pub tokens: Arc<TokenEvents>,
     /// Device request nonces seen.
     pub nonces: Arc<NonceCache>,
+    /// Licenses' authkeys, for signature checks (they never change).
+    pub authkeys: Arc<crate::kept::Kept<tether_proto::Secret>>,
+    /// Pairing tokens presented lately (the activation writer re-reads their state).
+    pub token_rows: Arc<crate::kept::Kept<crate::pairing_tokens::TokenRow>>,
     /// Rate limits.
     pub limits: Arc<RateLimits>,
     /// Bounds concurrent password checks.
@@ -199,6 +203,8 @@ impl Application {
             ca_arr: Arc::new(tls.as_ref().map(Tls::ca_arr).unwrap_or_default()),
             tokens,
             nonces: Arc::default(),
+            authkeys: Arc::default(),
+            token_rows: Arc::default(),
             limits,
             password_checks: Arc::default(),
             broker,

@@ -143,6 +143,29 @@ async fn open_postgres(url: &Secret) -> anyhow::Result<Db> {
     }
 }
 
+/// The placeholders of a multi-row statement: `rows` groups of `cols`, numbered from
+/// `$first`: `($1, $2), ($3, $4)` for 2 × 2 from 1. Both engines take `$N`.
+pub fn rows(rows: usize, cols: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        out.push_str(&list(cols, first + row * cols));
+        out.push(')');
+    }
+    out
+}
+
+/// `n` placeholders from `$first`, comma-separated: `$3, $4, $5`.
+pub fn list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `url` with any password replaced by `***`, for messages and logs.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -239,6 +262,14 @@ mod tests {
             "postgresql://u@h/d"
         );
         assert!(!redacted("postgres://a:b:c@h/d").contains("b:c"));
+    }
+
+    #[test]
+    fn multi_row_placeholders_are_numbered_in_order() {
+        assert_eq!(rows(2, 2, 1), "($1, $2), ($3, $4)");
+        assert_eq!(rows(1, 3, 5), "($5, $6, $7)");
+        assert_eq!(list(3, 2), "$2, $3, $4");
+        assert_eq!(rows(0, 3, 1), "");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod expiring;
 pub mod iot_dns;
 pub mod json;
+pub mod kept;
 pub mod keys;
 pub mod labels;
 pub mod licenses;

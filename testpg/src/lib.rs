@@ -38,6 +38,7 @@ struct Own {
     data: PathBuf,
     port: u16,
     uid: Option<(u32, u32)>,
+    durable: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -101,8 +102,19 @@ impl Server {
         Self { base, own: None }
     }
 
-    /// Starts a server of this process's own on a free port.
+    /// Starts a server of this process's own on a free port, for tests: commits reach
+    /// the kernel before they are answered, but are not fsynced.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that fsyncs every commit (PostgreSQL's defaults), for benchmarks
+    /// that compare its durability with SQLite's `synchronous = FULL`.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("tether-pg-").tempdir()?;
         let data = dir.path().join("data");
@@ -134,11 +146,12 @@ impl Server {
         }
         let port = free_port()?;
         let mut own = Own {
-            child: spawn_server(&bin, &data, port, uid)?,
+            child: spawn_server(&bin, &data, port, uid, durable)?,
             bin,
             data,
             port,
             uid,
+            durable,
             _dir: dir,
         };
         wait_ready(&mut own)?;
@@ -192,7 +205,7 @@ impl Server {
             .own
             .as_mut()
             .context("not a server this process started")?;
-        own.child = spawn_server(&own.bin, &own.data, own.port, own.uid)?;
+        own.child = spawn_server(&own.bin, &own.data, own.port, own.uid, own.durable)?;
         wait_ready(own)
     }
 }
@@ -202,6 +215,7 @@ fn spawn_server(
     data: &Path,
     port: u16,
     uid: Option<(u32, u32)>,
+    durable: bool,
 ) -> anyhow::Result<Child> {
     let mut server = Command::new(bin.join("postgres"));
     server
@@ -213,7 +227,7 @@ fn spawn_server(
         .args(["-c", "max_connections=400"])
         // Tests check behaviour, not durability on power loss: a commit still reaches
         // the kernel before it is answered, so it survives the server being killed.
-        .args(["-c", "fsync=off"])
+        .args(["-c", if durable { "fsync=on" } else { "fsync=off" }])
         .current_dir(data.parent().unwrap_or(data))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

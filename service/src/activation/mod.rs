@@ -3,6 +3,7 @@
 //! MQTT credentials. Also `POST /v1/devices/{dev_id}/mqtt-credentials`, which a device
 //! signed with its dev-secret calls for fresh credentials.
 
+mod batch;
 mod writer;
 
 pub use writer::Binder;
@@ -99,12 +100,7 @@ async fn activate(
     state.limits.activation.check(&req.uuid)?;
     let (token, row) = pairing_tokens::find_presented(state, &req.token).await?;
     match row.state(crate::unix_now()) {
-        TokenState::Revoked => {
-            return Err(ApiError::Pairing {
-                code: ErrorCode::TokenInvalid,
-                message: "the pairing token was revoked".into(),
-            });
-        }
+        TokenState::Revoked => return Err(revoked()),
         TokenState::Expired => return Err(ApiError::pairing(ErrorCode::TokenExpired)),
         TokenState::Pending | TokenState::Complete => {}
     }
@@ -131,6 +127,14 @@ async fn activate(
         mqtt,
         server_time: crate::unix_now(),
     }))
+}
+
+/// The refusal of a revoked token.
+fn revoked() -> ApiError {
+    ApiError::Pairing {
+        code: ErrorCode::TokenInvalid,
+        message: "the pairing token was revoked".into(),
+    }
 }
 
 /// Fresh MQTT credentials for a device generation.

@@ -86,12 +86,20 @@ pub async fn delete_owned(db: &Db, owner: i64, dev_id: &str) -> sqlx::Result<boo
     Ok(done.rows_affected() == 1)
 }
 
-/// Forgets a device (it moved to another owner after a local reset).
-pub async fn delete(db: impl AnyExecutor<'_>, dev_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM devices WHERE dev_id = $1")
-        .bind(dev_id)
-        .execute(db)
-        .await?;
+/// Forgets devices (they moved to another owner after a local reset).
+pub async fn delete_all(db: impl AnyExecutor<'_>, dev_ids: &[String]) -> sqlx::Result<()> {
+    if dev_ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "DELETE FROM devices WHERE dev_id IN ({})",
+        crate::db::list(dev_ids.len(), 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for dev_id in dev_ids {
+        query = query.bind(dev_id);
+    }
+    query.execute(db).await?;
     Ok(())
 }
 
@@ -120,27 +128,35 @@ pub struct Binding<'a> {
     pub activated_at: i64,
 }
 
-/// Binds a device, or re-binds it with a new secret and generation.
-pub async fn bind(db: impl AnyExecutor<'_>, b: &Binding<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+/// Binds devices, or re-binds them with a new secret and generation, in one statement
+/// (each dev-id at most once).
+pub async fn bind_all(db: impl AnyExecutor<'_>, all: &[Binding<'_>]) -> sqlx::Result<()> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO devices (dev_id, uuid, owner_id, product_key, dev_secret, generation, sw_ver, module_version, platform, activated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         VALUES {}
          ON CONFLICT (dev_id) DO UPDATE SET dev_secret = excluded.dev_secret, generation = excluded.generation,
            sw_ver = excluded.sw_ver, module_version = excluded.module_version, platform = excluded.platform,
            activated_at = excluded.activated_at",
-    )
-    .bind(b.dev_id)
-    .bind(b.uuid)
-    .bind(b.owner_id)
-    .bind(b.product_key)
-    .bind(b.dev_secret.expose())
-    .bind(b.generation)
-    .bind(b.sw_ver)
-    .bind(b.module_version)
-    .bind(b.platform)
-    .bind(b.activated_at)
-    .execute(db)
-    .await?;
+        crate::db::rows(all.len(), 10, 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for b in all {
+        query = query
+            .bind(b.dev_id)
+            .bind(b.uuid)
+            .bind(b.owner_id)
+            .bind(b.product_key)
+            .bind(b.dev_secret.expose())
+            .bind(b.generation)
+            .bind(b.sw_ver)
+            .bind(b.module_version)
+            .bind(b.platform)
+            .bind(b.activated_at);
+    }
+    query.execute(db).await?;
     Ok(())
 }
 

@@ -166,6 +166,7 @@ pub(crate) async fn revoke_token(
     if updated.rows_affected() == 0 {
         return Err(ApiError::NotFound("pairing token"));
     }
+    state.token_rows.forget(&public_id);
     state.tokens.notify(&public_id);
     tracing::info!(token = public_id, "pairing token revoked");
     Ok(StatusCode::NO_CONTENT)

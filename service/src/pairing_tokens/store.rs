@@ -105,7 +105,17 @@ pub async fn find_presented(
     })?;
     let guesses = &state.limits.token_guesses;
     guesses.refuse_if_spent(token.public_id()).await?;
-    match load(&state.db, token.public_id()).await? {
+    let row = match state.token_rows.get(token.public_id()) {
+        Some(row) => Some(row),
+        None => {
+            let row = load(&state.db, token.public_id()).await?;
+            if let Some(row) = &row {
+                state.token_rows.keep(token.public_id(), row);
+            }
+            row
+        }
+    };
+    match row {
         Some(row) if row.secret_matches(state.keys.token_hash_key(), &token) => Ok((token, row)),
         _ => {
             // Counted whether or not the public id exists, so both answer alike.

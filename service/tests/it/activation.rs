@@ -355,3 +355,52 @@ async fn an_activated_device_refreshes_its_credentials_with_its_dev_secret() {
     let (status, body, _) = w.service.signed(device, &path, &json!({})).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "signature_error");
 }
+
+#[tokio::test]
+async fn one_device_activating_many_times_at_once_is_counted_once() {
+    let w = World::new(1).await;
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let device = w.devices[0].clone();
+    // The same device, eight requests in flight (each its own nonce): the writer takes
+    // them in one batch, a round each, so every later one sees the earlier ones.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, device) = (w.service.addr, device.clone());
+            let body = device.activation_body(&token, false);
+            tokio::spawn(async move {
+                let resp = tether_e2e::post_activation(
+                    &reqwest::Client::new(),
+                    &format!("http://{addr}"),
+                    (&device.uuid, &device.authkey),
+                    &body,
+                )
+                .await;
+                let status = resp.status();
+                (
+                    status,
+                    resp.json::<serde_json::Value>().await.expect("json"),
+                )
+            })
+        })
+        .collect();
+    let mut dev_ids = std::collections::HashSet::new();
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        dev_ids.insert(body["dev_id"].as_str().expect("dev_id").to_owned());
+    }
+    assert_eq!(dev_ids.len(), 1, "one device, one dev-id: {dev_ids:?}");
+    let (_, status) = w
+        .service
+        .get(
+            &format!("/v1/pairing-tokens/{}", public_id(&token)),
+            Some(&w.ann),
+        )
+        .await;
+    assert_eq!(
+        status["devices"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert_eq!(status["state"], "complete", "{status}");
+}

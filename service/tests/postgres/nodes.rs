@@ -194,3 +194,23 @@ async fn failed_logins_spread_over_two_nodes_count_together() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_revoked_on_one_node_cannot_activate_on_the_other() {
+    let (w, b) = two_nodes(2).await;
+    let token = w
+        .service
+        .pairing_token(&w.ann, json!({"max_devices": 2}))
+        .await;
+    // Node A reads the token (and keeps it) for the first device.
+    let (status, body) = w.service.activate(&w.devices[0], &token, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/v1/pairing-tokens/{}", public_id(&token));
+    let (status, _) = b.delete(&path, Some(&w.ann)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Node A's writer reads the token again in its transaction.
+    let (status, body) = w.service.activate(&w.devices[1], &token, false).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "token_invalid");
+    assert!(body.get("dev_secret").is_none());
+    b.stop().await;
+}
