@@ -314,30 +314,8 @@ async fn fifty_devices_on_a_fifty_device_token_all_activate() {
 }
 
 async fn race(w: &World, token: &str) -> Vec<(StatusCode, serde_json::Value)> {
-    let mut tasks = Vec::new();
-    for device in w.devices.clone() {
-        let addr = w.service.addr;
-        let token = token.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let resp = tether_e2e::post_activation(
-                &reqwest::Client::new(),
-                &format!("http://{addr}"),
-                (&device.uuid, &device.authkey),
-                &device.activation_body(&token, false),
-            )
-            .await;
-            let status = resp.status();
-            (
-                status,
-                resp.json::<serde_json::Value>().await.expect("json"),
-            )
-        }));
-    }
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.expect("task"));
-    }
-    results
+    let targets = w.devices.iter().map(|d| (w.service.addr, d.clone()));
+    crate::support::race(targets.collect(), token).await
 }
 
 #[tokio::test]
@@ -360,27 +338,12 @@ async fn an_activated_device_refreshes_its_credentials_with_its_dev_secret() {
 async fn one_device_activating_many_times_at_once_is_counted_once() {
     let w = World::new(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
-    let device = w.devices[0].clone();
     // The same device, eight requests in flight (each its own nonce): the writer takes
     // them in one batch, a round each, so every later one sees the earlier ones.
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let (addr, device) = (w.service.addr, device.clone());
-            let body = device.activation_body(&token, false);
-            tokio::spawn(async move {
-                let resp = tether_e2e::post_activation(
-                    &reqwest::Client::new(),
-                    &format!("http://{addr}"),
-                    (&device.uuid, &device.authkey),
-                    &body,
-                )
-                .await;
-                let status = resp.status();
-                (
-                    status,
-                    resp.json::<serde_json::Value>().await.expect("json"),
-                )
-            })
+            let (addr, device, token) = (w.service.addr, w.devices[0].clone(), token.clone());
+            tokio::spawn(async move { device.activate_at(addr, &token).await })
         })
         .collect();
     let mut dev_ids = std::collections::HashSet::new();

@@ -229,6 +229,56 @@ impl Device {
             "timings": {"wifi_ms": 800, "dns_ms": 20},
         })
     }
+
+    /// An activation with `token` signed now with a fresh nonce: the `Authorization`
+    /// value and the body, to send (and send again) as they are.
+    pub fn signed_activation(&self, token: &str) -> (String, Vec<u8>) {
+        let body = serde_json::to_vec(&self.activation_body(token, false)).expect("json");
+        let header = AuthHeader::sign(
+            self.principal(),
+            self.authkey.as_bytes(),
+            now(),
+            new_nonce().expect("random source"),
+            "POST",
+            ACTIVATE,
+            &body,
+        );
+        (header.to_string(), body)
+    }
+
+    /// Activates with `token` at the service at `addr` on a connection of its own (for
+    /// requests raced from many tasks).
+    pub async fn activate_at(&self, addr: SocketAddr, token: &str) -> (StatusCode, Value) {
+        let resp = tether_e2e::post_activation(
+            &reqwest::Client::new(),
+            &format!("http://{addr}"),
+            (&self.uuid, &self.authkey),
+            &self.activation_body(token, false),
+        )
+        .await;
+        let status = resp.status();
+        (status, resp.json::<Value>().await.expect("json"))
+    }
+}
+
+/// The activation path.
+pub const ACTIVATE: &str = "/v1/devices/activate";
+
+/// Each device activates with `token` at its service address, all at once; the answers
+/// in the order given.
+pub async fn race(targets: Vec<(SocketAddr, Device)>, token: &str) -> Vec<(StatusCode, Value)> {
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|(addr, device)| {
+            let token = token.to_owned();
+            tokio::spawn(async move { device.activate_at(addr, &token).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
 }
 
 /// Unix seconds now.

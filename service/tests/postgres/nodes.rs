@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tether_proto::signing::{AuthHeader, new_nonce};
 use tether_service::pairing_tokens::MAX_WRONG_SECRETS;
 
-use crate::support::{Device, Service, World, assert_error, now, public_id};
+use crate::support::{Device, Service, World, assert_error, public_id};
 
 /// Node A (in the world) and node B.
 async fn two_nodes(devices: u32) -> (World, Service) {
@@ -24,31 +23,11 @@ async fn two_nodes(devices: u32) -> (World, Service) {
 
 /// Every device activates with `token`, half on each node, all at once.
 async fn race(w: &World, b: &Service, token: &str) -> Vec<(StatusCode, Value)> {
-    let tasks: Vec<_> = w
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(i, device)| {
-            let addr = if i % 2 == 0 { w.service.addr } else { b.addr };
-            let (device, body) = (device.clone(), device.activation_body(token, false));
-            tokio::spawn(async move {
-                let resp = tether_e2e::post_activation(
-                    &reqwest::Client::new(),
-                    &format!("http://{addr}"),
-                    (&device.uuid, &device.authkey),
-                    &body,
-                )
-                .await;
-                let status = resp.status();
-                (status, resp.json::<Value>().await.expect("json"))
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.expect("task"));
-    }
-    results
+    let targets = w.devices.iter().enumerate().map(|(i, device)| {
+        let addr = if i % 2 == 0 { w.service.addr } else { b.addr };
+        (addr, device.clone())
+    });
+    crate::support::race(targets.collect(), token).await
 }
 
 #[tokio::test]
@@ -82,19 +61,8 @@ async fn a_token_is_never_used_past_its_limit_across_two_nodes() {
 async fn a_request_replayed_to_the_other_node_is_refused() {
     let (w, b) = two_nodes(1).await;
     let token = w.service.pairing_token(&w.ann, json!({})).await;
-    let device: &Device = &w.devices[0];
-    let path = "/v1/devices/activate";
-    let body = serde_json::to_vec(&device.activation_body(&token, false)).expect("json");
-    let header = AuthHeader::sign(
-        device.principal(),
-        device.authkey.as_bytes(),
-        now(),
-        new_nonce().expect("random"),
-        "POST",
-        path,
-        &body,
-    )
-    .to_string();
+    let (header, body) = w.devices[0].signed_activation(&token);
+    let path = crate::support::ACTIVATE;
     let (status, first, _) = w.service.send_signed(path, &header, body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let (status, again, _) = b.send_signed(path, &header, body).await;

@@ -6,7 +6,6 @@ use std::os::unix::fs::PermissionsExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tether_proto::signing::{AuthHeader, new_nonce};
 
 use crate::support::{Service, World, assert_error, now, public_id};
 
@@ -62,19 +61,8 @@ async fn a_captured_activation_cannot_be_replayed_after_a_restart() {
         .service
         .pairing_token(&w.ann, json!({"max_devices": 1}))
         .await;
-    let device = w.devices[0].clone();
-    let body = serde_json::to_vec(&device.activation_body(&token, false)).expect("json");
-    let path = "/v1/devices/activate";
-    let header = AuthHeader::sign(
-        device.principal(),
-        device.authkey.as_bytes(),
-        now(),
-        new_nonce().expect("random"),
-        "POST",
-        path,
-        &body,
-    )
-    .to_string();
+    let (header, body) = w.devices[0].signed_activation(&token);
+    let path = crate::support::ACTIVATE;
     let (status, first, _) = w.service.send_signed(path, &header, body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let (status, again, _) = w.service.send_signed(path, &header, body.clone()).await;
