@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::db::Db;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -21,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::broker::{Bridge, Broker};
 use crate::config::{RegionEndpoints, ServeConfig};
+use crate::db::Db;
 use crate::device_auth::NonceCache;
 use crate::error::ApiError;
 use crate::json::MAX_BODY_BYTES;

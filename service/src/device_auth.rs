@@ -197,19 +197,12 @@ const UNKNOWN_SIGNER_KEY: &str = "no device signs with this key";
 async fn secret_of(state: &AppState, principal: &Principal) -> Result<Option<Secret>, ApiError> {
     let found = match principal {
         Principal::Uuid(uuid) => {
-            if let Some(authkey) = state.authkeys.get(uuid) {
-                return Ok(Some(authkey));
-            }
-            let authkey: Option<String> =
-                sqlx::query_scalar("SELECT authkey FROM licenses WHERE uuid = $1")
+            let read =
+                sqlx::query_scalar::<_, String>("SELECT authkey FROM licenses WHERE uuid = $1")
                     .bind(uuid)
-                    .fetch_optional(&state.db)
-                    .await?;
-            let authkey = authkey.map(Secret::new);
-            if let Some(key) = &authkey {
-                state.authkeys.keep(uuid, key);
-            }
-            authkey
+                    .fetch_optional(&state.db);
+            let load = async { read.await.map(|key| key.map(Secret::new)) };
+            state.authkeys.get_or_load(uuid, load).await?
         }
         Principal::DevId(dev_id) => crate::devices::store::dev_secret(&state.db, dev_id).await?,
     };

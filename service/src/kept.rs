@@ -40,6 +40,22 @@ impl<V: Clone> Kept<V> {
         map.insert(key.to_owned(), value.clone());
     }
 
+    /// The value kept for `key`, else what `load` finds (kept when found).
+    pub async fn get_or_load<E>(
+        &self,
+        key: &str,
+        load: impl Future<Output = Result<Option<V>, E>>,
+    ) -> Result<Option<V>, E> {
+        if let Some(value) = self.get(key) {
+            return Ok(Some(value));
+        }
+        let found = load.await?;
+        if let Some(value) = &found {
+            self.keep(key, value);
+        }
+        Ok(found)
+    }
+
     /// Forgets `key` (its value changed here).
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);

@@ -5,7 +5,6 @@
 //! verifier are shown once, at issue. `POST /v1/licenses` (admin) and
 //! `tether-service license issue` share [`issue`].
 
-use crate::db::Db;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +16,7 @@ use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tether_proto::setup_code::{self, PairingVerifier, QrPayload, SetupCode, SetupCodeError};
 
 use crate::app::AppState;
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::users::AuthUser;

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::db::Db;
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,6 +19,7 @@ use tether_proto::signing::Principal;
 
 use crate::app::AppState;
 use crate::broker::Broker;
+use crate::db::Db;
 use crate::device_auth::SignedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};

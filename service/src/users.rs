@@ -3,7 +3,6 @@
 //! anything else, limited per client address and then per account, and its Argon2 check
 //! waits for one of a few permits, so a flood of logins costs bounded memory and CPU.
 
-use crate::db::Db;
 use anyhow::Context;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, SaltString};
@@ -15,6 +14,7 @@ use axum::{Json, Router};
 use tether_proto::Secret;
 
 use crate::app::AppState;
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::keys::{API_AUDIENCE, UserClaims};

@@ -10,15 +10,14 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use tether_proto::activation::ActivateRequest;
 use tether_proto::random::{self, ALPHANUMERIC, LOWER_ALPHANUMERIC};
 use tether_proto::{ErrorCode, Secret};
 
 use crate::db::{self, Engine};
-use crate::device_auth::Nonce;
 use crate::devices;
 use crate::error::{ApiError, ApiResult};
-use crate::pairing_tokens::TokenRow;
+
+use super::writer::Job;
 
 /// What an activation stored.
 #[derive(Debug)]
@@ -26,16 +25,6 @@ pub(super) struct Bound {
     pub dev_id: String,
     pub dev_secret: Secret,
     pub generation: i64,
-}
-
-/// One activation to write.
-#[derive(Debug)]
-pub(super) struct Ask<'a> {
-    pub token: &'a TokenRow,
-    pub req: &'a ActivateRequest,
-    pub nonce: &'a Nonce,
-    /// The host's `Tether-Platform`, if it sent one.
-    pub platform: Option<&'a str>,
 }
 
 /// What the round knows of a device before binding it.
@@ -62,10 +51,10 @@ struct Token {
 pub(super) async fn round(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
-    asks: &[&Ask<'_>],
+    asks: &[&Job],
 ) -> anyhow::Result<Vec<ApiResult<Bound>>> {
     let fresh = record_nonces(tx, asks).await?;
-    let live: Vec<&Ask<'_>> = asks
+    let live: Vec<&Job> = asks
         .iter()
         .copied()
         .filter(|a| fresh.contains(&(a.nonce.signer.as_str(), a.nonce.nonce.as_str())))
@@ -97,7 +86,7 @@ pub(super) async fn round(
                 generation: bound.generation,
                 sw_ver: &ask.req.sw_ver,
                 module_version: &ask.req.module_version,
-                platform: ask.platform,
+                platform: ask.platform.as_deref(),
                 activated_at: now,
             });
             activations.push((
@@ -117,7 +106,7 @@ pub(super) async fn round(
 /// Checks one activation against what the round read and counts it against its token;
 /// the device's new binding, or the refusal.
 fn decide(
-    ask: &Ask<'_>,
+    ask: &Job,
     known: &HashMap<String, Known>,
     tokens: &mut HashMap<String, Token>,
     now: i64,
@@ -180,7 +169,7 @@ fn decide(
 /// (a replay's was recorded before and writes nothing).
 async fn record_nonces<'a>(
     tx: &mut Transaction<'_, Any>,
-    asks: &[&'a Ask<'a>],
+    asks: &[&'a Job],
 ) -> anyhow::Result<HashSet<(&'a str, &'a str)>> {
     if asks.is_empty() {
         return Ok(HashSet::new());
@@ -211,7 +200,7 @@ async fn record_nonces<'a>(
 async fn read_known(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
-    asks: &[&Ask<'_>],
+    asks: &[&Job],
 ) -> anyhow::Result<HashMap<String, Known>> {
     if asks.is_empty() {
         return Ok(HashMap::new());
@@ -257,7 +246,7 @@ fn known(row: &AnyRow) -> sqlx::Result<Known> {
 async fn read_tokens(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
-    asks: &[&Ask<'_>],
+    asks: &[&Job],
 ) -> anyhow::Result<HashMap<String, Token>> {
     let ids: Vec<&str> = asks
         .iter()

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use tether_proto::activation::ActivateRequest;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{Ask, Bound};
+use super::batch::Bound;
 use crate::db::{Db, Engine};
 use crate::device_auth::Nonce;
 use crate::error::{ApiError, ApiResult};
@@ -23,12 +23,13 @@ const QUEUE: usize = 4096;
 /// another node's batch (or a serialization failure): it wrote nothing, so it is safe.
 const RETRIES: u32 = 5;
 
-struct Job {
-    token: TokenRow,
-    req: ActivateRequest,
-    nonce: Nonce,
+/// One activation to write, and where its answer goes.
+pub(super) struct Job {
+    pub token: TokenRow,
+    pub req: ActivateRequest,
+    pub nonce: Nonce,
     /// The host's `Tether-Platform`, if it sent one.
-    platform: Option<String>,
+    pub platform: Option<String>,
     reply: oneshot::Sender<ApiResult<Bound>>,
 }
 
@@ -140,15 +141,6 @@ async fn write(db: &Db, engine: Engine, batch: &[Job]) -> anyhow::Result<Vec<Api
     // On SQLite the write lock is taken up front, so nothing can commit between this
     // transaction's reads and its writes; on PostgreSQL the rows read are locked.
     let mut tx = db.begin_with(engine.begin_write()).await?;
-    let asks: Vec<Ask<'_>> = batch
-        .iter()
-        .map(|job| Ask {
-            token: &job.token,
-            req: &job.req,
-            nonce: &job.nonce,
-            platform: job.platform.as_deref(),
-        })
-        .collect();
     let mut results: Vec<Option<ApiResult<Bound>>> = batch.iter().map(|_| None).collect();
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     while !pending.is_empty() {
@@ -159,7 +151,7 @@ async fn write(db: &Db, engine: Engine, batch: &[Job]) -> anyhow::Result<Vec<Api
         let answers = super::batch::round(
             &mut tx,
             engine,
-            &round.iter().map(|&i| &asks[i]).collect::<Vec<_>>(),
+            &round.iter().map(|&i| &batch[i]).collect::<Vec<_>>(),
         )
         .await?;
         for (i, answer) in round.into_iter().zip(answers) {

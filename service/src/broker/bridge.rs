@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::db::Db;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use tether_proto::mqtt::{Envelope, Protocol};
 use tether_proto::random::{self, LOWER_ALPHANUMERIC};
 use tokio::sync::watch;
 
 use super::{MAX_PACKET_BYTES, SERVICE_USERNAME};
+use crate::db::Db;
 use tether_proto::Secret;
 
 /// Topic filter of every device's reports.

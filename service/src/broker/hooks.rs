@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::db::Db;
 use async_trait::async_trait;
 use rmqtt::acl::AuthInfo;
 use rmqtt::codec::v5::SubscribeAckReason;
@@ -24,6 +23,7 @@ use tether_proto::{Secret, mqtt};
 use tokio::sync::oneshot;
 
 use super::Subscribed;
+use crate::db::Db;
 use crate::keys::{DeviceClaims, Keys, MQTT_AUDIENCE};
 
 /// The MQTT username of the service's own privileged client.

@@ -10,7 +10,6 @@ mod subscribed;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::db::Db;
 use anyhow::Context;
 use rmqtt::codec::types::{Publish as CodecPublish, QoS};
 use rmqtt::context::ServerContext;
@@ -29,6 +28,7 @@ pub use bridge::Bridge;
 pub use hooks::{SERVICE_USERNAME, Sessions};
 pub use subscribed::Subscribed;
 
+use crate::db::Db;
 use crate::keys::Keys;
 use crate::tls::Tls;
 

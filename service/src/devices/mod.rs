@@ -2,7 +2,6 @@
 //! data-point commands (protocol 5), and unbind (protocol 8, or 11 with `?reset=true`;
 //! then the session is closed and the credentials stop working).
 
-use crate::db::Db;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -12,6 +11,7 @@ use serde::Deserialize;
 use tether_proto::mqtt::Protocol;
 
 use crate::app::AppState;
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;

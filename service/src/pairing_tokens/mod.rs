@@ -13,7 +13,6 @@ pub use store::{
 
 use std::time::Duration;
 
-use crate::db::Db;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -25,6 +24,7 @@ use tether_proto::token_status::{
 use tether_proto::{ErrorCode, PairingToken, Secret};
 
 use crate::app::AppState;
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::db::Db;
 use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -14,6 +13,7 @@ use tether_proto::token_status::TokenState;
 use tether_proto::{ErrorCode, PairingToken, Secret};
 
 use crate::app::AppState;
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::rate_limit::FailureLimit;
 
@@ -105,16 +105,10 @@ pub async fn find_presented(
     })?;
     let guesses = &state.limits.token_guesses;
     guesses.refuse_if_spent(token.public_id()).await?;
-    let row = match state.token_rows.get(token.public_id()) {
-        Some(row) => Some(row),
-        None => {
-            let row = load(&state.db, token.public_id()).await?;
-            if let Some(row) = &row {
-                state.token_rows.keep(token.public_id(), row);
-            }
-            row
-        }
-    };
+    let row = state
+        .token_rows
+        .get_or_load(token.public_id(), load(&state.db, token.public_id()))
+        .await?;
     match row {
         Some(row) if row.secret_matches(state.keys.token_hash_key(), &token) => Ok((token, row)),
         _ => {
