@@ -169,12 +169,19 @@ impl Application {
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let keys = Arc::new(keys);
-        let broker =
-            Broker::start(config.mqtt_listen, tls.as_ref(), db.clone(), keys.clone()).await?;
+        let broker = Broker::start(
+            config.mqtt_listen,
+            tls.as_ref(),
+            (db.clone(), config.database_url.as_ref()),
+            keys.clone(),
+            config.cluster.as_ref(),
+        )
+        .await?;
         let bridge = Bridge::start(
             reachable(broker.internal_addr()),
             broker.service_password(),
             db.clone(),
+            config.cluster.is_some(),
         )?;
         let own_endpoints = RegionEndpoints {
             http_url: config

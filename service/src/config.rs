@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use tether_proto::Secret;
 
+use crate::cluster::ClusterConfig;
 use crate::tls::TlsSource;
 
 /// Default HTTP listen address.
@@ -127,6 +128,14 @@ pub struct ServeArgs {
     /// more; the public URLs' hosts, localhost and loopback are always in it)
     #[arg(long, env = "TETHER_TLS_NAMES", value_delimiter = ',')]
     pub tls_name: Vec<String>,
+    /// This node's id in a broker cluster (1 to 1024; needs --cluster-peers)
+    #[arg(long, env = "TETHER_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every node of the broker cluster, this one included, as ID@HOST:PORT: gRPC on
+    /// PORT and Raft on PORT + 1, on a private network (needs --node-id and a shared
+    /// --database-url)
+    #[arg(long, env = "TETHER_CLUSTER_PEERS", value_delimiter = ',')]
+    pub cluster_peers: Vec<String>,
 }
 
 /// The TOML file: the same settings as the flags, plus extra regions.
@@ -156,6 +165,9 @@ struct FileConfig {
     tls_ca: Vec<PathBuf>,
     #[serde(default)]
     tls_names: Vec<String>,
+    node_id: Option<u64>,
+    #[serde(default)]
+    cluster_peers: Vec<String>,
 }
 
 /// The public endpoints IoT DNS gives devices of one region.
@@ -203,6 +215,8 @@ pub struct ServeConfig {
     pub tls_names: Vec<String>,
     /// The TTL of IoT DNS answers, in seconds.
     pub dns_ttl_secs: u32,
+    /// The broker cluster this node is part of; `None`: one node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ServeConfig {
@@ -223,6 +237,7 @@ impl ServeConfig {
             tls: TlsSource::Off,
             tls_names: Vec::new(),
             dns_ttl_secs: crate::iot_dns::TTL_SECS,
+            cluster: None,
         }
     }
 
@@ -284,7 +299,26 @@ impl ServeConfig {
         if !(1..=604_800).contains(&dns_ttl_secs) {
             bail!("dns_ttl must be 1 to 604800 seconds");
         }
+        let database_url = args
+            .data
+            .database_url
+            .or(file.database_url)
+            .map(Secret::new);
+        let cluster_peers = if args.cluster_peers.is_empty() {
+            file.cluster_peers
+        } else {
+            args.cluster_peers
+        };
+        let shared = database_url.as_ref().is_some_and(|url| {
+            matches!(
+                crate::db::Engine::of_url(url.expose()),
+                Ok(crate::db::Engine::Postgres)
+            )
+        });
+        let cluster =
+            ClusterConfig::from_parts(args.node_id.or(file.node_id), &cluster_peers, shared)?;
         Ok(Self {
+            cluster,
             dns_ttl_secs,
             tls,
             tls_names: if args.tls_name.is_empty() {
@@ -305,11 +339,7 @@ impl ServeConfig {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-            database_url: args
-                .data
-                .database_url
-                .or(file.database_url)
-                .map(Secret::new),
+            database_url,
             region,
             public_http_url: args.public_http_url.or(file.public_http_url),
             public_mqtt_url: args.public_mqtt_url.or(file.public_mqtt_url),
@@ -373,6 +403,8 @@ mod tests {
             tls_key: None,
             tls_ca: Vec::new(),
             tls_name: Vec::new(),
+            node_id: None,
+            cluster_peers: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod app;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod device_auth;
@@ -19,6 +20,7 @@ pub mod licenses;
 pub mod local;
 pub mod metrics;
 pub mod modules;
+pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod pairing_tokens;

@@ -19,6 +19,9 @@ use tether_proto::Secret;
 
 /// Topic filter of every device's reports.
 const REPORTS: &str = "smart/device/out/+";
+/// The same as a shared subscription: in a cluster, each report goes to one of the
+/// nodes' clients, not to all.
+const SHARED_REPORTS: &str = "$share/tether-service/smart/device/out/+";
 
 /// The largest packet this client reads: twice what the broker accepts from a device.
 pub const MAX_INCOMING: usize = 2 * MAX_PACKET_BYTES as usize;
@@ -38,8 +41,14 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    /// Connects to the broker at `addr` and starts storing reports.
-    pub fn start(addr: SocketAddr, password: &Secret, db: Db) -> anyhow::Result<Self> {
+    /// Connects to the broker at `addr` and starts storing reports; `shared` when other
+    /// nodes' clients store them too.
+    pub fn start(
+        addr: SocketAddr,
+        password: &Secret,
+        db: Db,
+        shared: bool,
+    ) -> anyhow::Result<Self> {
         let suffix = random::string(LOWER_ALPHANUMERIC, 8).context("random source")?;
         let mut options = MqttOptions::new(
             format!("{SERVICE_USERNAME}-{suffix}"),
@@ -55,7 +64,8 @@ impl Bridge {
         network.set_tcp_nodelay(true);
         events.set_network_options(network);
         let (connected_tx, connected) = watch::channel(false);
-        tokio::spawn(run(client, events, db, connected_tx));
+        let filter = if shared { SHARED_REPORTS } else { REPORTS };
+        tokio::spawn(run(client, events, db, connected_tx, filter));
         Ok(Self { connected })
     }
 
@@ -65,12 +75,18 @@ impl Bridge {
     }
 }
 
-async fn run(client: AsyncClient, mut events: EventLoop, db: Db, connected: watch::Sender<bool>) {
+async fn run(
+    client: AsyncClient,
+    mut events: EventLoop,
+    db: Db,
+    connected: watch::Sender<bool>,
+    filter: &'static str,
+) {
     // Runs until every `Bridge` handle (each holds a receiver) is dropped.
     while !connected.is_closed() {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                if let Err(e) = client.subscribe(REPORTS, QoS::AtLeastOnce).await {
+                if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
                     tracing::error!(error = %e, "failed to subscribe to device reports");
                 }
                 connected.send_replace(true);

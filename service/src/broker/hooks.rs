@@ -235,10 +235,18 @@ impl Hooks {
             return;
         }
         let now = crate::db_time(crate::unix_now());
-        let result = crate::devices::store::set_presence(&self.db, &dev_id, online, now).await;
+        let node = self.scx.node.id();
+        let result =
+            crate::devices::store::set_presence(&self.db, &dev_id, online, now, node).await;
         match result {
             Ok(true) => {
                 tracing::info!(dev_id, online, "device presence")
+            }
+            Ok(_) if !online => {
+                tracing::debug!(
+                    dev_id,
+                    "a session ended after the device connected elsewhere, or was unbound"
+                )
             }
             Ok(_) => tracing::warn!(dev_id, online, "presence of a device that is not bound"),
             // The service is stopping; `Broker::stop` marks every device offline.

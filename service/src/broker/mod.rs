@@ -4,7 +4,11 @@
 //! can make it send a packet its client would refuse.
 
 mod bridge;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod hooks;
+mod local;
+mod remote;
 mod subscribed;
 
 use std::net::SocketAddr;
@@ -28,9 +32,12 @@ pub use bridge::Bridge;
 pub use hooks::{SERVICE_USERNAME, Sessions};
 pub use subscribed::Subscribed;
 
-use crate::db::Db;
+use crate::cluster::ClusterConfig;
+use crate::db::{Db, Engine};
 use crate::keys::Keys;
 use crate::tls::Tls;
+use local::Local;
+use remote::Remote;
 
 /// How long a device has to acknowledge a notice before its session is closed anyway.
 pub const NOTICE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -70,7 +77,9 @@ pub struct Broker {
     /// The plain listener on loopback for the service's own client, when devices get TLS.
     internal: Option<SocketAddr>,
     scx: ServerContext,
-    sessions: Arc<Sessions>,
+    local: Local,
+    /// The other processes on the same PostgreSQL database, which may hold a session.
+    remote: Option<Remote>,
     service_password: Secret,
     db: Db,
     subscribed: Arc<Subscribed>,
@@ -87,14 +96,19 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Binds `listen` (over TLS when `tls` is given) and starts the broker with the hooks
-    /// registered.
+    /// registered, joined in `cluster` if given. `database_url` is the PostgreSQL server
+    /// shared with other processes, if any.
     pub async fn start(
         listen: SocketAddr,
         tls: Option<&Tls>,
-        db: Db,
+        (db, database_url): (Db, Option<&Secret>),
         keys: Arc<Keys>,
+        cluster: Option<&ClusterConfig>,
     ) -> anyhow::Result<Self> {
-        let scx = ServerContext::new().build().await;
+        if cluster.is_some() && Engine::of(&db) != Engine::Postgres {
+            anyhow::bail!("the nodes of a cluster share one PostgreSQL database (--database-url)");
+        }
+        let scx = context(cluster).await?;
         let sessions = Arc::new(Sessions::default());
         // The service's own client authenticates with a password that lives only in this
         // process.
@@ -124,8 +138,10 @@ impl Broker {
             register.add(typ, hooks()).await;
         }
         register.start().await;
-        // No session exists yet: whatever the database says after a crash is stale.
-        mark_all_offline(&db).await?;
+        join(&scx, &db, cluster).await?;
+        // No session exists here yet: whatever the database says of this node's devices
+        // after a crash is stale.
+        mark_all_offline(&db, scx.node.id()).await?;
 
         let (listener, internal) = match tls {
             None => (listener(listen)?.tcp().context("MQTT listener")?, None),
@@ -162,11 +178,22 @@ impl Broker {
             }
         });
         tracing::info!(mqtt = %addr, tls = tls.is_some(), "MQTT broker listening");
+        let local = Local {
+            scx: scx.clone(),
+            sessions,
+        };
+        let remote = match database_url {
+            Some(url) if Engine::of(&db) == Engine::Postgres => {
+                Some(Remote::start(local.clone(), db.clone(), url)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             addr,
             internal: internal_addr,
             scx,
-            sessions,
+            local,
+            remote,
             service_password,
             db,
             subscribed,
@@ -202,10 +229,13 @@ impl Broker {
             .map_err(|e| PublishError::Routing(e.to_string()))
     }
 
-    /// Closes a device's live session, if any (its credentials were replaced).
+    /// Closes a device's live session, if any, here or at the node that holds it (its
+    /// credentials were replaced).
     pub async fn close_device(&self, dev_id: &str, why: &str) {
-        if let Some(id) = self.sessions.latest(dev_id) {
-            hooks::Hooks::close(&self.scx, id, why).await;
+        if !self.local.close(dev_id, why).await
+            && let Some(remote) = &self.remote
+        {
+            remote.send(dev_id, None, why).await;
         }
     }
 
@@ -220,9 +250,14 @@ impl Broker {
         self.internal.unwrap_or(self.addr)
     }
 
-    /// Live device sessions.
+    /// Live device sessions on this node.
     pub fn sessions(&self) -> &Arc<Sessions> {
-        &self.sessions
+        &self.local.sessions
+    }
+
+    /// This node's id in its cluster; 0 alone.
+    pub fn node_id(&self) -> u64 {
+        self.scx.node.id()
     }
 
     /// The password of the service's own client.
@@ -230,43 +265,15 @@ impl Broker {
         &self.service_password
     }
 
-    /// Delivers a notice of `protocol` (QoS 1) to a device's live session and closes the session once
-    /// the device acknowledged it, or after [`NOTICE_ACK_TIMEOUT`] if it does not.
+    /// Delivers a notice of `protocol` (QoS 1) to a device's live session, here or at the
+    /// node that holds it, and closes the session once the device acknowledged it, or
+    /// after [`NOTICE_ACK_TIMEOUT`] if it does not.
     pub async fn notify_and_close(&self, dev_id: &str, protocol: Protocol, why: &str) {
-        let Some(id) = self.sessions.latest(dev_id) else {
-            return;
-        };
-        // Unbind and reset carry no data: an empty object.
-        let payload = match envelope(protocol, serde_json::Map::new().into()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "failed to encode a notice");
-                return;
-            }
-        };
-        let publish = publish_packet(dev_id, payload);
-        let acked = self.sessions.expect_ack(dev_id);
+        if !self.local.notify_and_close(dev_id, protocol, why).await
+            && let Some(remote) = &self.remote
         {
-            let shared = self.scx.extends.shared().await;
-            if shared
-                .entry(id.clone())
-                .publish(MessageFrom::from_system(id.clone()), publish)
-                .await
-                .is_err()
-            {
-                tracing::debug!(dev_id, "the session ended before the notice");
-            }
+            remote.send(dev_id, Some(protocol), why).await;
         }
-        if tokio::time::timeout(NOTICE_ACK_TIMEOUT, acked)
-            .await
-            .is_err()
-        {
-            tracing::info!(
-                dev_id,
-                "the device did not acknowledge the notice; closing anyway"
-            );
-        }
-        hooks::Hooks::close(&self.scx, id, why).await;
     }
 
     /// Whether the broker task still runs.
@@ -281,7 +288,7 @@ impl Broker {
     /// Closes every device session, stops accepting and waits until the listener is gone.
     pub async fn stop(&self) {
         self.subscribed.close();
-        for id in self.sessions.all() {
+        for id in self.local.sessions.all() {
             hooks::Hooks::close(&self.scx, id, "service stopping").await;
         }
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -290,7 +297,7 @@ impl Broker {
             let _ = task.await;
         }
         // Sessions closed just now may not have run their presence hooks yet.
-        if let Err(e) = mark_all_offline(&self.db).await {
+        if let Err(e) = mark_all_offline(&self.db, self.node_id()).await {
             tracing::warn!(error = %e, "failed to mark devices offline at stop");
         }
     }
@@ -325,9 +332,39 @@ fn publish_packet(dev_id: &str, payload: Vec<u8>) -> Publish {
     Publish::new(Box::new(packet), None, None, Some(timestamp_millis()))
 }
 
-/// Marks every device offline: at start (sessions do not survive the service) and at stop.
-async fn mark_all_offline(db: &Db) -> anyhow::Result<()> {
-    let done = crate::devices::store::mark_all_offline(db)
+/// The broker's context: node 0 alone, or a node of `cluster` with the plugin's settings.
+async fn context(cluster: Option<&ClusterConfig>) -> anyhow::Result<ServerContext> {
+    match cluster {
+        None => Ok(ServerContext::new().build().await),
+        #[cfg(feature = "cluster")]
+        Some(cluster) => Ok(cluster::context(cluster).await?.build().await),
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => anyhow::bail!("this tether-service was built without the `cluster` feature"),
+    }
+}
+
+/// Joins `cluster`, if given.
+async fn join(scx: &ServerContext, db: &Db, cluster: Option<&ClusterConfig>) -> anyhow::Result<()> {
+    match cluster {
+        None => Ok(()),
+        #[cfg(feature = "cluster")]
+        Some(cluster) => {
+            cluster::join(scx, cluster).await?;
+            cluster::watch_nodes(db.clone(), cluster.node_id);
+            Ok(())
+        }
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => {
+            let _ = (scx, db);
+            anyhow::bail!("this tether-service was built without the `cluster` feature")
+        }
+    }
+}
+
+/// Marks offline every device whose session was on node `node`: at start (sessions do
+/// not survive the service) and at stop.
+async fn mark_all_offline(db: &Db, node: u64) -> anyhow::Result<()> {
+    let done = crate::devices::store::mark_all_offline(db, node)
         .await
         .context("failed to reset device presence")?;
     if done > 0 {

@@ -219,23 +219,69 @@ pub async fn of_product(db: &Db, product_key: &str) -> sqlx::Result<Vec<String>>
         .await
 }
 
-/// Records a session going up or down; false when the device is not bound.
-pub async fn set_presence(db: &Db, dev_id: &str, online: bool, at: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE devices SET online = $1, last_seen = $2 WHERE dev_id = $3")
-        .bind(i64::from(online))
+/// Records a session going up or down at `node`; false when the device is not bound, or
+/// (going down) its session is now on another node.
+pub async fn set_presence(
+    db: &Db,
+    dev_id: &str,
+    online: bool,
+    at: i64,
+    node: u64,
+) -> sqlx::Result<bool> {
+    // Offline only from the node that holds the session: a device that moved to another
+    // node stays online when its old node reports the old session gone.
+    let statement = if online {
+        "UPDATE devices SET online = 1, last_seen = $1, session_node = $2 WHERE dev_id = $3"
+    } else {
+        "UPDATE devices SET online = 0, last_seen = $1 WHERE session_node = $2 AND dev_id = $3"
+    };
+    let done = sqlx::query(statement)
         .bind(at)
+        .bind(node_number(node))
         .bind(dev_id)
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Marks every device offline; returns how many were online.
-pub async fn mark_all_offline(db: &Db) -> sqlx::Result<u64> {
-    let done = sqlx::query("UPDATE devices SET online = 0 WHERE online = 1")
+/// Marks offline every device whose session was on `node`; returns how many were online.
+pub async fn mark_all_offline(db: &Db, node: u64) -> sqlx::Result<u64> {
+    let done = sqlx::query("UPDATE devices SET online = 0 WHERE online = 1 AND session_node = $1")
+        .bind(node_number(node))
         .execute(db)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// Records that cluster node `node` is alive at `now`.
+pub async fn node_alive(db: &Db, node: u64, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO cluster_nodes (id, seen_at) VALUES ($1, $2) \
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+    )
+    .bind(node_number(node))
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks offline the devices held by cluster nodes not seen alive since `before` (they
+/// died, and their devices did not reconnect elsewhere yet); returns how many.
+pub async fn mark_offline_on_silent_nodes(db: &Db, before: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE devices SET online = 0 WHERE online = 1 AND session_node IN \
+         (SELECT id FROM cluster_nodes WHERE seen_at < $1)",
+    )
+    .bind(before)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A node id as the database keeps it (ids are at most [`crate::cluster::MAX_NODE_ID`]).
+fn node_number(node: u64) -> i64 {
+    i64::try_from(node).unwrap_or(i64::MAX)
 }
 
 /// Keeps a device's last data-point report.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tether_service::keys::{Acl, DeviceClaims, Keys, MQTT_AUDIENCE};
 use tokio::sync::mpsc;
 
-use crate::support::{World, assert_error, now};
+use crate::support::{Service, World, assert_error, now};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -39,11 +39,16 @@ pub struct Mqtt {
 }
 
 pub fn mqtt_client(w: &World, id: &str, user: &str, password: &str) -> Mqtt {
-    let addr = w.service.mqtt_addr;
+    mqtt_client_to(&w.service, id, user, password)
+}
+
+/// A client of `service`'s broker.
+pub fn mqtt_client_to(service: &Service, id: &str, user: &str, password: &str) -> Mqtt {
+    let addr = service.mqtt_addr;
     let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     options.set_credentials(user, password);
     options.set_keep_alive(Duration::from_secs(5));
-    if let Some(ca) = &w.service.ca {
+    if let Some(ca) = &service.ca {
         options.set_transport(crate::tls::mqtt_tls(ca));
     }
     Mqtt::spawn(options)
@@ -156,11 +161,20 @@ async fn unbind_and_expect_notice(
 
 /// Polls the API until `check` holds for the device.
 pub async fn device_until(w: &World, dev_id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    device_until_at(&w.service, &w.ann, dev_id, check).await
+}
+
+/// Polls `service`'s API, as the owner logged in with `bearer`, until `check` holds.
+pub async fn device_until_at(
+    service: &Service,
+    bearer: &str,
+    dev_id: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (status, body) = w
-            .service
-            .get(&format!("/v1/devices/{dev_id}"), Some(&w.ann))
+        let (status, body) = service
+            .get(&format!("/v1/devices/{dev_id}"), Some(bearer))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if check(&body) {

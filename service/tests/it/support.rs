@@ -354,11 +354,16 @@ impl World {
     }
 
     async fn with(devices: u32, tls: TlsSource) -> Self {
+        Self::configured(devices, |config| config.tls = tls).await
+    }
+
+    /// A world whose service runs with the settings `configure` makes of the defaults.
+    pub async fn configured(devices: u32, configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let password = add_user(dir.path(), "ann", Role::User).await;
         let devices = add_devices(dir.path(), devices).await;
         let mut config = ServeConfig::ephemeral(dir.path());
-        config.tls = tls;
+        configure(&mut config);
         let service = Service::start_with(config).await;
         let ann = service.login("ann", &password).await;
         Self {

@@ -31,5 +31,6 @@ mod support;
 #[path = "../it/tls.rs"]
 mod tls;
 
-// Only on PostgreSQL: several service processes on one database.
+// Only on PostgreSQL: several service processes on one database, and a broker cluster.
+mod cluster;
 mod nodes;
