@@ -83,6 +83,10 @@ pub struct CommandAccepted {
     pub dev_id: String,
     /// Whether it was online, so got the command now.
     pub online: bool,
+    /// With `?wait`: the device acknowledged the command (answered with 200). Without,
+    /// absent: the command was queued to the session (202), not confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// A stored module (a signed component bundle), as the API shows it.

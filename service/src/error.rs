@@ -50,6 +50,15 @@ pub enum ApiError {
     /// The service is not set up for this request (a missing setting, named).
     #[error("{0}")]
     NotConfigured(String),
+    /// The device is not connected, so it cannot take what was asked now.
+    #[error("the device is offline")]
+    DeviceOffline,
+    /// The device did not acknowledge a message within this many seconds.
+    #[error(
+        "the device did not acknowledge the message within {0} s (it may have just gone \
+         offline, or its node stopped); send it again if it must arrive"
+    )]
+    NotDelivered(u64),
     /// Too many requests; retry after this many seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -100,6 +109,8 @@ impl ApiError {
                     B::Corrupted => (StatusCode::BAD_REQUEST, "bundle_corrupted"),
                 }
             }
+            Self::DeviceOffline => (StatusCode::CONFLICT, "device_offline"),
+            Self::NotDelivered(_) => (StatusCode::GATEWAY_TIMEOUT, "not_delivered"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             // The request is valid, the service's state does not allow it: a conflict.
             Self::NotConfigured(_) => (StatusCode::CONFLICT, "not_configured"),

@@ -40,6 +40,24 @@ pub async fn post_activation(
         .expect("the service answers")
 }
 
+/// An MQTT transport over TLS that trusts the CA certificates in `ca_pem` alone.
+pub fn mqtt_tls(ca_pem: &[u8]) -> rumqttc::Transport {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.expect("PEM")).expect("a CA certificate");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
+        config,
+    )))
+}
+
 /// The product key of every test device.
 pub const PRODUCT_KEY: &str = "pe2e00000000000a";
 /// The simulated router every test device sees.

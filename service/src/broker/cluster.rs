@@ -103,17 +103,25 @@ pub const SILENT_FOR: Duration = Duration::from_secs(30);
 pub(super) fn watch_nodes(db: Db, node: u64) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(ALIVE_EVERY);
+        // Since when this node has reached the database without a gap: after an outage,
+        // the others need a while to record themselves again before any looks silent.
+        let mut reachable_since: Option<tokio::time::Instant> = None;
         loop {
             every.tick().await;
             if db.is_closed() {
                 return;
             }
             let now = crate::unix_now();
-            let before = crate::db_time(now.saturating_sub(SILENT_FOR.as_secs()));
             if let Err(e) = store::node_alive(&db, node, crate::db_time(now)).await {
                 tracing::warn!(error = %e, "failed to record that this node is alive");
+                reachable_since = None;
                 continue;
             }
+            let since = *reachable_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() < SILENT_FOR {
+                continue;
+            }
+            let before = crate::db_time(now.saturating_sub(SILENT_FOR.as_secs()));
             match store::mark_offline_on_silent_nodes(&db, before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(devices = n, "marked offline the devices of a silent node"),

@@ -148,6 +148,7 @@ pub struct Hooks {
     pub(super) keys: Arc<Keys>,
     pub(super) service_password: Secret,
     pub(super) sessions: Arc<Sessions>,
+    pub(super) acks: Arc<super::Acks>,
     /// Dev-ids of devices that just subscribed to their in-topic.
     pub(super) subscribed: Arc<Subscribed>,
 }
@@ -358,9 +359,11 @@ impl Handler for Hooks {
                     self.subscribed.push(dev_id);
                 }
             }
-            Parameter::MessageAcked(session, ..) => {
+            Parameter::MessageAcked(session, _, publish) => {
                 if let Some(dev_id) = device_of(session) {
                     self.sessions.acked(&dev_id);
+                    self.acks
+                        .acked(&dev_id, super::acks::digest(&publish.payload));
                 }
             }
             Parameter::ClientDisconnected(session, _) => self.presence(session, false).await,

@@ -9,13 +9,15 @@ use rmqtt::context::ServerContext;
 use rmqtt::types::From as MessageFrom;
 use tether_proto::mqtt::Protocol;
 
-use super::{NOTICE_ACK_TIMEOUT, Sessions, envelope, hooks, publish_packet};
+use super::{Acks, NOTICE_ACK_TIMEOUT, Sessions, envelope, hooks, publish_packet};
 
 /// This node's device sessions and the broker that holds them.
 #[derive(Clone)]
 pub(super) struct Local {
     pub(super) scx: ServerContext,
     pub(super) sessions: Arc<Sessions>,
+    /// Waiters for devices' acknowledgements of single messages.
+    pub(super) acks: Arc<Acks>,
 }
 
 impl Local {

@@ -3,6 +3,7 @@
 //! in-process, through the broker's own routing ([`Broker::publish`]): no device or user
 //! can make it send a packet its client would refuse.
 
+mod acks;
 mod bridge;
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -28,6 +29,7 @@ use tether_proto::mqtt::{self, Envelope, Protocol};
 use tether_proto::random::{self, ALPHANUMERIC};
 use tokio::task::JoinHandle;
 
+pub use acks::Acks;
 pub use bridge::Bridge;
 pub use hooks::{SERVICE_USERNAME, Sessions};
 pub use subscribed::Subscribed;
@@ -110,6 +112,7 @@ impl Broker {
         }
         let scx = context(cluster).await?;
         let sessions = Arc::new(Sessions::default());
+        let acks = Arc::new(Acks::default());
         // The service's own client authenticates with a password that lives only in this
         // process.
         let service_password =
@@ -122,6 +125,7 @@ impl Broker {
                 keys: keys.clone(),
                 service_password: service_password.clone(),
                 sessions: sessions.clone(),
+                acks: acks.clone(),
                 subscribed: subscribed.clone(),
             })
         };
@@ -181,6 +185,7 @@ impl Broker {
         let local = Local {
             scx: scx.clone(),
             sessions,
+            acks,
         };
         let remote = match database_url {
             Some(url) if Engine::of(&db) == Engine::Postgres => {
@@ -215,7 +220,31 @@ impl Broker {
         protocol: Protocol,
         data: serde_json::Value,
     ) -> Result<(), PublishError> {
-        let publish = publish_packet(dev_id, envelope(protocol, data)?);
+        self.route(dev_id, envelope(protocol, data)?).await
+    }
+
+    /// Routes a message as [`Broker::publish`] does and waits up to `wait` for the
+    /// device to acknowledge it, wherever its session is; whether it did.
+    pub async fn publish_acknowledged(
+        &self,
+        dev_id: &str,
+        protocol: Protocol,
+        data: serde_json::Value,
+        wait: std::time::Duration,
+    ) -> Result<bool, PublishError> {
+        let payload = envelope(protocol, data)?;
+        let digest = acks::digest(&payload);
+        let acked = self.local.acks.wait(dev_id, digest);
+        self.route(dev_id, payload).await?;
+        let delivered = matches!(tokio::time::timeout(wait, acked).await, Ok(Ok(())));
+        if !delivered {
+            self.local.acks.forget(dev_id, digest);
+        }
+        Ok(delivered)
+    }
+
+    async fn route(&self, dev_id: &str, payload: Vec<u8>) -> Result<(), PublishError> {
+        let publish = publish_packet(dev_id, payload);
         let from = MessageFrom::from_system(Id::new(
             self.scx.node.id(),
             0,

@@ -61,36 +61,80 @@ pub(crate) async fn get_device(
     Ok(Json(device))
 }
 
+/// Query of `POST /v1/devices/{dev_id}/commands`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandQuery {
+    /// Wait up to this many seconds (1 to 30) for the device to acknowledge the command:
+    /// 200 when it did, 504 `not_delivered` when it did not, 409 `device_offline` at once
+    /// when it is offline. Without it: 202 once the command is queued to the session.
+    wait: Option<u64>,
+}
+
+/// Longest `?wait` of a command.
+pub const MAX_COMMAND_WAIT_SECS: u64 = 30;
+
 /// Send data points to the device (protocol 5).
 #[utoipa::path(post, path = "/v1/devices/{dev_id}/commands", tag = "devices", security(("bearer" = [])),
-    params(("dev_id" = String, Path, description = "device id")),
+    params(("dev_id" = String, Path, description = "device id"), CommandQuery),
     request_body = CommandRequest,
-    responses((status = 202, description = "routed to the device's session, if it is online", body = CommandAccepted), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the command is larger than a device takes", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody)))]
+    responses((status = 200, description = "with `?wait`: the device acknowledged it", body = CommandAccepted), (status = 202, description = "routed to the device's session, if it is online", body = CommandAccepted), (status = 400, description = "malformed body, query or path", body = tether_proto::api_error::ApiErrorBody), (status = 401, description = "no valid access token", body = tether_proto::api_error::ApiErrorBody), (status = 404, description = "not found for the caller", body = tether_proto::api_error::ApiErrorBody), (status = 409, description = "with `?wait`: the device is offline", body = tether_proto::api_error::ApiErrorBody), (status = 413, description = "the command is larger than a device takes", body = tether_proto::api_error::ApiErrorBody), (status = 415, description = "the body is not JSON", body = tether_proto::api_error::ApiErrorBody), (status = 504, description = "with `?wait`: not acknowledged in time", body = tether_proto::api_error::ApiErrorBody)))]
 pub(crate) async fn send_command(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(dev_id): ApiPath<String>,
+    query: Result<Query<CommandQuery>, QueryRejection>,
     ApiJson(req): ApiJson<CommandRequest>,
 ) -> ApiResult<(StatusCode, Json<CommandAccepted>)> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let device = owned(&state.db, user.id, &dev_id).await?;
     if req.data.is_empty() {
         return Err(ApiError::BadRequest(
             "data must name at least one data point".into(),
         ));
     }
-    state
+    let data = serde_json::Value::Object(req.data);
+    let Some(wait) = query.wait else {
+        state
+            .broker
+            .publish(&device.dev_id, Protocol::DpCommand, data)
+            .await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(CommandAccepted {
+                dev_id: device.dev_id,
+                online: device.online,
+                delivered: None,
+            }),
+        ));
+    };
+    if !(1..=MAX_COMMAND_WAIT_SECS).contains(&wait) {
+        return Err(ApiError::BadRequest(format!(
+            "wait must be 1 to {MAX_COMMAND_WAIT_SECS} seconds"
+        )));
+    }
+    if !device.online {
+        return Err(ApiError::DeviceOffline);
+    }
+    let delivered = state
         .broker
-        .publish(
+        .publish_acknowledged(
             &device.dev_id,
             Protocol::DpCommand,
-            serde_json::Value::Object(req.data),
+            data,
+            std::time::Duration::from_secs(wait),
         )
         .await?;
+    if !delivered {
+        return Err(ApiError::NotDelivered(wait));
+    }
     Ok((
-        StatusCode::ACCEPTED,
+        StatusCode::OK,
         Json(CommandAccepted {
             dev_id: device.dev_id,
-            online: device.online,
+            online: true,
+            delivered: Some(true),
         }),
     ))
 }

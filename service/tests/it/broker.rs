@@ -421,3 +421,61 @@ async fn unbinding_with_reset_sends_protocol_11() {
     let mut device = online_device(&w, &login).await;
     unbind_and_expect_notice(&w, &login, &mut device, "?reset=true", 11).await;
 }
+
+#[tokio::test]
+async fn a_command_sent_with_wait_is_answered_once_the_device_acknowledges_it() {
+    let w = World::new(2).await;
+    let login = activated(&w, 0).await;
+    let mut device = online_device(&w, &login).await;
+    let path = format!("/v1/devices/{}/commands?wait=5", login.dev_id);
+    let (status, body) = w
+        .service
+        .post(&path, Some(&w.ann), json!({"data": {"1": 7}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["delivered"], true);
+    assert_eq!(next_json(&mut device).await["data"], json!({"1": 7}));
+
+    // A device that takes the command but never acknowledges it: a clear 504.
+    let silent = activated(&w, 1).await;
+    let mut options = MqttOptions::new(
+        silent.dev_id.as_str(),
+        w.service.mqtt_addr.ip().to_string(),
+        w.service.mqtt_addr.port(),
+    );
+    options.set_credentials(silent.dev_id.as_str(), silent.password.as_str());
+    options.set_manual_acks(true);
+    let mut never_acks = Mqtt::spawn(options);
+    never_acks.connect().await.expect("accepted");
+    never_acks
+        .subscribe(&format!("smart/device/in/{}", silent.dev_id))
+        .await;
+    device_until(&w, &silent.dev_id, |d| d["online"] == true).await;
+    let path = format!("/v1/devices/{}/commands?wait=1", silent.dev_id);
+    let (status, body) = w
+        .service
+        .post(&path, Some(&w.ann), json!({"data": {"1": 8}}))
+        .await;
+    assert_error(status, &body, StatusCode::GATEWAY_TIMEOUT, "not_delivered");
+    assert_eq!(next_json(&mut never_acks).await["data"], json!({"1": 8}));
+
+    // Offline: refused at once, without waiting.
+    device.client.disconnect().await.expect("queued");
+    device_until(&w, &login.dev_id, |d| d["online"] == false).await;
+    let path = format!("/v1/devices/{}/commands?wait=30", login.dev_id);
+    let started = std::time::Instant::now();
+    let (status, body) = w
+        .service
+        .post(&path, Some(&w.ann), json!({"data": {"1": 9}}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "device_offline");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for wait in ["0", "31", "x"] {
+        let path = format!("/v1/devices/{}/commands?wait={wait}", login.dev_id);
+        let (status, body) = w
+            .service
+            .post(&path, Some(&w.ann), json!({"data": {"1": 1}}))
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}

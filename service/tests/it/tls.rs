@@ -5,7 +5,6 @@
 //! handshake is dropped. (The whole device path over TLS is in `broker.rs`.)
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,19 +17,7 @@ use tether_service::tls::{TLS_DIR, TlsSource};
 use tokio::io::AsyncReadExt;
 
 /// An MQTT transport that trusts the CA in `ca_pem` alone.
-pub fn mqtt_tls(ca_pem: &[u8]) -> rumqttc::Transport {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.expect("PEM")).expect("a CA certificate");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
-}
+pub use tether_e2e::mqtt_tls;
 
 async fn start(data_dir: &Path) -> LocalCloud {
     let mut config = ServeConfig::ephemeral(data_dir);

@@ -96,6 +96,19 @@ async fn a_device_on_one_node_gets_commands_posted_to_another_and_every_node_see
     assert_eq!(command["protocol"], 5);
     assert_eq!(command["data"], json!({"1": true}));
 
+    // Waited for at node 1: the acknowledgement at node 2 comes back to it.
+    let (status, body) = w
+        .service
+        .post(
+            &format!("{path}?wait=5"),
+            Some(&w.ann),
+            json!({"data": {"1": false}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["delivered"], true);
+    assert_eq!(next_json(&mut device).await["data"], json!({"1": false}));
+
     // A report published at node 2 is stored once and seen at node 1.
     let report = json!({"protocol": 4, "t": now(), "data": {"2": 7}});
     device
