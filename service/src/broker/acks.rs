@@ -14,9 +14,12 @@ use tokio::sync::oneshot;
 type Relay = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 /// Waiters by (dev-id, payload digest).
+type Waiting = HashMap<(String, u64), Vec<oneshot::Sender<()>>>;
+
+/// Waiters by (dev-id, payload digest).
 #[derive(Default)]
 pub struct Acks {
-    waiting: Mutex<HashMap<(String, u64), Vec<oneshot::Sender<()>>>>,
+    waiting: Mutex<Waiting>,
     others: OnceLock<Relay>,
 }
 
@@ -84,7 +87,7 @@ impl Acks {
         self.others.set(relay).is_ok()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Vec<oneshot::Sender<()>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
