@@ -48,6 +48,9 @@ struct Cli {
     /// Leave PostgreSQL out of `activation` (it runs when its binaries are installed).
     #[arg(long)]
     sqlite_only: bool,
+    /// Devices in the `cluster` scenario, spread over its three nodes [default: 30000]
+    #[arg(long)]
+    cluster_sessions: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +93,9 @@ pub enum Scenario {
     Limits,
     /// TLS against plain: pairing latency, connects, memory per session, host memory.
     Tls,
+    /// Three nodes in one broker cluster on PostgreSQL: sessions across them, commands
+    /// across nodes, a node killed.
+    Cluster,
 }
 
 /// Options every scenario sees.
@@ -105,6 +111,8 @@ pub struct Options {
     pub activations: usize,
     /// Whether `activation` leaves PostgreSQL out.
     pub sqlite_only: bool,
+    /// Devices in `cluster`.
+    pub cluster_sessions: usize,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +165,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             .activations
             .unwrap_or(if cli.quick { 600 } else { 60_000 }),
         sqlite_only: cli.sqlite_only,
+        cluster_sessions: cli
+            .cluster_sessions
+            .unwrap_or(if cli.quick { 30 } else { 30_000 }),
         fleet: cli.fleet.clone().unwrap_or_else(|| {
             if cli.quick {
                 vec![8]

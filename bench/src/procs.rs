@@ -19,6 +19,8 @@ pub struct Server {
     stdin: Option<ChildStdin>,
     /// Its HTTP address.
     pub http: SocketAddr,
+    /// Its MQTT address (a service's).
+    pub mqtt: Option<SocketAddr>,
     /// The CA to trust when it serves TLS.
     ca: Option<PathBuf>,
 }
@@ -46,6 +48,15 @@ impl Server {
         data_dir: &Path,
         database: Option<&tether_proto::Secret>,
     ) -> anyhow::Result<Self> {
+        let env: Vec<(&str, String)> = database
+            .map(|url| (crate::serve::DATABASE_ENV, url.expose().to_owned()))
+            .into_iter()
+            .collect();
+        Self::start_with(kind, data_dir, &env)
+    }
+
+    /// Starts the server with `env` set (see `serve.rs` for what it reads).
+    pub fn start_with(kind: Kind, data_dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the bench executable")?;
         // TETHER_BENCH_SERVER_WRAPPER runs the server under a profiler, such as
         // `heaptrack` (where a session's memory goes) or `perf record -g`.
@@ -71,9 +82,7 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(url) = database {
-            command.env(crate::serve::DATABASE_ENV, url.expose());
-        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().context("cannot start a server process")?;
         let stdout = child.stdout.take().context("no stdout")?;
         // Its `ready` line; a wrapper may print lines of its own first.
@@ -102,6 +111,7 @@ impl Server {
         Ok(Self {
             stdin: child.stdin.take(),
             http,
+            mqtt: field("mqtt="),
             ca,
             child,
         })
@@ -141,6 +151,12 @@ impl Server {
             .as_deref()
             .map(tether_service::tls::client_trusting)
             .transpose()
+    }
+
+    /// Kills it at once (SIGKILL), as a machine that dies would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Its resident memory now and its peak, in KiB.

@@ -36,13 +36,21 @@ pub async fn hello() -> anyhow::Result<()> {
 
 /// The variable that hands a served service its PostgreSQL URL.
 pub const DATABASE_ENV: &str = "TETHER_BENCH_DATABASE_URL";
+/// The variables that make a served service a node of a broker cluster: its id, and
+/// every node as `--cluster-peers` takes them.
+pub const NODE_ENV: &str = "TETHER_BENCH_NODE_ID";
+pub const PEERS_ENV: &str = "TETHER_BENCH_CLUSTER_PEERS";
 
 /// The Tether service on `data_dir` (its registry on PostgreSQL when [`DATABASE_ENV`] is
 /// set), logging at `info` (its default) to `service.log`
 /// there, as it would to a journal in production; over TLS with a local CA when `tls`.
 pub async fn service(data_dir: &Path, tls: bool) -> anyhow::Result<()> {
-    let log =
-        std::fs::File::create(data_dir.join("service.log")).context("cannot create the log")?;
+    let node = std::env::var(NODE_ENV).ok();
+    let log_name = match &node {
+        Some(id) => format!("service-{id}.log"),
+        None => "service.log".into(),
+    };
+    let log = std::fs::File::create(data_dir.join(log_name)).context("cannot create the log")?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_ansi(false)
@@ -54,6 +62,19 @@ pub async fn service(data_dir: &Path, tls: bool) -> anyhow::Result<()> {
         .map(tether_proto::Secret::new);
     if tls {
         config.tls = tether_service::tls::TlsSource::LocalCa;
+    }
+    if let Some(node) = node {
+        let peers: Vec<String> = std::env::var(PEERS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let id = node.parse().context("node id")?;
+        config.cluster = tether_service::cluster::ClusterConfig::from_parts(
+            Some(id),
+            &peers,
+            config.database_url.is_some(),
+        )?;
     }
     let app = tether_service::Application::build(config).await?;
     println!("ready http={} mqtt={}", app.http_addr(), app.mqtt_addr());

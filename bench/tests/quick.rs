@@ -26,6 +26,7 @@ fn every_scenario_completes_in_quick_mode_and_writes_its_results() {
         "fleet",
         "footprint",
         "tls",
+        "cluster",
     ] {
         let path = out.path().join(format!("{scenario}.json"));
         let text =

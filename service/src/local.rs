@@ -241,3 +241,28 @@ mod tests {
         assert_eq!(never, Err("still not"));
     }
 }
+
+/// `--cluster-peers` for `n` nodes on this machine's loopback: each a free port whose
+/// successor (for Raft) is free too when asked.
+pub fn loopback_cluster_peers(n: usize) -> Vec<String> {
+    let mut held = Vec::new();
+    let mut peers = Vec::new();
+    while peers.len() < n {
+        let Ok(grpc) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = grpc.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if port == u16::MAX {
+            continue;
+        }
+        let Ok(raft) = std::net::TcpListener::bind(("127.0.0.1", port + 1)) else {
+            continue;
+        };
+        peers.push(format!("{}@127.0.0.1:{port}", peers.len() + 1));
+        // Held until all are chosen, so no two nodes get the same ports.
+        held.push((grpc, raft));
+    }
+    peers
+}

@@ -105,13 +105,15 @@ impl Api {
     /// Activates `licence` with `token`: the answer, or the status and error code (or
     /// the transport error) of a refusal.
     pub async fn activate(&self, licence: &Licence, token: &str) -> Result<Activated, String> {
-        let request = json!({
-            "uuid": licence.uuid,
-            "product_key": tether_e2e::PRODUCT_KEY,
-            "token": token,
-            "sw_ver": "1.0.0",
-            "module_version": "0.1.0",
-        });
+        let request = tether_proto::activation::ActivateRequest {
+            uuid: licence.uuid.clone(),
+            product_key: tether_e2e::PRODUCT_KEY.into(),
+            token: tether_proto::Secret::new(token),
+            sw_ver: "1.0.0".into(),
+            module_version: "0.1.0".into(),
+            reset: false,
+            timings: None,
+        };
         let (body, header) =
             tether_service::local::signed_activation(&licence.uuid, &licence.authkey, &request)
                 .expect("signed");
@@ -127,11 +129,7 @@ impl Api {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status != StatusCode::OK {
-            return Err(format!(
-                "{} {}",
-                status.as_u16(),
-                body["code"].as_str().unwrap_or("?")
-            ));
+            return Err(format!("{} {}", status.as_u16(), error_code(&body)));
         }
         Ok(Activated {
             dev_id: body["dev_id"].as_str().expect("dev_id").to_owned(),
@@ -191,6 +189,11 @@ impl Api {
     }
 }
 
+/// The code of an error body (`{"error": {"code", "message"}}`).
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("(no error code)")
+}
+
 /// An API answer, or the transport error when none came.
 type Answer = Result<(StatusCode, Value), String>;
 
@@ -218,11 +221,7 @@ impl Commands {
                     }
                 }
                 Ok((status, body)) => {
-                    let code = format!(
-                        "{} {}",
-                        status.as_u16(),
-                        body["code"].as_str().unwrap_or("?")
-                    );
+                    let code = format!("{} {}", status.as_u16(), error_code(body));
                     *refused.entry(code).or_default() += 1;
                 }
                 Err(_) => cut += 1,

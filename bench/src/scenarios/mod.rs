@@ -2,6 +2,7 @@
 
 mod activation;
 mod channel;
+mod cluster;
 mod component;
 mod fleet;
 mod footprint;
@@ -26,5 +27,6 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Report
         Scenario::Footprint => footprint::run(options).await,
         Scenario::Limits => limits::run(options).await,
         Scenario::Tls => tls::run(options).await,
+        Scenario::Cluster => cluster::run(options).await,
     }
 }

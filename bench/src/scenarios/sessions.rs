@@ -352,7 +352,8 @@ async fn wait_online_count(http: &reqwest::Client, url: &str, n: usize) -> anyho
     }
 }
 
-async fn login(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+/// Logs the bench's account in at `url`; its access token.
+pub(super) async fn login(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let body = LoginRequest {
         username: cloud::USER.into(),
         password: Secret::new(cloud::PASSWORD),

@@ -147,11 +147,14 @@ async fn settings(cluster: &ClusterConfig) -> anyhow::Result<String> {
     table.insert("raft_peer_addrs".into(), list(|p| p.raft_addr()).into());
     table.insert("laddr".into(), raft_listen.to_string().into());
     table.insert("leader_id".into(), to_toml_int(cluster.first())?);
-    // Peers' names are resolved (with retries) before use.
-    table.insert("verify_addr".into(), true.into());
+    // Peers' names are resolved when connecting, not at start: the first node starts
+    // before the others' names exist, and a restarted node may come back elsewhere.
+    table.insert("verify_addr".into(), false.into());
     // Two cores are the smallest node; Raft's own runtime needs no more threads.
     table.insert("worker_threads".into(), 2.into());
-    table.insert("node_grpc_client_timeout".into(), "5s".into());
+    // Also how long a device connecting to another node waits for a dead node to give up
+    // its client id: short, for the nodes are on one network.
+    table.insert("node_grpc_client_timeout".into(), "2s".into());
     toml::to_string(&table).context("cluster settings")
 }
 

@@ -5,8 +5,6 @@
 //! session on another. The nodes run in this test process, each with its own broker,
 //! gRPC server and Raft member on loopback ports.
 
-use std::net::TcpListener;
-
 use reqwest::StatusCode;
 use rumqttc::{Packet, QoS};
 use serde_json::{Value, json};
@@ -22,26 +20,6 @@ fn node(id: u64, peers: &[String]) -> ClusterConfig {
         .expect("a cluster")
 }
 
-/// `--cluster-peers` for `n` nodes on loopback: each a free port whose successor (Raft)
-/// is free too.
-fn loopback_peers(n: u64) -> Vec<String> {
-    let mut held = Vec::new();
-    let mut peers = Vec::new();
-    while peers.len() < n as usize {
-        let grpc = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = grpc.local_addr().expect("bound").port();
-        if port == u16::MAX {
-            continue;
-        }
-        let Ok(raft) = TcpListener::bind(("127.0.0.1", port + 1)) else {
-            continue;
-        };
-        peers.push(format!("{}@127.0.0.1:{port}", peers.len() + 1));
-        held.push((grpc, raft));
-    }
-    peers
-}
-
 /// Node 1 (the world's service, which starts the cluster) and nodes 2 and 3; `None` when
 /// this run has no PostgreSQL (a cluster needs one).
 async fn three_nodes(devices: u32) -> Option<(World, Vec<Service>)> {
@@ -53,7 +31,7 @@ async fn three_nodes(devices: u32) -> Option<(World, Vec<Service>)> {
         eprintln!("SKIPPED: a broker cluster needs PostgreSQL ({why})");
         return None;
     }
-    let peers = loopback_peers(3);
+    let peers = tether_service::local::loopback_cluster_peers(3);
     let first = node(1, &peers);
     let w = World::configured(devices, |config| config.cluster = Some(first)).await;
     let mut others = Vec::new();
