@@ -219,29 +219,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn eventually_returns_the_first_success_or_the_last_failure() {
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let found = eventually(Duration::from_secs(5), Duration::from_millis(1), || async {
-            let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n == 3 { Ok(n) } else { Err(n) }
-        })
-        .await;
-        assert_eq!(found, Ok(3));
-        let never: Result<(), &str> = eventually(
-            Duration::from_millis(20),
-            Duration::from_millis(5),
-            || async { Err("still not") },
-        )
-        .await;
-        assert_eq!(never, Err("still not"));
-    }
-}
-
 /// `--cluster-peers` for `n` nodes on this machine's loopback: each a free port whose
 /// successor (for Raft) is free too when asked.
 pub fn loopback_cluster_peers(n: usize) -> Vec<String> {
@@ -265,4 +242,27 @@ pub fn loopback_cluster_peers(n: usize) -> Vec<String> {
         held.push((grpc, raft));
     }
     peers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn eventually_returns_the_first_success_or_the_last_failure() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let found = eventually(Duration::from_secs(5), Duration::from_millis(1), || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n == 3 { Ok(n) } else { Err(n) }
+        })
+        .await;
+        assert_eq!(found, Ok(3));
+        let never: Result<(), &str> = eventually(
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            || async { Err("still not") },
+        )
+        .await;
+        assert_eq!(never, Err("still not"));
+    }
 }
