@@ -112,6 +112,20 @@ impl Mqtt {
         .await
     }
 
+    /// Publishes a data-point report (protocol 4) of `data` on the device's out-topic.
+    pub async fn report(&self, dev_id: &str, data: Value) {
+        let report = json!({"protocol": 4, "t": now(), "data": data});
+        self.client
+            .publish(
+                format!("smart/device/out/{dev_id}"),
+                QoS::AtLeastOnce,
+                false,
+                report.to_string(),
+            )
+            .await
+            .expect("queued");
+    }
+
     /// Waits until the connection drops.
     pub async fn closed(&mut self) {
         loop {
@@ -234,17 +248,9 @@ async fn whole_path(w: World) {
     assert_eq!(command["protocol"], 5);
     assert_eq!(command["data"], json!({"1": true, "2": 40}));
 
-    let report = json!({"protocol": 4, "t": now(), "data": {"1": true, "2": 40}});
     device
-        .client
-        .publish(
-            format!("smart/device/out/{}", login.dev_id),
-            QoS::AtLeastOnce,
-            false,
-            report.to_string(),
-        )
-        .await
-        .expect("queued");
+        .report(&login.dev_id, json!({"1": true, "2": 40}))
+        .await;
     let seen = device_until(&w, &login.dev_id, |d| {
         d["last_report"] == json!({"1": true, "2": 40})
     })

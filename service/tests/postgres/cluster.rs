@@ -6,12 +6,12 @@
 //! gRPC server and Raft member on loopback ports.
 
 use reqwest::StatusCode;
-use rumqttc::{Packet, QoS};
+use rumqttc::Packet;
 use serde_json::{Value, json};
 use tether_service::cluster::ClusterConfig;
 
 use crate::broker::{Login, Mqtt, activated, device_until_at, mqtt_client_to, next_json};
-use crate::support::{Service, World, now};
+use crate::support::{Service, World};
 
 /// A node's cluster settings among `peers`.
 fn node(id: u64, peers: &[String]) -> ClusterConfig {
@@ -88,17 +88,7 @@ async fn a_device_on_one_node_gets_commands_posted_to_another_and_every_node_see
     assert_eq!(next_json(&mut device).await["data"], json!({"1": false}));
 
     // A report published at node 2 is stored once and seen at node 1.
-    let report = json!({"protocol": 4, "t": now(), "data": {"2": 7}});
-    device
-        .client
-        .publish(
-            format!("smart/device/out/{}", login.dev_id),
-            QoS::AtLeastOnce,
-            false,
-            report.to_string(),
-        )
-        .await
-        .expect("queued");
+    device.report(&login.dev_id, json!({"2": 7})).await;
     device_until_at(&w.service, &w.ann, &login.dev_id, |d| {
         d["last_report"] == json!({"2": 7})
     })
