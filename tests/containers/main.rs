@@ -4,18 +4,11 @@
 //! faults. It is its own test binary, so it never competes with the other end-to-end
 //! tests for the two cores. Without a Docker engine the script skips, unless CI=true.
 
-use std::path::Path;
-use std::process::Command;
-
 #[test]
 fn containers_pair_every_device_and_ride_out_the_faults() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate sits in the workspace");
-    // The script's steps and timings go straight to the test's output.
-    let status = Command::new("bash")
-        .arg(root.join("deploy/e2e.sh"))
-        .current_dir(root)
+    // The script's steps and timings go straight to the test's output. Without Cargo's
+    // variables, so its build reuses what the cluster test's built (and the other way).
+    let status = tether_e2e::deploy::bash("e2e.sh")
         .status()
         .expect("bash runs deploy/e2e.sh");
     assert!(status.success(), "deploy/e2e.sh failed: {status}");

@@ -39,26 +39,9 @@ pub fn require(tool: &str, how: &str) -> Option<()> {
 /// test's output; returns what it printed on standard output, line by line, split on
 /// whitespace. `None` (skip) when it exits 3 outside CI; any other failure fails the test.
 pub fn script(script: &str, env: &[(&str, &Path)]) -> Option<Vec<Vec<String>>> {
-    let mut command = Command::new("bash");
-    // What Cargo sets for this test (the package's name and version, OUT_DIR...) would
-    // reach the build scripts of the script's own builds, and those that watch such
-    // variables (ring) would make them rebuild what the same script run by hand built.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                &*key,
-                "OUT_DIR" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
-            )
-        {
-            command.env_remove(&*key);
-        }
-    }
+    let mut command = bash(script);
     let out = command
-        .arg(root().join("deploy").join(script))
         .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
-        .current_dir(root())
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("bash runs deploy/{script}: {e}"));
@@ -77,6 +60,30 @@ pub fn script(script: &str, env: &[(&str, &Path)]) -> Option<Vec<Vec<String>>> {
             .map(|l| l.split_whitespace().map(str::to_owned).collect())
             .collect(),
     )
+}
+
+/// `bash deploy/SCRIPT` from the workspace root, without the variables Cargo sets for a
+/// test: those (the package's name and version, OUT_DIR...) would reach the build
+/// scripts of the script's own builds, and those that watch such variables (ring) would
+/// rebuild what the same script, run by hand or by another test, built already.
+pub fn bash(script: &str) -> Command {
+    let mut command = Command::new("bash");
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*key,
+                "OUT_DIR" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            command.env_remove(&*key);
+        }
+    }
+    command
+        .arg(root().join("deploy").join(script))
+        .current_dir(root());
+    command
 }
 
 /// What `deploy/boards.sh` or `deploy/deb.sh` built: `(target, path)` per line.

@@ -6,7 +6,7 @@
 //! gRPC server and Raft member on loopback ports.
 
 use reqwest::StatusCode;
-use rumqttc::Packet;
+use rumqttc::{Packet, SubscribeReasonCode};
 use serde_json::{Value, json};
 use tether_service::cluster::ClusterConfig;
 
@@ -138,4 +138,29 @@ async fn a_client_id_is_held_by_one_node_and_an_unbind_reaches_the_node_that_hol
         .await;
     assert_eq!(notice["protocol"], 8, "{notice}");
     second.closed().await;
+}
+
+#[tokio::test]
+async fn a_device_cannot_join_the_services_shared_subscription_or_read_another_device() {
+    let Some((w, nodes)) = three_nodes(2).await else {
+        return;
+    };
+    let a = activated(&w, 0).await;
+    let b = activated(&w, 1).await;
+    let mut attacker = connect(&nodes[0], &a).await;
+    for filter in [
+        "$share/tether-service/smart/device/out/+".to_owned(),
+        format!("$share/g/smart/device/in/{}", b.dev_id),
+        "$share/g/#".to_owned(),
+    ] {
+        let codes = attacker.subscribe(&filter).await;
+        assert_eq!(codes, vec![SubscribeReasonCode::Failure], "{filter}");
+    }
+    // The service still stores the other device's reports.
+    let victim = connect(&nodes[1], &b).await;
+    victim.report(&b.dev_id, json!({"5": 1})).await;
+    device_until_at(&w.service, &w.ann, &b.dev_id, |d| {
+        d["last_report"] == json!({"5": 1})
+    })
+    .await;
 }
