@@ -229,12 +229,13 @@ fn device(
     let inbound = answer.topics.inbound.clone();
     let sender = client.clone();
     let mut node = i;
+    // Kept by the event loop across reconnections.
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     tokio::spawn(async move {
         let mut permit = gate.acquire_owned().await.ok();
         loop {
-            let mut network = NetworkOptions::new();
-            network.set_tcp_nodelay(true);
-            events.set_network_options(network);
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     permit.take();

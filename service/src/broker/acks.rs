@@ -60,8 +60,17 @@ impl Acks {
         }
     }
 
-    /// A device acknowledged a message on this node: wakes its waiters here, or tells
-    /// the other processes when there are none.
+    /// A device acknowledged the message with `payload` on this node: wakes its
+    /// waiters here, or tells the other processes when there are none. Nothing to hash
+    /// when no request here waits and no other process could.
+    pub fn acked_payload(&self, dev_id: &str, payload: &[u8]) {
+        if self.others.get().is_some() || !self.lock().is_empty() {
+            self.acked(dev_id, digest(payload));
+        }
+    }
+
+    /// A device acknowledged the message with `digest` on this node: wakes its waiters
+    /// here, or tells the other processes when there are none.
     pub fn acked(&self, dev_id: &str, digest: u64) {
         if !self.acked_here(dev_id, digest)
             && let Some(relay) = self.others.get()

@@ -362,8 +362,7 @@ impl Handler for Hooks {
             Parameter::MessageAcked(session, _, publish) => {
                 if let Some(dev_id) = device_of(session) {
                     self.sessions.acked(&dev_id);
-                    self.acks
-                        .acked(&dev_id, super::acks::digest(&publish.payload));
+                    self.acks.acked_payload(&dev_id, &publish.payload);
                 }
             }
             Parameter::ClientDisconnected(session, _) => self.presence(session, false).await,

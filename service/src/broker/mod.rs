@@ -142,7 +142,12 @@ impl Broker {
             register.add(typ, hooks()).await;
         }
         register.start().await;
-        join(&scx, &db, cluster).await?;
+        // (Without the feature, `context` refused a cluster already.)
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = cluster {
+            cluster::join(&scx, cluster).await?;
+            cluster::watch_nodes(db.clone(), cluster.node_id);
+        }
         // No session exists here yet: whatever the database says of this node's devices
         // after a crash is stale.
         mark_all_offline(&db, scx.node.id()).await?;
@@ -369,24 +374,6 @@ async fn context(cluster: Option<&ClusterConfig>) -> anyhow::Result<ServerContex
         Some(cluster) => Ok(cluster::context(cluster).await?.build().await),
         #[cfg(not(feature = "cluster"))]
         Some(_) => anyhow::bail!("this tether-service was built without the `cluster` feature"),
-    }
-}
-
-/// Joins `cluster`, if given.
-async fn join(scx: &ServerContext, db: &Db, cluster: Option<&ClusterConfig>) -> anyhow::Result<()> {
-    match cluster {
-        None => Ok(()),
-        #[cfg(feature = "cluster")]
-        Some(cluster) => {
-            cluster::join(scx, cluster).await?;
-            cluster::watch_nodes(db.clone(), cluster.node_id);
-            Ok(())
-        }
-        #[cfg(not(feature = "cluster"))]
-        Some(_) => {
-            let _ = (scx, db);
-            anyhow::bail!("this tether-service was built without the `cluster` feature")
-        }
     }
 }
 
