@@ -5,6 +5,7 @@
 
 mod cloud;
 mod load;
+mod pool;
 mod procs;
 mod report;
 mod rig;
@@ -63,6 +64,9 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// (internal) hold the MQTT devices given on stdin until it closes.
+    #[command(hide = true)]
+    Devices,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
                 Served::ServiceTls => serve::service(&data, true).await,
             }
         }),
+        Some(Command::Devices) => runtime.block_on(pool::serve()),
         None => {
             // The devices of the scenarios log only when asked to, on stderr.
             if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {

@@ -3,21 +3,20 @@
 //! Measures the sessions held and each node's memory per session, commands acknowledged
 //! by the device (`?wait`) when posted to the node that holds its session against
 //! another node, and, after one node is killed (SIGKILL), how long its devices take to
-//! hold sessions on the others again (each tries the next node after a second).
+//! hold sessions on the others again (each tries another node after a second). The
+//! devices live in device pools ([`crate::pool`]), child processes of at most 10 000
+//! sockets each, as a process here may open only 20 000 files.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use serde_json::json;
 use tether_proto::Secret;
-use tether_proto::activation::ActivateResponse;
-use tokio::sync::{Semaphore, mpsc};
 
 use crate::Options;
 use crate::cloud::{self, Seeded};
+use crate::pool::{self, Pools, RECONNECT_AFTER};
 use crate::procs::{Kind, Memory, Server};
 use crate::report::Report;
 use crate::serve::{DATABASE_ENV, NODE_ENV, PEERS_ENV};
@@ -25,17 +24,11 @@ use crate::stats::{Samples, show};
 
 /// Nodes in the cluster.
 const NODES: usize = 3;
-/// How long a device waits before it tries the next node.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
-
-/// A device's session came up: (device index, when).
-type Up = mpsc::UnboundedSender<(usize, Instant)>;
 
 /// Runs the scenario.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let n = options.cluster_sessions;
     let samples = if options.quick { 10 } else { 300 };
-    raise_open_files(n as u64 + 4096)?;
     let server = match tether_testpg::Server::start_durable() {
         Ok(server) => server,
         // The quick run checks the harness where it can; the real one needs PostgreSQL.
@@ -62,22 +55,28 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     let devices = cloud::activate_all(&seeded, &nodes[0], 32).await?;
     let before: Vec<Memory> = nodes.iter().map(Server::memory).collect();
-    let addrs: Arc<Vec<SocketAddr>> = Arc::new(
-        nodes
-            .iter()
-            .map(|s| s.mqtt.context("a node without an MQTT address"))
-            .collect::<anyhow::Result<_>>()?,
-    );
-
-    eprintln!("cluster: connecting {n} devices, a third to each node");
-    let (up_tx, mut up) = mpsc::unbounded_channel();
-    let gate = Arc::new(Semaphore::new(128));
-    let started = Instant::now();
-    let clients: Vec<AsyncClient> = devices
+    let addrs: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|s| s.mqtt.context("a node without an MQTT address"))
+        .collect::<anyhow::Result<_>>()?;
+    let held: Vec<pool::Device> = devices
         .iter()
         .enumerate()
-        .map(|(i, d)| device(i, d, addrs.clone(), gate.clone(), up_tx.clone()))
+        .map(|(index, d)| pool::Device {
+            index,
+            client_id: d.mqtt.client_id.clone(),
+            username: d.mqtt.username.clone(),
+            password: d.mqtt.password.expose().to_owned(),
+            inbound: d.topics.inbound.clone(),
+        })
         .collect();
+
+    let started = Instant::now();
+    let (pools, mut up) = Pools::start(&addrs, held, 128)?;
+    eprintln!(
+        "cluster: connecting {n} devices from {} processes, a third to each node",
+        pools.len()
+    );
     for done in 1..=n {
         tokio::time::timeout(Duration::from_secs(120), up.recv())
             .await
@@ -139,9 +138,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
     }
     let moved_in = killed.elapsed();
-    for client in &clients {
-        let _ = client.try_disconnect();
-    }
+    let pools_count = pools.len();
+    drop(pools);
 
     let per_session: Vec<f64> = before
         .iter()
@@ -185,9 +183,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         show(moved_in),
     ]);
     report.note(format!(
-        "devices try the next node {RECONNECT_AFTER:?} after losing theirs; each node \
-         holds {} sessions, under the open-files limit",
-        n / NODES
+        "devices try another node {RECONNECT_AFTER:?} after losing theirs; each node \
+         holds {} sessions, under the open-files limit, and the devices live in {} \
+         processes of at most {} sockets",
+        n / NODES,
+        pools_count,
+        pool::PER_POOL
     ));
     report.target(
         "sessions across three nodes",
@@ -205,91 +206,4 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         json!(moved_in.as_secs_f64()),
     );
     Ok(report)
-}
-
-/// Device `i`'s client: on node `i mod 3`, and on the next node a second after it loses
-/// its own. Reports every subscribed session on `up`.
-fn device(
-    i: usize,
-    answer: &ActivateResponse,
-    addrs: Arc<Vec<SocketAddr>>,
-    gate: Arc<Semaphore>,
-    up: Up,
-) -> AsyncClient {
-    let (client_id, username) = (answer.mqtt.client_id.clone(), answer.mqtt.username.clone());
-    let password = answer.mqtt.password.expose().to_owned();
-    let options = move |node: usize| {
-        let addr = addrs[node % addrs.len()];
-        let mut mqtt = MqttOptions::new(&client_id, addr.ip().to_string(), addr.port());
-        mqtt.set_credentials(&username, &password);
-        mqtt.set_keep_alive(Duration::from_secs(60));
-        mqtt
-    };
-    let (client, mut events) = AsyncClient::new(options(i), 8);
-    let inbound = answer.topics.inbound.clone();
-    let sender = client.clone();
-    let mut node = i;
-    // Kept by the event loop across reconnections.
-    let mut network = NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    events.set_network_options(network);
-    tokio::spawn(async move {
-        let mut permit = gate.acquire_owned().await.ok();
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    permit.take();
-                    let _ = sender.subscribe(&inbound, QoS::AtLeastOnce).await;
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if up.send((i, Instant::now())).is_err() {
-                        return;
-                    }
-                }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                Ok(_) => {}
-                Err(_) => {
-                    tokio::time::sleep(RECONNECT_AFTER).await;
-                    node += 1;
-                    events.mqtt_options = options(node);
-                }
-            }
-        }
-    });
-    client
-}
-
-/// Lets this process hold `n` open files (sockets), raising its soft limit up to the
-/// hard one (and the hard one when it may).
-fn raise_open_files(n: u64) -> anyhow::Result<()> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_none_or(|c| c >= n) {
-        return Ok(());
-    }
-    let maximum = limit.maximum.map(|m| m.max(n));
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(n),
-            maximum,
-        },
-    )
-    .or_else(|_| {
-        let hard = limit.maximum.unwrap_or(n);
-        setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(hard.min(n)),
-                maximum: limit.maximum,
-            },
-        )
-    })
-    .context("cannot raise the open-files limit")?;
-    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    anyhow::ensure!(
-        now >= n,
-        "{n} devices need {n} open files in the bench; the limit is {now} (ulimit -n, as root)"
-    );
-    Ok(())
 }
