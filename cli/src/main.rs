@@ -7,6 +7,7 @@ mod module;
 mod progress;
 mod provision;
 mod session;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -459,15 +460,7 @@ async fn token_create(
 async fn token_status(cli: &Cli, token: &str, wait: Option<u64>) -> Result<(), Failure> {
     let public = public_id(token)?;
     let status = authed(cli).await?.token_status(&public, wait).await?;
-    print(cli, &status, || {
-        format!(
-            "{}  {}  {} device(s), {} failure(s)",
-            status.token,
-            status.state.name(),
-            status.devices.len(),
-            status.failures.len()
-        )
-    });
+    print(cli, &status, || show::token_status(&status));
     Ok(())
 }
 
@@ -523,15 +516,10 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
     progress.finish();
     let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings});
     print(cli, &out, || {
-        let t = done.timings.unwrap_or_default();
-        let ms = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |n| format!("{n} ms"));
         format!(
-            "online as {}\ntimings: wifi {}, dns {}, activate {}, mqtt {}",
+            "online as {}\ntimings: {}",
             done.dev_id,
-            ms(t.wifi_ms),
-            ms(t.dns_ms),
-            ms(t.activate_ms),
-            ms(t.mqtt_ms)
+            show::timings(&done.timings.unwrap_or_default())
         )
     });
     Ok(())

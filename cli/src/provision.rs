@@ -18,14 +18,16 @@ use crate::failure::Failure;
 
 /// How often the device's status is asked for.
 const POLL: Duration = Duration::from_millis(150);
+/// How long an activated device's report with its timings is waited for.
+const REPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// What a successful provisioning reports.
 #[derive(Debug)]
 pub struct Provisioned {
     /// The device id.
     pub dev_id: String,
-    /// The device's per-phase timings (none when the device was followed through the
-    /// cloud).
+    /// The device's per-phase timings: from its status, or from the report it sent the
+    /// cloud when it was followed there (none if that report did not come in time).
     pub timings: Option<PhaseTimings>,
     /// The public part of the token used.
     pub token: String,
@@ -44,6 +46,11 @@ pub async fn provision(
 ) -> Result<Provisioned, Failure> {
     let (ssid, password) = network;
     let started = Instant::now();
+    let public = PairingToken::parse(token)
+        .map_err(|e| Failure::Invalid(format!("the pairing token is malformed: {e}")))?
+        .public();
+    // Failures reported before this attempt are not about it.
+    let earlier = api.token_status(&public, None).await?.failures.len();
     let mut channel = DeviceChannel::open(device, security).await?;
     if matches!(security, Security::SetupCode(_)) {
         progress("setup code proved; the channel is encrypted");
@@ -68,10 +75,6 @@ pub async fn provision(
         }
         other => return Err(unexpected(&other)),
     }
-    // The device took it, so it is well formed.
-    let public = PairingToken::parse(token)
-        .map_err(|e| Failure::Invalid(format!("the pairing token is malformed: {e}")))?
-        .public();
     let mut last_state = None;
     loop {
         if started.elapsed() > deadline {
@@ -85,13 +88,8 @@ pub async fn provision(
             Ok(other) => return Err(unexpected(&other)),
             // The device may leave its soft AP once it joins the router: follow the token.
             Err(Failure::Unreachable(_)) => {
-                return follow_token(
-                    api,
-                    &public,
-                    deadline.saturating_sub(started.elapsed()),
-                    &mut progress,
-                )
-                .await;
+                let left = deadline.saturating_sub(started.elapsed());
+                return follow_token(api, (&public, earlier), left, &mut progress).await;
             }
             Err(e) => return Err(e),
         };
@@ -194,28 +192,44 @@ async fn confirm(api: &Api, public: &PublicId, dev_id: &str) -> Result<(), Failu
     }
 }
 
+/// Follows the token in the cloud (its long-poll) once the device's channel is gone:
+/// the device activating, or a failure it reports beyond the `earlier` ones.
 async fn follow_token(
     api: &Api,
-    public: &PublicId,
+    (public, earlier): (&PublicId, usize),
     left: Duration,
     progress: &mut impl FnMut(&str),
 ) -> Result<Provisioned, Failure> {
     progress("following the pairing token");
     let until = Instant::now() + left;
-    while Instant::now() < until {
-        let wait = until
+    let wait_for = |until: Instant| {
+        until
             .saturating_duration_since(Instant::now())
             .as_secs()
-            .clamp(1, 30);
-        let status = api.token_status(public, Some(wait)).await?;
+            .clamp(1, 30)
+    };
+    while Instant::now() < until {
+        let status = api.token_status(public, Some(wait_for(until))).await?;
         if let Some(device) = status.devices.last() {
+            let mut timings = device.timings;
+            if timings.is_none() {
+                // Activated; its report with the timings follows once it is online.
+                progress("activated; waiting for the device's report");
+                let soon = until.min(Instant::now() + REPORT_GRACE);
+                let later = api.token_status(public, Some(wait_for(soon))).await?;
+                timings = later
+                    .devices
+                    .iter()
+                    .find(|d| d.dev_id == device.dev_id)
+                    .and_then(|d| d.timings);
+            }
             return Ok(Provisioned {
                 dev_id: device.dev_id.clone(),
-                timings: None,
+                timings,
                 token: public.to_string(),
             });
         }
-        if let Some(failure) = status.failures.last() {
+        if let Some(failure) = status.failures.get(earlier..).and_then(<[_]>::last) {
             return Err(refusal(
                 ReplyCode::Error(failure.code),
                 "the device reported a failure",

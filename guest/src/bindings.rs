@@ -254,6 +254,7 @@ fn stored() -> Stored {
         data_points: read(keys::DATA_POINTS).unwrap_or_default(),
         pending: read(keys::PENDING),
         reset: kv::get(keys::RESET).is_some(),
+        reports: read(keys::REPORTS).unwrap_or_default(),
     }
 }
 
@@ -359,6 +360,7 @@ fn warn_on(result: Result<(), WitErrorCode>, what: &str) -> Option<MachineEvent>
 
 /// Signs and starts a cloud request; a refusal becomes the request's failure.
 fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
+    let purpose = req.purpose;
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if let Some(sign) = req.sign {
         let signer = match sign {
@@ -367,7 +369,7 @@ fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
         };
         match device::sign_request("POST", &req.path, &req.body, signer) {
             Ok(value) => headers.push(("authorization".to_owned(), value)),
-            Err(code) => return Some(refused(code)),
+            Err(code) => return Some(refused(purpose, code)),
         }
     }
     let request = http::Request {
@@ -379,16 +381,16 @@ fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
     };
     match http::start(&request) {
         Ok(id) => {
-            with(|s| s.machine.request_started(id));
+            with(|s| s.machine.request_started(purpose, id));
             None
         }
-        Err(code) => Some(refused(code)),
+        Err(code) => Some(refused(purpose, code)),
     }
 }
 
 /// A request that never started: it is given id 0 so its failure matches it.
-fn refused(code: WitErrorCode) -> MachineEvent {
-    with(|s| s.machine.request_started(0));
+fn refused(purpose: machine::Purpose, code: WitErrorCode) -> MachineEvent {
+    with(|s| s.machine.request_started(purpose, 0));
     MachineEvent::HttpFailed {
         id: 0,
         code: code.into(),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::activation::PhaseTimings;
 use crate::reports::Phase;
 use crate::{ErrorCode, Secret};
 
@@ -73,6 +74,9 @@ pub struct TokenDevice {
     pub uuid: String,
     /// When it activated, Unix seconds.
     pub activated_at: u64,
+    /// How long each phase took, from the device's report once it went online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<PhaseTimings>,
 }
 
 /// A failure reported for a token.
@@ -89,6 +93,9 @@ pub struct TokenFailure {
     /// Detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How long each phase took until the failure, as the device measured them.
+    #[serde(default)]
+    pub timings: PhaseTimings,
     /// When, Unix seconds.
     pub at: u64,
 }

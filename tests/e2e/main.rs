@@ -5,4 +5,5 @@ mod demo;
 mod fleet;
 mod flood;
 mod lifecycle;
+mod reports;
 mod tls;

@@ -161,6 +161,9 @@ impl Machine {
         retry_after: Option<u32>,
         body: &[u8],
     ) -> Vec<Action> {
+        if self.is_report(id) {
+            return self.on_report_answer(Some(status));
+        }
         let Some(purpose) = self.take_inflight(id) else {
             return Vec::new();
         };
@@ -174,6 +177,7 @@ impl Machine {
                 Purpose::Dns => self.on_endpoints(clock, body),
                 Purpose::Activate => self.on_activated(clock, body),
                 Purpose::Credentials => self.on_credentials(clock, body),
+                Purpose::Report => Vec::new(),
             };
         }
         let answer = serde_json::from_slice::<ApiErrorBody>(body).ok();
@@ -201,6 +205,7 @@ impl Machine {
             Purpose::Credentials => {
                 return self.retry_later(clock, ErrorCode::MqttAuthFailed, retry_after);
             }
+            Purpose::Report => return Vec::new(),
         };
         let mut actions = vec![log(
             Level::Warn,
@@ -211,6 +216,9 @@ impl Machine {
     }
 
     pub(super) fn on_http_failed(&mut self, clock: Clock, id: u32, code: ErrorCode) -> Vec<Action> {
+        if self.is_report(id) {
+            return self.on_report_answer(None);
+        }
         match self.take_inflight(id) {
             None => Vec::new(),
             Some(Purpose::Dns) if self.state == NetState::Online => {
@@ -335,6 +343,8 @@ impl Machine {
                 Some(request) => actions.extend(self.start(request)),
                 None => actions.extend(self.fail_pairing(clock, ErrorCode::Internal)),
             }
+            // The cloud is reachable: what earlier attempts could not tell it goes now.
+            actions.extend(self.send_report());
         } else {
             self.enter(NetState::MqttConnecting, clock);
             actions.extend(self.connect_mqtt());

@@ -11,9 +11,11 @@ mod backoff;
 mod cloud;
 mod online;
 mod refresh;
+mod reports;
 mod types;
 
 use serde::{Deserialize, Serialize};
+use tether_proto::reports::PairingReport;
 use tether_proto::{ErrorCode, Secret};
 
 pub use types::*;
@@ -70,6 +72,15 @@ pub struct Machine {
     pairing_since: u64,
     /// The cloud request awaiting an answer, and its id once started.
     inflight: Option<(Purpose, Option<u32>)>,
+    /// Pairing reports the cloud has not had yet, oldest first (`reports.rs`).
+    #[serde(default)]
+    reports: Vec<PairingReport>,
+    /// The report request in flight, and its id once started.
+    #[serde(default)]
+    report_inflight: Option<Option<u32>>,
+    /// Failed deliveries of the oldest report.
+    #[serde(default)]
+    report_tries: u8,
 }
 
 impl Machine {
@@ -95,6 +106,9 @@ impl Machine {
             mqtt_backoff: Backoff::mqtt(seed.rotate_left(17)),
             pairing_since: 0,
             inflight: None,
+            reports: Vec::new(),
+            report_inflight: None,
+            report_tries: 0,
         }
     }
 
@@ -113,6 +127,8 @@ impl Machine {
         m.endpoints = stored.endpoints;
         m.data_points = stored.data_points;
         m.reset = stored.reset;
+        m.reports = stored.reports;
+        m.reports.truncate(reports::MAX_QUEUED);
         // The host may not have them yet (it kept none before it asked for them).
         let mut actions: Vec<Action> = m.endpoints.iter().map(Endpoints::for_host).collect();
         if let Some(pending) = stored.pending {
@@ -273,9 +289,13 @@ impl Machine {
         }
     }
 
-    /// The bindings started the cloud request of the last `Action::Http`.
-    pub fn request_started(&mut self, id: u32) {
-        if let Some((_, slot)) = &mut self.inflight {
+    /// The bindings started the cloud request of the last `Action::Http`, for `purpose`.
+    pub fn request_started(&mut self, purpose: Purpose, id: u32) {
+        if purpose == Purpose::Report {
+            if let Some(slot) = &mut self.report_inflight {
+                *slot = Some(id);
+            }
+        } else if let Some((_, slot)) = &mut self.inflight {
             *slot = Some(id);
         }
     }
@@ -289,6 +309,7 @@ impl Machine {
             Action::KvDelete(keys::NETWORK),
             Action::KvDelete(keys::PENDING),
             Action::KvDelete(keys::DATA_POINTS),
+            Action::KvDelete(keys::REPORTS),
         ]);
         actions.push(Action::KvSet(keys::RESET, b"true".to_vec()));
         let (identity, seed) = (self.identity.clone(), self.cloud_backoff.seed());
@@ -440,7 +461,30 @@ impl Machine {
     /// Ends a pairing that cannot succeed: the reason is kept, and a device that was
     /// online before goes back to its previous network (fail-safe).
     fn fail_pairing(&mut self, clock: Clock, code: ErrorCode) -> Vec<Action> {
+        let failed_in = self.state;
         let mut actions = self.stop_work();
+        if let Some(creds) = &self.pending {
+            let phase = reports::phase_of(failed_in);
+            let elapsed = Some(self.elapsed_ms(clock));
+            let slot = match phase {
+                Some(reports::Phase::Dns) => &mut self.timings.dns_ms,
+                Some(reports::Phase::Activation) => &mut self.timings.activate_ms,
+                Some(reports::Phase::Mqtt) => &mut self.timings.mqtt_ms,
+                _ => &mut self.timings.wifi_ms,
+            };
+            if slot.is_none() {
+                *slot = elapsed;
+            }
+            let token = creds.token.clone();
+            actions.push(self.queue_report(token, Some(code), phase));
+            // A refusal by the cloud: the router is still joined, so it can hear of it
+            // now. A device with a previous network tells it from there, once online.
+            let reached_cloud =
+                matches!(failed_in, NetState::EndpointLookup | NetState::Activating);
+            if reached_cloud && self.network.is_none() {
+                actions.extend(self.send_report());
+            }
+        }
         self.last_error = Some(code);
         self.pending = None;
         self.moving = None;

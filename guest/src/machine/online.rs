@@ -36,7 +36,8 @@ impl Machine {
         if moved {
             actions.push(Action::CancelTimer(Timer::NetworkChange));
         }
-        if self.pending.take().is_some() || moved {
+        let paired = self.pending.take();
+        if paired.is_some() || moved {
             self.timings.mqtt_ms = Some(self.elapsed_ms(clock));
             // Online with the new credentials: only now do they replace the old ones.
             if let Some(network) = self.joining.clone() {
@@ -61,6 +62,10 @@ impl Machine {
         ));
         actions.push(self.plan_endpoint_refresh(clock));
         actions.push(log(Level::Info, format!("online as {}", activation.dev_id)));
+        if let Some(creds) = paired {
+            actions.push(self.queue_report(creds.token, None, None));
+        }
+        actions.extend(self.send_report());
         actions
     }
 

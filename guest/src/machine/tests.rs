@@ -22,6 +22,10 @@ struct Device {
     m: Machine,
     mono_ms: u64,
     next_id: u32,
+    /// The last flow request (not a report) started.
+    flow_id: u32,
+    /// The last pairing report started.
+    report_id: Option<u32>,
 }
 
 impl Device {
@@ -30,6 +34,8 @@ impl Device {
             m: Machine::new(identity(), 7),
             mono_ms: 0,
             next_id: 1,
+            flow_id: 0,
+            report_id: None,
         }
     }
 
@@ -61,15 +67,33 @@ impl Device {
 
     /// Gives every started request an id, as the bindings do.
     fn started(&mut self, actions: Vec<Action>) -> Vec<Action> {
-        if actions.iter().any(|a| matches!(a, Action::Http(_))) {
-            self.m.request_started(self.next_id);
-            self.next_id += 1;
+        for action in &actions {
+            if let Action::Http(request) = action {
+                self.m.request_started(request.purpose, self.next_id);
+                if request.purpose == Purpose::Report {
+                    self.report_id = Some(self.next_id);
+                } else {
+                    self.flow_id = self.next_id;
+                }
+                self.next_id += 1;
+            }
         }
         actions
     }
 
     fn last_id(&self) -> u32 {
-        self.next_id - 1
+        self.flow_id
+    }
+
+    /// Answers the pairing report in flight.
+    fn answer_report(&mut self, status: u16) -> Vec<Action> {
+        let id = self.report_id.take().expect("a report in flight");
+        self.on(Event::HttpResponse {
+            id,
+            status,
+            retry_after: None,
+            body: b"{}".to_vec(),
+        })
     }
 
     fn answer(&mut self, status: u16, body: Value) -> Vec<Action> {
@@ -560,7 +584,7 @@ fn an_activated_device_boots_into_wifi_then_mqtt_without_activation() {
         },
     );
     assert_eq!(http(&a).purpose, Purpose::Dns);
-    m.request_started(1);
+    m.request_started(Purpose::Dns, 1);
     let a = m.handle(
         late,
         Event::HttpResponse {
@@ -707,4 +731,5 @@ fn restore_refuses_garbage_other_versions_and_broken_invariants() {
 
 mod network_change;
 mod refresh;
+mod reports;
 mod tls;

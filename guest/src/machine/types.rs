@@ -29,6 +29,8 @@ pub enum Purpose {
     Activate,
     /// MQTT credential refresh.
     Credentials,
+    /// A pairing report.
+    Report,
 }
 
 /// Which secret signs a request.
@@ -260,6 +262,8 @@ pub mod keys {
     pub const PENDING: &str = "pending";
     /// A local factory reset happened since the last activation.
     pub const RESET: &str = "reset";
+    /// Pairing reports the cloud has not had yet.
+    pub const REPORTS: &str = "reports";
 }
 
 /// Everything the machine keeps in `kv`, as read at boot.
@@ -277,6 +281,8 @@ pub struct Stored {
     pub pending: Option<Pending>,
     /// A local reset happened.
     pub reset: bool,
+    /// Pairing reports the cloud has not had yet.
+    pub reports: Vec<tether_proto::reports::PairingReport>,
 }
 
 /// A pairing under way, as stored.

@@ -133,7 +133,9 @@ pub(crate) async fn get_token(
     // Subscribe before the first read, so a change between the read and the wait is seen.
     let mut poll = state.tokens.poll(user.id, &public_id)?;
     let first = owned_status(&state.db, user.id, &public_id).await?;
-    if first.state != TokenState::Pending {
+    // A complete token still hears from its devices (their reports); one that expired
+    // or was revoked has nothing more to wait for.
+    if matches!(first.state, TokenState::Expired | TokenState::Revoked) {
         return Ok(Json(first));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -187,21 +189,26 @@ fn public_id_of(text: &str) -> Result<String, ApiError> {
     public.ok_or_else(|| ApiError::NotFound("pairing token"))
 }
 
-/// A reported failure: uuid, code, phase, message, time.
-type FailureRow = (String, String, Option<String>, Option<String>, i64);
+/// A reported failure: uuid, code, phase, message, timings (JSON), time.
+type FailureRow = (String, String, Option<String>, Option<String>, String, i64);
 
 /// The status of a token the user owns; anyone else's is "not found".
 async fn owned_status(db: &Db, owner: i64, public_id: &str) -> ApiResult<TokenStatus> {
     let row = load(db, public_id).await?.filter(|r| r.owner_id == owner);
     let row = row.ok_or(ApiError::NotFound("pairing token"))?;
-    let devices: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT dev_id, uuid, activated_at FROM activations WHERE token_id = $1 ORDER BY id",
+    // Each device's timings come from its latest success report, if it sent one.
+    let devices: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT a.dev_id, a.uuid, a.activated_at,
+                (SELECT r.timings FROM pairing_reports r
+                  WHERE r.token_id = a.token_id AND r.uuid = a.uuid AND r.outcome = 'success'
+                  ORDER BY r.id DESC LIMIT 1)
+         FROM activations a WHERE a.token_id = $1 ORDER BY a.id",
     )
     .bind(public_id)
     .fetch_all(db)
     .await?;
     let failures: Vec<FailureRow> = sqlx::query_as(
-        "SELECT uuid, code, phase, message, created_at FROM pairing_reports
+        "SELECT uuid, code, phase, message, timings, created_at FROM pairing_reports
          WHERE token_id = $1 AND outcome = 'failure' AND code IS NOT NULL ORDER BY id",
     )
     .bind(public_id)
@@ -213,21 +220,23 @@ async fn owned_status(db: &Db, owner: i64, public_id: &str) -> ApiResult<TokenSt
         expires_at: crate::from_db_time(row.expires_at),
         devices: devices
             .into_iter()
-            .map(|(dev_id, uuid, at)| TokenDevice {
+            .map(|(dev_id, uuid, at, timings)| TokenDevice {
                 dev_id,
                 uuid,
                 activated_at: crate::from_db_time(at),
+                timings: timings.and_then(|t| serde_json::from_str(&t).ok()),
             })
             .collect(),
         failures: failures
             .into_iter()
-            .filter_map(|(uuid, code, phase, message, at)| {
+            .filter_map(|(uuid, code, phase, message, timings, at)| {
                 Some(TokenFailure {
                     uuid,
                     code: ErrorCode::from_name(&code)?,
                     phase: phase
                         .and_then(|p| serde_json::from_value(serde_json::Value::String(p)).ok()),
                     message,
+                    timings: serde_json::from_str(&timings).unwrap_or_default(),
                     at: crate::from_db_time(at),
                 })
             })

@@ -38,6 +38,49 @@ async fn a_failure_report_shows_in_the_token_status_and_wakes_the_long_poll() {
     assert_eq!(failure["code"], "passwd_error", "{status_body}");
     assert_eq!(failure["phase"], "wifi");
     assert_eq!(failure["uuid"], device.uuid.as_str());
+    assert_eq!(failure["timings"]["wifi_ms"], 3000);
+}
+
+#[tokio::test]
+async fn a_success_report_adds_its_timings_to_the_device_and_wakes_a_complete_token() {
+    let w = World::new(1).await;
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let device = &w.devices[0];
+    let (status, body) = w.service.activate(device, &token, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/v1/pairing-tokens/{}", public_id(&token));
+    let (_, before) = w.service.get(&path, Some(&w.ann)).await;
+    assert_eq!(before["state"], "complete", "{before}");
+    assert_eq!(before["devices"][0].get("timings"), None, "{before}");
+
+    // A long-poll on the complete token waits for the device's report.
+    let poll = {
+        let (http, url, bearer) = (
+            w.service.http.clone(),
+            w.service.url(&format!("{path}?wait=20")),
+            w.ann.clone(),
+        );
+        tokio::spawn(async move {
+            let sent = std::time::Instant::now();
+            let body = http.get(url).bearer_auth(bearer).send().await?.json().await;
+            body.map(|b: serde_json::Value| (b, sent.elapsed()))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let timings = json!({"wifi_ms": 800, "dns_ms": 20, "activate_ms": 40, "mqtt_ms": 10});
+    let report = json!({"token": token, "outcome": "success", "timings": timings});
+    let (status, body, _) = w
+        .service
+        .signed(device, "/v1/pairing-reports", &report)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (after, waited) = poll.await.expect("task").expect("json");
+    assert!(
+        waited.as_millis() >= 250,
+        "it waited for the report: {waited:?}"
+    );
+    assert_eq!(after["devices"][0]["timings"], timings, "{after}");
+    assert_eq!(after["failures"], json!([]));
 }
 
 #[tokio::test]

@@ -7,11 +7,9 @@ use super::*;
 fn tls_device() -> Device {
     let mut identity = identity();
     identity.iot_dns_url = "https://cloud:8443".into();
-    Device {
-        m: Machine::new(identity, 7),
-        mono_ms: 0,
-        next_id: 1,
-    }
+    let mut device = Device::new();
+    device.m = Machine::new(identity, 7);
+    device
 }
 
 fn tls_dns_ok() -> Value {
