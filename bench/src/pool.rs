@@ -5,8 +5,9 @@
 //! disconnects its devices and exits when its stdin closes.
 //!
 //! A pool's device I connects to node I mod N of the addresses given and, once it loses
-//! its session, to another node after [`RECONNECT_AFTER`], as a device of a cluster
-//! would: a dead node's devices spread evenly over the others.
+//! its session, to another node after a backoff like the pairing component's (from
+//! [`RECONNECT_AFTER`], doubling up to a minute, each delay drawn from its upper half), as
+//! a device of a cluster would: a dead node's devices spread evenly over the others.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -20,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
-/// How long a device waits before it tries the next node.
+/// How long a device waits before it first tries another node (at most; the delay is
+/// drawn from [half, whole] of it, and doubles with each failed try up to a minute).
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const RECONNECT_CAP: Duration = Duration::from_secs(60);
 /// Devices a pool holds at most: each is a socket, and a process may open only so many
 /// files (20 000 on the machines this runs on, a limit even root cannot raise).
 pub const PER_POOL: usize = 10_000;
@@ -198,6 +201,7 @@ fn device(
     events.set_network_options(network);
     tokio::spawn(async move {
         let mut permit = gate.acquire_owned().await.ok();
+        let mut backoff = Backoff::new(index as u64);
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -205,6 +209,7 @@ fn device(
                     let _ = sender.subscribe(&inbound, QoS::AtLeastOnce).await;
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    backoff.attempt = 0;
                     if up.send(index).is_err() {
                         return;
                     }
@@ -212,7 +217,7 @@ fn device(
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(_) => {
-                    tokio::time::sleep(RECONNECT_AFTER).await;
+                    tokio::time::sleep(backoff.next()).await;
                     node += step;
                     events.mqtt_options = options(node);
                 }
@@ -220,6 +225,36 @@ fn device(
         }
     });
     client
+}
+
+/// A device's reconnect delays: doubling from [`RECONNECT_AFTER`] up to
+/// [`RECONNECT_CAP`], each drawn from the upper half of its span, as the pairing
+/// component's MQTT backoff is.
+struct Backoff {
+    attempt: u32,
+    state: u64,
+}
+
+impl Backoff {
+    fn new(seed: u64) -> Self {
+        Self {
+            attempt: 0,
+            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let span = RECONNECT_AFTER
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(RECONNECT_CAP);
+        self.attempt += 1;
+        // xorshift64: cheap, and enough to spread a herd.
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let fraction = (self.state % 1001) as f64 / 1000.0;
+        span.mul_f64(0.5 + fraction / 2.0)
+    }
 }
 
 /// Lets this process hold `n` open files (sockets), raising its soft limit up to the

@@ -49,8 +49,19 @@ pub async fn provision(
     let public = PairingToken::parse(token)
         .map_err(|e| Failure::Invalid(format!("the pairing token is malformed: {e}")))?
         .public();
-    // Failures reported before this attempt are not about it.
-    let earlier = api.token_status(&public, None).await?.failures.len();
+    // Failures reported before this attempt are not about it. A token this account
+    // cannot see would be refused by the cloud at activation: say so before the device
+    // leaves its soft AP for nothing.
+    let earlier = match api.token_status(&public, None).await {
+        Ok(status) => status.failures.len(),
+        Err(Failure::NotFound(_)) => {
+            return Err(Failure::Pairing {
+                code: ErrorCode::TokenInvalid,
+                message: "the cloud knows no such pairing token for this account".into(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let mut channel = DeviceChannel::open(device, security).await?;
     if matches!(security, Security::SetupCode(_)) {
         progress("setup code proved; the channel is encrypted");
