@@ -12,6 +12,7 @@ use tether_proto::api::{
 };
 use tether_proto::api_error::ApiErrorBody;
 use tether_proto::token_status::{CreateTokenRequest, CreateTokenResponse, TokenStatus};
+use tether_proto::trace::TraceParent;
 use tether_proto::{PublicId, Secret};
 
 use crate::failure::Failure;
@@ -25,6 +26,8 @@ pub struct Api {
     base: String,
     http: reqwest::Client,
     token: Option<Secret>,
+    /// The trace its requests belong to, if any (each is sent from a span of its own).
+    trace: Option<TraceParent>,
 }
 
 impl Api {
@@ -51,6 +54,7 @@ impl Api {
             base: server.trim_end_matches('/').to_owned(),
             http,
             token: None,
+            trace: None,
         })
     }
 
@@ -60,6 +64,17 @@ impl Api {
             token: None,
             ..self.clone()
         }
+    }
+
+    /// Sends later requests in `trace`.
+    pub fn with_trace(mut self, trace: TraceParent) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace its requests belong to.
+    pub fn trace(&self) -> Option<&TraceParent> {
+        self.trace.as_ref()
     }
 
     /// Uses `token` for later requests.
@@ -174,7 +189,10 @@ impl Api {
         self.answer(req).await
     }
 
-    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    fn authorized(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(span) = self.trace.as_ref().and_then(|t| t.child().ok()) {
+            req = req.header("traceparent", span.to_string());
+        }
         match &self.token {
             Some(token) => req.bearer_auth(token.expose()),
             None => req,

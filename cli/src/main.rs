@@ -493,7 +493,12 @@ struct ProvisionTarget<'a> {
 }
 
 async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failure> {
-    let api = authed(cli).await?;
+    // One trace for the whole pairing: this command's API calls, the device's cloud
+    // requests (when its component reads it) and the service's log lines.
+    let trace = tether_proto::trace::TraceParent::generate()
+        .map_err(|e| Failure::Other(format!("no random source: {e}")))?;
+    let trace_id = trace.trace_id_hex();
+    let api = authed(cli).await?.with_trace(trace);
     let token = match target.token {
         Some(t) => Secret::new(t),
         None => {
@@ -503,6 +508,7 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
         }
     };
     let progress = progress::Progress::new(progress::Style::detect(cli.json));
+    progress.phase(&format!("trace {trace_id}"));
     let done = provision::provision(
         &api,
         target.device,
@@ -514,10 +520,10 @@ async fn provision(cli: &Cli, target: &ProvisionTarget<'_>) -> Result<(), Failur
     )
     .await?;
     progress.finish();
-    let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings});
+    let out = json!({"dev_id": done.dev_id, "token": done.token, "timings": done.timings, "trace_id": trace_id});
     print(cli, &out, || {
         format!(
-            "online as {}\ntimings: {}",
+            "online as {}\ntimings: {}\ntrace: {trace_id}",
             done.dev_id,
             show::timings(&done.timings.unwrap_or_default())
         )

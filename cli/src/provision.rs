@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use tether_proto::activation::PhaseTimings;
-use tether_proto::channel::{ChannelReply, ChannelRequest};
+use tether_proto::channel::{ChannelReply, ChannelRequest, FEATURE_TRACE};
 use tether_proto::status::NetState;
 use tether_proto::token_status::TokenState;
 use tether_proto::{ErrorCode, PairingToken, PublicId, ReplyCode, Secret};
@@ -66,10 +66,23 @@ pub async fn provision(
     if matches!(security, Security::SetupCode(_)) {
         progress("setup code proved; the channel is encrypted");
     }
+    // The trace goes to the device only if its component reads it (older ones refuse
+    // fields they do not know). Protocol 1 in clear has no such question.
+    let traces = api.trace().is_some()
+        && matches!(security, Security::SetupCode(_))
+        && match channel.ask(&ChannelRequest::Info {}).await? {
+            ChannelReply::Info(info) => info.features.iter().any(|f| f == FEATURE_TRACE),
+            _ => false,
+        };
     let config = ChannelRequest::Config {
         ssid: ssid.to_owned(),
         passwd: Secret::new(password),
         token: Secret::new(token),
+        traceparent: api
+            .trace()
+            .filter(|_| traces)
+            .and_then(|t| t.child().ok())
+            .map(|span| span.to_string()),
     };
     match channel.ask(&config).await? {
         ChannelReply::Ack {

@@ -362,6 +362,15 @@ fn warn_on(result: Result<(), WitErrorCode>, what: &str) -> Option<MachineEvent>
 fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
     let purpose = req.purpose;
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    // The provisioner's trace, from a span of this device's own.
+    let span = req
+        .trace
+        .as_deref()
+        .and_then(|t| tether_proto::trace::TraceParent::parse(t).ok())
+        .and_then(|parent| parent.child().ok());
+    if let Some(span) = span {
+        headers.push(("traceparent".to_owned(), span.to_string()));
+    }
     if let Some(sign) = req.sign {
         let signer = match sign {
             machine::SignWith::Authkey => device::Signer::Authkey,
@@ -436,11 +445,17 @@ fn answer(conn: u32, request: ChannelRequest) {
             ssid,
             passwd,
             token,
-        } => ChannelReply::Ack {
-            code: Component::user_cfg(ssid, passwd.expose().to_owned(), token.expose().to_owned())
-                .map_err(ErrorCode::from)
-                .into(),
-        },
+            traceparent,
+        } => {
+            let result =
+                Component::user_cfg(ssid, passwd.expose().to_owned(), token.expose().to_owned());
+            if let (Ok(()), Some(traceparent)) = (&result, traceparent) {
+                perform(with(|s| s.machine.set_trace(&traceparent)));
+            }
+            ChannelReply::Ack {
+                code: result.map_err(ErrorCode::from).into(),
+            }
+        }
         ChannelRequest::Wifi { ssid, passwd } => {
             let result = with(|s| s.machine.change_network(clock(), &ssid, passwd.expose()));
             let code = ReplyCode::from(result.as_ref().map(|_| ()).map_err(|e| *e));
@@ -462,6 +477,7 @@ fn answer(conn: u32, request: ChannelRequest) {
                 sw_ver: id.sw_ver,
                 module_version: crate::VERSION.to_owned(),
                 protocol: PROTOCOL_VERSION,
+                features: vec![tether_proto::channel::FEATURE_TRACE.to_owned()],
             })
         }
         ChannelRequest::Scan {} => {

@@ -157,6 +157,11 @@ pub enum ChannelRequest {
         /// The pairing token, all 14 characters (checked by the component, which
         /// answers a malformed one with `token_invalid`).
         token: Secret,
+        /// The provisioner's W3C trace context (`traceparent`), which the device carries
+        /// into its cloud requests for this pairing. Sent only to a device whose
+        /// [`DeviceInfo::features`] lists [`FEATURE_TRACE`]; a malformed one is ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
     /// Progress; `status` answers.
     Status {},
@@ -224,7 +229,14 @@ pub struct DeviceInfo {
     pub module_version: String,
     /// The channel protocol version.
     pub protocol: u32,
+    /// What this device's component understands beyond its protocol version, such as
+    /// [`FEATURE_TRACE`] (absent from older components).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
+
+/// A [`DeviceInfo::features`] entry: `config` may carry a `traceparent`.
+pub const FEATURE_TRACE: &str = "trace";
 
 /// An access point a scan found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ pub mod signing;
 pub mod status;
 pub mod token;
 pub mod token_status;
+pub mod trace;
 pub mod version;
 
 pub use error_code::ErrorCode;

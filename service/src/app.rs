@@ -101,8 +101,11 @@ pub fn router(state: AppState) -> Router {
                 .get::<RequestId>()
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("service.request", method = %req.method(), route, request_id = id)
+            let trace_id = crate::trace::trace_id_of(req);
+            tracing::info_span!("service.request", method = %req.method(), route, request_id = id, trace_id)
         }))
+        // Outside the span, so that the span knows the request's trace.
+        .layer(axum::middleware::from_fn(crate::trace::context))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .with_state(state)

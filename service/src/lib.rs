@@ -29,6 +29,7 @@ pub mod rate_limit;
 pub mod reports;
 pub mod server;
 pub mod tls;
+pub mod trace;
 pub mod users;
 
 pub use app::Application;

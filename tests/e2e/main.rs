@@ -7,3 +7,4 @@ mod flood;
 mod lifecycle;
 mod reports;
 mod tls;
+mod trace;

@@ -113,6 +113,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         ssid: crate::rig::SSID.into(),
         passwd: Secret::new(crate::rig::WIFI_PASSWORD),
         token: Secret::new("AYabcdefghijkl"),
+        traceparent: None,
     };
 
     // The provisioner's share of the work, once: Argon2id of the setup code.

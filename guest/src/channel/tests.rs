@@ -143,6 +143,7 @@ fn config() -> ChannelRequest {
         ssid: "home".into(),
         passwd: Secret::new("correct horse"),
         token: Secret::new("EUab12CD34wxYZ"),
+        traceparent: None,
     }
 }
 

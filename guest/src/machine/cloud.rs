@@ -85,6 +85,7 @@ impl Machine {
             body: to_json(&body),
             sign: None,
             timeout_ms: REQUEST_TIMEOUT_MS,
+            trace: self.pending.as_ref().and(self.trace.clone()),
         }
     }
 
@@ -112,6 +113,7 @@ impl Machine {
             body: to_json(&body),
             sign: Some(SignWith::Authkey),
             timeout_ms: REQUEST_TIMEOUT_MS,
+            trace: self.trace.clone(),
         })
     }
 
@@ -126,6 +128,7 @@ impl Machine {
             body: b"{}".to_vec(),
             sign: Some(SignWith::DevSecret),
             timeout_ms: REQUEST_TIMEOUT_MS,
+            trace: None,
         })
     }
 

@@ -15,7 +15,6 @@ mod reports;
 mod types;
 
 use serde::{Deserialize, Serialize};
-use tether_proto::reports::PairingReport;
 use tether_proto::{ErrorCode, Secret};
 
 pub use types::*;
@@ -74,13 +73,16 @@ pub struct Machine {
     inflight: Option<(Purpose, Option<u32>)>,
     /// Pairing reports the cloud has not had yet, oldest first (`reports.rs`).
     #[serde(default)]
-    reports: Vec<PairingReport>,
+    reports: Vec<reports::QueuedReport>,
     /// The report request in flight, and its id once started.
     #[serde(default)]
     report_inflight: Option<Option<u32>>,
     /// Failed deliveries of the oldest report.
     #[serde(default)]
     report_tries: u8,
+    /// The provisioner's trace context of the pairing under way (`traceparent`).
+    #[serde(default)]
+    trace: Option<String>,
 }
 
 impl Machine {
@@ -109,6 +111,7 @@ impl Machine {
             reports: Vec::new(),
             report_inflight: None,
             report_tries: 0,
+            trace: None,
         }
     }
 
@@ -198,6 +201,7 @@ impl Machine {
             passwd: creds.passwd.clone(),
         };
         self.pending = Some(creds);
+        self.trace = None;
         self.moving = None;
         self.last_error = None;
         self.timings = PhaseTimings::default();
@@ -207,6 +211,25 @@ impl Machine {
         self.enter(NetState::Connecting, clock);
         actions.extend(self.join(network));
         Ok(actions)
+    }
+
+    /// Joins the pairing under way to the provisioner's trace (a `traceparent` that came
+    /// with its credentials): its cloud requests and its report carry it. A malformed
+    /// one is ignored, as the trace context specification asks.
+    pub fn set_trace(&mut self, traceparent: &str) -> Vec<Action> {
+        if self.pending.is_none() {
+            return Vec::new();
+        }
+        match tether_proto::trace::TraceParent::parse(traceparent) {
+            Ok(parent) => {
+                self.trace = Some(parent.to_string());
+                vec![log(
+                    Level::Info,
+                    format!("pairing in trace {}", parent.trace_id_hex()),
+                )]
+            }
+            Err(e) => vec![log(Level::Warn, format!("trace context ignored: {e}"))],
+        }
     }
 
     /// A paired device moves to another router without pairing again: it joins the new

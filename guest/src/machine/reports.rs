@@ -8,6 +8,7 @@
 //! Bounded: at most [`MAX_QUEUED`] wait (the oldest goes first), one is in flight at a
 //! time, and each is tried at most [`MAX_TRIES`] times.
 
+use serde::{Deserialize, Serialize};
 pub(super) use tether_proto::reports::Phase;
 use tether_proto::reports::{Outcome, PairingReport};
 use tether_proto::{ErrorCode, Secret};
@@ -21,6 +22,16 @@ pub const MAX_TRIES: u8 = 3;
 /// Deadline of one report request.
 const REPORT_TIMEOUT_MS: u32 = 10_000;
 const PATH: &str = "/v1/pairing-reports";
+
+/// A report waiting for the cloud, with the trace of the pairing it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedReport {
+    /// What the cloud is told.
+    pub report: PairingReport,
+    /// The provisioner's trace context of that pairing, if it gave one.
+    #[serde(default)]
+    pub trace: Option<String>,
+}
 
 /// The phase a pairing was in when it ended in `state`.
 pub(super) fn phase_of(state: NetState) -> Option<Phase> {
@@ -48,7 +59,7 @@ impl Machine {
                 self.reports.remove(oldest);
             }
         }
-        self.reports.push(PairingReport {
+        let report = PairingReport {
             token,
             outcome: if code.is_some() {
                 Outcome::Failure
@@ -59,13 +70,18 @@ impl Machine {
             phase,
             message: None,
             timings: self.timings,
+        };
+        self.reports.push(QueuedReport {
+            report,
+            // The pairing is over: its trace goes with its report only.
+            trace: self.trace.take(),
         });
         self.keep_reports()
     }
 
     /// Sends the oldest waiting report if the cloud is known and none is in flight.
     pub(super) fn send_report(&mut self) -> Vec<Action> {
-        let (Some(report), Some(endpoints), None) =
+        let (Some(queued), Some(endpoints), None) =
             (self.reports.first(), &self.endpoints, self.report_inflight)
         else {
             return Vec::new();
@@ -75,9 +91,10 @@ impl Machine {
             purpose: Purpose::Report,
             url: format!("{}{PATH}", endpoints.http_url.trim_end_matches('/')),
             path: PATH.into(),
-            body: to_json(report),
+            body: to_json(&queued.report),
             sign: Some(SignWith::Authkey),
             timeout_ms: REPORT_TIMEOUT_MS,
+            trace: queued.trace.clone(),
         })]
     }
 

@@ -57,6 +57,9 @@ pub struct HttpRequest {
     pub sign: Option<SignWith>,
     /// Deadline.
     pub timeout_ms: u32,
+    /// The provisioner's trace context (`traceparent`) this request belongs to: the
+    /// bindings send it from a span of the device's own.
+    pub trace: Option<String>,
 }
 
 /// Timers the machine arms, by purpose (the WIT timer id).
@@ -282,7 +285,7 @@ pub struct Stored {
     /// A local reset happened.
     pub reset: bool,
     /// Pairing reports the cloud has not had yet.
-    pub reports: Vec<tether_proto::reports::PairingReport>,
+    pub reports: Vec<super::reports::QueuedReport>,
 }
 
 /// A pairing under way, as stored.

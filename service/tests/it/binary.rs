@@ -212,3 +212,61 @@ fn license_issue_prints_labels_and_verifiers_and_draws_the_qr_codes() {
         assert!(!db.windows(digits.len()).any(|w| w == digits.as_bytes()));
     }
 }
+
+#[tokio::test]
+async fn a_callers_trace_context_reaches_the_logs_and_comes_back_and_a_bad_one_starts_a_new_trace()
+{
+    let cloud = tokio::task::spawn_blocking(|| Cloud::start_with_admin("root", "r00t-passw0rd"))
+        .await
+        .expect("the service starts");
+    let (base, http) = (cloud.url.clone(), cloud.http_client());
+    let login: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"username": "root", "password": "r00t-passw0rd"}))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let access = login["access_token"].as_str().expect("access token");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let resp = http
+        .post(format!("{base}/v1/pairing-tokens"))
+        .bearer_auth(access)
+        .header("traceparent", &sent)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let back = resp.headers()["traceresponse"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let back = tether_proto::trace::TraceParent::parse(&back).expect("a valid traceresponse");
+    assert_eq!(back.trace_id_hex(), trace, "the caller's trace");
+    assert_ne!(back.to_string(), sent, "the service's own span");
+
+    // Outside input: a malformed one is not an error, and starts a trace of its own.
+    let resp = http
+        .get(format!("{base}/readyz"))
+        .header("traceparent", "00-ZZZ-not-a-trace")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let fresh = resp.headers()["traceresponse"].to_str().expect("ascii");
+    assert!(!fresh.contains(trace), "{fresh}");
+
+    let logs = cloud.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("pairing token created"))
+        .unwrap_or_else(|| panic!("no creation logged:\n{logs}"));
+    assert!(
+        line.contains(trace),
+        "the log line carries the trace: {line}"
+    );
+}

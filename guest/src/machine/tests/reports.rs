@@ -197,5 +197,40 @@ fn waiting_reports_survive_a_reboot() {
     };
     let (m, _) = Machine::boot(d.clock(), identity(), stored, 1);
     assert_eq!(m.reports.len(), 1);
-    assert_eq!(m.reports[0].code, Some(ErrorCode::PasswdError));
+    assert_eq!(m.reports[0].report.code, Some(ErrorCode::PasswdError));
+}
+
+#[test]
+fn the_provisioners_trace_follows_the_pairings_requests_and_its_report_only() {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut d = Device::new();
+    d.cfg("home", "correct horse");
+    let a = d.m.set_trace("not a trace");
+    assert!(matches!(&a[..], [Action::Log(Level::Warn, _)]), "{a:?}");
+    let a = d.m.set_trace(TRACE);
+    assert!(
+        matches!(&a[..], [Action::Log(Level::Info, l)] if l.contains("4bf92f3577b34da6a3ce929d0e0e4736")),
+        "{a:?}"
+    );
+    let a = d.on(Event::WifiConnected {
+        ssid: "home".into(),
+    });
+    assert_eq!(http(&a).trace.as_deref(), Some(TRACE), "IoT DNS");
+    let a = d.answer(200, dns_ok());
+    assert_eq!(http(&a).trace.as_deref(), Some(TRACE), "activation");
+    d.answer(200, activated("d-1"));
+    let a = d.on(Event::MqttConnected);
+    let report = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Http(r) if r.purpose == Purpose::Report => Some(r),
+            _ => None,
+        })
+        .expect("a report");
+    assert_eq!(report.trace.as_deref(), Some(TRACE));
+    // The pairing is over: later requests are not in its trace.
+    let a = d.on(Event::TimerFired(Timer::RefreshCredentials));
+    assert_eq!(http(&a).trace, None);
+    // Nor is a trace taken with no pairing under way.
+    assert!(d.m.set_trace(TRACE).is_empty());
 }
