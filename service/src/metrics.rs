@@ -1,7 +1,8 @@
 //! The service's metrics, on `prometheus-client` (one registry per service, so services
 //! in one process, as in the tests, never mix their counts): activations by result,
-//! pairing tokens issued, devices online, and HTTP latency by route. `/metrics` serves
-//! them in the OpenMetrics text format.
+//! pairing tokens issued, devices online, HTTP latency by route, and what devices report
+//! of their pairings (outcomes by reason, each phase's time). `/metrics` serves them in
+//! the OpenMetrics text format; `deploy/grafana/tether.json` is a dashboard of them.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,24 @@ struct ResultLabel {
     result: &'static str,
 }
 
+/// Upper bounds of the pairing phase buckets, in seconds (joining a router takes
+/// seconds; a phase may retry for minutes).
+const PHASE_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReportLabels {
+    outcome: &'static str,
+    /// The failure's code; `none` for a success.
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
@@ -44,6 +63,8 @@ pub struct Metrics {
     tokens_issued: Counter,
     online: Gauge,
     http: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    reports: Family<ReportLabels, Counter>,
+    phases: Family<PhaseLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -53,7 +74,20 @@ impl Default for Metrics {
         let online = Gauge::default();
         let http: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let reports = Family::<ReportLabels, Counter>::default();
+        let phases: Family<PhaseLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(PHASE_BUCKETS));
         let mut registry = Registry::default();
+        registry.register(
+            "tether_pairing_reports",
+            "Pairing attempts devices reported, by outcome and failure code",
+            reports.clone(),
+        );
+        registry.register(
+            "tether_pairing_phase_seconds",
+            "Time of each pairing phase as devices measured it (wifi, dns, activation, mqtt)",
+            phases.clone(),
+        );
         registry.register(
             "tether_activations",
             "Activation attempts by result",
@@ -80,6 +114,8 @@ impl Default for Metrics {
             tokens_issued,
             online,
             http,
+            reports,
+            phases,
         }
     }
 }
@@ -90,6 +126,31 @@ impl Metrics {
         self.activations
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// Counts a device's pairing report and observes the phase times it measured.
+    pub fn pairing_report(
+        &self,
+        outcome: &'static str,
+        code: Option<&'static str>,
+        timings: &tether_proto::activation::PhaseTimings,
+    ) {
+        let code = code.unwrap_or("none");
+        self.reports
+            .get_or_create(&ReportLabels { outcome, code })
+            .inc();
+        for (phase, ms) in [
+            ("wifi", timings.wifi_ms),
+            ("dns", timings.dns_ms),
+            ("activation", timings.activate_ms),
+            ("mqtt", timings.mqtt_ms),
+        ] {
+            if let Some(ms) = ms {
+                self.phases
+                    .get_or_create(&PhaseLabel { phase })
+                    .observe(f64::from(ms) / 1000.0);
+            }
+        }
     }
 
     /// Counts a pairing token issued.
@@ -159,5 +220,34 @@ mod tests {
             "OpenMetrics ends with EOF: {text}"
         );
         assert!(text.contains(&format!("_count{{{labels}}} 2")));
+    }
+
+    #[test]
+    fn pairing_reports_count_by_reason_and_time_each_phase() {
+        use tether_proto::activation::PhaseTimings;
+        let m = Metrics::default();
+        let timings = PhaseTimings {
+            wifi_ms: Some(3000),
+            dns_ms: Some(20),
+            ..PhaseTimings::default()
+        };
+        m.pairing_report("failure", Some("passwd_error"), &timings);
+        m.pairing_report("failure", Some("passwd_error"), &PhaseTimings::default());
+        m.pairing_report("success", None, &timings);
+        let text = m.render(0);
+        assert!(
+            text.contains(
+                "tether_pairing_reports_total{outcome=\"failure\",code=\"passwd_error\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("tether_pairing_reports_total{outcome=\"success\",code=\"none\"} 1"));
+        assert!(text.contains("tether_pairing_phase_seconds_bucket{le=\"2.5\",phase=\"wifi\"} 0"));
+        assert!(text.contains("tether_pairing_phase_seconds_bucket{le=\"5.0\",phase=\"wifi\"} 2"));
+        assert!(text.contains("tether_pairing_phase_seconds_count{phase=\"dns\"} 2"));
+        assert!(
+            !text.contains("phase=\"mqtt\""),
+            "no time, no sample: {text}"
+        );
     }
 }

@@ -79,6 +79,9 @@ pub(crate) async fn store_report(
     .execute(&state.db)
     .await?;
     state.tokens.notify(token.public_id());
+    state
+        .metrics
+        .pairing_report(outcome, report.code.map(|c| c.name()), &report.timings);
     tracing::info!(
         token = token.public_id(),
         uuid,

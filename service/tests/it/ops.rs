@@ -78,3 +78,54 @@ async fn the_openapi_document_lists_every_endpoint_and_error_code() {
             && page.contains("token_used")
     );
 }
+
+#[tokio::test]
+async fn pairing_reports_feed_the_metrics_the_grafana_dashboard_reads() {
+    let w = World::new(1).await;
+    let token = w.service.pairing_token(&w.ann, json!({})).await;
+    let report = json!({"token": token, "outcome": "failure", "code": "passwd_error",
+        "phase": "wifi", "timings": {"wifi_ms": 3000}});
+    let (status, body, _) = w
+        .service
+        .signed(&w.devices[0], "/v1/pairing-reports", &report)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Families without a sample are not printed: one activation fills the rest.
+    let (status, _) = w.service.activate(&w.devices[0], &token, false).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, text) = w.service.get("/metrics", None).await;
+    let text = text.as_str().expect("plain text").to_owned();
+    assert!(
+        text.contains("tether_pairing_reports_total{outcome=\"failure\",code=\"passwd_error\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("tether_pairing_phase_seconds_count{phase=\"wifi\"} 1"));
+
+    // Every series the dashboard queries is one the service exports.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tether.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 3);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("tether_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for name in names {
+                let family = ["_bucket", "_total", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    text.contains(&format!("# TYPE {family} ")),
+                    "{name} (panel {}) is not exported",
+                    panel["title"]
+                );
+            }
+        }
+    }
+}
