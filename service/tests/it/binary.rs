@@ -17,6 +17,23 @@ fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     (out.code == 0, out.stdout, out.stderr)
 }
 
+/// Logs in to the service at `base`; the access token.
+async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
+    let answer: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    answer["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_logs_no_secret() {
     // The admin's password comes from a file, not the command line or the environment.
@@ -33,16 +50,7 @@ async fn the_binary_serves_takes_cli_changes_while_running_stops_on_sigterm_and_
     let license = cloud.licenses(1).remove(0);
     let (uuid, authkey) = (license.uuid.as_str(), license.authkey.as_str());
 
-    let login: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"username": "ann", "password": "ann-passw0rd"}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    let access = login["access_token"].as_str().expect("access token");
+    let access = &login(&http, &base, "ann", "ann-passw0rd").await;
     let token: Value = http
         .post(format!("{base}/v1/pairing-tokens"))
         .bearer_auth(access)
@@ -220,16 +228,7 @@ async fn a_callers_trace_context_reaches_the_logs_and_comes_back_and_a_bad_one_s
         .await
         .expect("the service starts");
     let (base, http) = (cloud.url.clone(), cloud.http_client());
-    let login: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"username": "root", "password": "r00t-passw0rd"}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    let access = login["access_token"].as_str().expect("access token");
+    let access = &login(&http, &base, "root", "r00t-passw0rd").await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let sent = format!("00-{trace}-00f067aa0ba902b7-01");
     let resp = http

@@ -46,34 +46,20 @@ fn wrong_password(d: &mut Device) -> Vec<Action> {
 
 #[test]
 fn a_success_is_reported_once_online_with_every_phase_timed() {
-    let mut d = Device::new();
-    d.cfg("home", "correct horse");
-    d.wait(800);
-    d.on(Event::WifiConnected {
-        ssid: "home".into(),
-    });
-    d.wait(20);
-    d.answer(200, dns_ok());
-    d.wait(40);
-    let a = d.answer(200, activated("d-1"));
-    assert!(
-        reports(&a).is_empty(),
-        "nothing to tell before online: {a:?}"
-    );
-    d.wait(10);
-    let a = d.on(Event::MqttConnected);
-    let sent = reports(&a);
-    assert_eq!(sent.len(), 1, "{a:?}");
-    assert_eq!(sent[0]["token"], TOKEN);
-    assert_eq!(sent[0]["outcome"], "success");
+    let mut d = Device::online();
+    // Device::online waits 800, 20, 40 and 10 ms before each phase ends.
+    let sent = &d.m.reports[0].report;
+    assert_eq!(sent.token.expose(), TOKEN);
     assert_eq!(
-        sent[0]["timings"],
+        serde_json::to_value(sent).expect("json")["timings"],
         json!({"wifi_ms": 800, "dns_ms": 20, "activate_ms": 40, "mqtt_ms": 10})
     );
-    assert_eq!(kept(&a), Some(1), "kept until the cloud has it");
+    assert_eq!(sent.code, None);
+    assert!(d.report_id.is_some(), "sent once online");
     let a = d.answer_report(204);
-    assert_eq!(kept(&a), Some(0));
+    assert_eq!(kept(&a), Some(0), "forgotten once the cloud has it");
     assert!(reports(&a).is_empty());
+    assert!(d.m.reports.is_empty());
 }
 
 #[test]
