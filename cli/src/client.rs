@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tether_proto::api::{
-    CommandAccepted, CommandRequest, DeviceView, LoginRequest, LoginResponse, ModuleView,
-    RolloutCreated, RolloutRequest,
+    CommandAccepted, CommandRequest, DeviceView, LicenseView, LoginRequest, LoginResponse,
+    ModuleView, RolloutCreated, RolloutRequest,
 };
 use tether_proto::api_error::ApiErrorBody;
 use tether_proto::token_status::{CreateTokenRequest, CreateTokenResponse, TokenStatus};
@@ -117,6 +117,26 @@ impl Api {
         self.send(Method::GET, &path, None::<&()>, timeout).await
     }
 
+    /// A page of licenses (admins): `query` is `GET /v1/licenses`'s query string, without
+    /// `format`.
+    pub async fn licenses(&self, query: &str) -> Result<Vec<LicenseView>, Failure> {
+        let path = format!("/v1/licenses?{query}");
+        self.send(Method::GET, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// The same page as CSV, a header line first.
+    pub async fn licenses_csv(&self, query: &str) -> Result<String, Failure> {
+        let url = format!("{}/v1/licenses?{query}&format=csv", self.base);
+        let req = self.authorized(self.http.get(url)).timeout(TIMEOUT);
+        self.answer_text(req).await
+    }
+
+    /// Revokes a license (admins): its device is unbound and it activates no more.
+    pub async fn revoke_license(&self, uuid: &str) -> Result<(), Failure> {
+        let path = format!("/v1/licenses/{uuid}/revoke");
+        self.send(Method::POST, &path, None::<&()>, TIMEOUT).await
+    }
+
     /// Revokes a token.
     pub async fn revoke_token(&self, token: &PublicId) -> Result<(), Failure> {
         let path = format!("/v1/pairing-tokens/{token}");
@@ -205,6 +225,17 @@ impl Api {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, Failure> {
+        let text = self.answer_text(req).await?;
+        let text = if text.is_empty() { "null" } else { &text };
+        serde_json::from_str(text).map_err(|e| {
+            Failure::Other(format!(
+                "the server's answer is not what this CLI expects ({e}): {text}"
+            ))
+        })
+    }
+
+    /// The answer's text on success, or the API's error.
+    async fn answer_text(&self, req: reqwest::RequestBuilder) -> Result<String, Failure> {
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 Failure::Timeout(format!(
@@ -221,12 +252,7 @@ impl Api {
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         if (200..300).contains(&status) {
-            let text = if text.is_empty() { "null" } else { &text };
-            return serde_json::from_str(text).map_err(|e| {
-                Failure::Other(format!(
-                    "the server's answer is not what this CLI expects ({e}): {text}"
-                ))
-            });
+            return Ok(text);
         }
         match serde_json::from_str::<ApiErrorBody>(&text) {
             Ok(body) => Err(Failure::from_api(

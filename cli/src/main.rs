@@ -3,6 +3,7 @@
 
 mod client;
 mod demo;
+mod license;
 mod module;
 mod progress;
 mod provision;
@@ -73,6 +74,9 @@ enum Command {
     /// Pairing tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Device licenses (admins): list them with their state, export, revoke.
+    #[command(subcommand)]
+    License(LicenseCommand),
     /// Hand a device the router's credentials and a pairing token over its data channel
     /// (encrypted with the setup code on its label), and follow it until it is online or
     /// has failed.
@@ -188,6 +192,23 @@ enum ModuleCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    /// List licenses with their state (unused, active, revoked) and bound device.
+    List {
+        #[command(flatten)]
+        filter: license::Filter,
+        /// Print CSV (for a spreadsheet) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Revoke a license: its device is unbound now and it activates no device again.
+    Revoke {
+        /// The license's uuid.
+        uuid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a pairing token.
     Create {
@@ -282,6 +303,21 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             token_status(cli, token, *wait).await
         }
         Command::Token(TokenCommand::Revoke { token }) => token_revoke(cli, token).await,
+        Command::License(LicenseCommand::List { filter, csv: true }) => {
+            let text = license::csv(&authed(cli).await?, filter).await?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::License(LicenseCommand::List { filter, csv: false }) => {
+            let all = license::all(&authed(cli).await?, filter).await?;
+            print(cli, &all, || license::table(&all));
+            Ok(())
+        }
+        Command::License(LicenseCommand::Revoke { uuid }) => {
+            authed(cli).await?.revoke_license(uuid).await?;
+            print(cli, &json!({"revoked": uuid}), || format!("revoked {uuid}"));
+            Ok(())
+        }
         Command::Scan { target } => scan(cli, &target.device, &target.security.resolve()?).await,
         Command::Wifi {
             target,

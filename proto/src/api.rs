@@ -197,6 +197,60 @@ impl Jwk {
     }
 }
 
+/// Where a license stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseState {
+    /// No device has activated with it.
+    Unused,
+    /// A device is bound with it.
+    Active,
+    /// An operator revoked it: it activates no device again.
+    Revoked,
+}
+
+impl LicenseState {
+    /// The wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unused => "unused",
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// The state of a wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Unused, Self::Active, Self::Revoked]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// A license as `GET /v1/licenses` lists it (admins): never its authkey or setup code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseView {
+    /// The device identity.
+    pub uuid: String,
+    /// Its product.
+    pub product_key: String,
+    /// Unused, active or revoked.
+    pub state: LicenseState,
+    /// The device bound with it, when active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_id: Option<String>,
+    /// The account that owns that device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When it was issued, Unix seconds.
+    pub created_at: u64,
+    /// When it was revoked, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The signing uuid has no license.
     #[error("no device with that uuid is licensed here")]
     DeviceUnknown,
+    /// An operator revoked the device's license: it activates no more.
+    #[error("this device's license was revoked")]
+    LicenseRevoked,
     /// A pairing failure with its own code.
     #[error("{message}")]
     Pairing {
@@ -98,6 +101,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::RegionUnknown(_) => (StatusCode::NOT_FOUND, "region_unknown"),
             Self::DeviceUnknown => (StatusCode::NOT_FOUND, "device_unknown"),
+            Self::LicenseRevoked => (StatusCode::FORBIDDEN, "license_revoked"),
             Self::Pairing { code, .. } => (pairing_status(*code), code.name()),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Bundle(e) => {

@@ -48,6 +48,11 @@ const API_CODES: &[(&str, u16, &str)] = &[
         404,
         "no license (or no bound device) for the signer",
     ),
+    (
+        "license_revoked",
+        403,
+        "an operator revoked the device's license: it activates no more",
+    ),
     ("conflict", 409, "a uniqueness conflict"),
     (
         "bundle_malformed",
@@ -96,6 +101,8 @@ const API_CODES: &[(&str, u16, &str)] = &[
         crate::devices::unbind_device,
         crate::devices::send_command,
         crate::licenses::issue_licenses,
+        crate::licenses::admin::list_licenses,
+        crate::licenses::admin::revoke_license,
         crate::modules::upload,
         crate::modules::list,
         crate::modules::create_rollout,

@@ -4,6 +4,7 @@
 mod demo;
 mod fleet;
 mod flood;
+mod licenses;
 mod lifecycle;
 mod reports;
 mod tls;

@@ -34,6 +34,8 @@ struct Known {
     bound: Option<(String, i64, i64)>,
     /// Whether this token has counted this device already (a retried request).
     counted: bool,
+    /// Whether an operator revoked its license.
+    revoked: bool,
 }
 
 /// A token as the round read it.
@@ -120,6 +122,9 @@ fn decide(
             "product_key does not match the device's license".into(),
         )));
     };
+    if device.revoked {
+        return Ok(Err(ApiError::LicenseRevoked));
+    }
     let Some(token) = tokens.get_mut(&ask.token.public_id) else {
         return Ok(Err(ApiError::pairing(ErrorCode::TokenInvalid)));
     };
@@ -207,7 +212,7 @@ async fn read_known(
     }
     let mut sql = format!(
         "WITH asked (uuid, token_id) AS (VALUES {})
-         SELECT l.uuid, l.product_key, d.dev_id, d.owner_id, d.generation,
+         SELECT l.uuid, l.product_key, l.revoked_at, d.dev_id, d.owner_id, d.generation,
            CASE WHEN EXISTS (SELECT 1 FROM activations a WHERE a.token_id = asked.token_id AND a.uuid = asked.uuid)
              THEN 1 ELSE 0 END AS counted
          FROM asked JOIN licenses l ON l.uuid = asked.uuid LEFT JOIN devices d ON d.uuid = l.uuid
@@ -238,6 +243,7 @@ fn known(row: &AnyRow) -> sqlx::Result<Known> {
             .zip(generation)
             .map(|((d, o), g)| (d, o, g)),
         counted: row.try_get::<i64, _>("counted")? != 0,
+        revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
     })
 }
 

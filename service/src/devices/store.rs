@@ -86,6 +86,18 @@ pub async fn delete_owned(db: &Db, owner: i64, dev_id: &str) -> sqlx::Result<boo
     Ok(done.rows_affected() == 1)
 }
 
+/// Forgets the device bound with license `uuid`, if any (its license was revoked); its
+/// dev-id.
+pub async fn delete_by_license(
+    db: impl AnyExecutor<'_>,
+    uuid: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("DELETE FROM devices WHERE uuid = $1 RETURNING dev_id")
+        .bind(uuid)
+        .fetch_optional(db)
+        .await
+}
+
 /// Forgets devices (they moved to another owner after a local reset).
 pub async fn delete_all(db: impl AnyExecutor<'_>, dev_ids: &[String]) -> sqlx::Result<()> {
     if dev_ids.is_empty() {

@@ -9,6 +9,7 @@ mod binary;
 mod broker;
 mod engine;
 mod iot_dns;
+mod licenses;
 mod ops;
 mod pairing_tokens;
 mod reports;

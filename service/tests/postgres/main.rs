@@ -18,6 +18,8 @@ mod broker;
 mod engine;
 #[path = "../it/iot_dns.rs"]
 mod iot_dns;
+#[path = "../it/licenses.rs"]
+mod licenses;
 #[path = "../it/ops.rs"]
 mod ops;
 #[path = "../it/pairing_tokens.rs"]

@@ -3,7 +3,9 @@
 //! carries it, and the pairing verifier the device keeps in the code's place. The
 //! service stores the uuid and authkey only: the setup code, its QR payload and the
 //! verifier are shown once, at issue. `POST /v1/licenses` (admin) and
-//! `tether-service license issue` share [`issue`].
+//! `tether-service license issue` share [`issue`]. `admin.rs` lists and revokes them.
+
+pub(crate) mod admin;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -153,7 +155,12 @@ fn labels(count: u32) -> Result<Vec<(SetupCode, PairingVerifier)>, SetupCodeErro
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/licenses", post(issue_licenses))
+    Router::new()
+        .route(
+            "/v1/licenses",
+            post(issue_licenses).get(admin::list_licenses),
+        )
+        .route("/v1/licenses/{uuid}/revoke", post(admin::revoke_license))
 }
 
 /// Issue device identities (authkeys, setup codes and verifiers are shown only here).
