@@ -156,6 +156,36 @@ fn unbind_returns_the_device_to_awaiting_credentials_and_another_user_can_pair_i
 }
 
 #[test]
+fn a_device_unbound_while_offline_forgets_its_binding_when_it_next_connects() {
+    let mut w = World::new();
+    let dev_id = w.provision(&w.ann)["dev_id"]
+        .as_str()
+        .expect("dev_id")
+        .to_owned();
+    // Powered off: the unbind cannot reach it.
+    w.host.kill();
+    eventually(
+        "the cloud seeing the device offline",
+        || (device(&w.ann, &dev_id)["online"] == false).then_some(()),
+        || device(&w.ann, &dev_id).to_string(),
+    );
+    let out = w.ann.tether(&["unbind", &dev_id]).success();
+    assert_eq!(out.stdout.trim(), format!("unbound {dev_id}"));
+    // Back on: its old MQTT password is refused, the cloud no longer knows it, and it
+    // forgets the binding and waits for credentials.
+    w.host.spawn();
+    let status = w.host.wait_for("the binding forgotten", |s| {
+        s["state"] == "awaiting-credentials" && s["dev_id"].is_null()
+    });
+    assert_eq!(status["dev_id"], Value::Null);
+    assert_eq!(w.ann.tether(&["device", &dev_id]).code, 5, "gone for ann");
+    // And it can be paired again, for anyone.
+    let bob = User::new(&w.cloud, "bob");
+    let again = w.provision(&bob);
+    assert!(again["dev_id"].as_str().is_some(), "{again}");
+}
+
+#[test]
 fn a_restarted_device_comes_back_online_without_provisioning() {
     let mut w = World::new();
     let dev_id = w.provision(&w.ann)["dev_id"]
