@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tether_proto::api::{
     CommandAccepted, CommandRequest, DeviceView, LicenseView, LoginRequest, LoginResponse,
-    ModuleView, RolloutCreated, RolloutRequest,
+    ModuleView, RolloutCreated, RolloutRequest, TransferOffer, TransferRequest,
 };
 use tether_proto::api_error::ApiErrorBody;
 use tether_proto::token_status::{CreateTokenRequest, CreateTokenResponse, TokenStatus};
@@ -171,6 +171,31 @@ impl Api {
         let query = if reset { "?reset=true" } else { "" };
         let path = format!("/v1/devices/{dev_id}{query}");
         self.send(Method::DELETE, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// Offers one of the caller's devices to account `to`.
+    pub async fn offer_transfer(&self, dev_id: &str, to: &str) -> Result<TransferOffer, Failure> {
+        let path = format!("/v1/devices/{dev_id}/transfer");
+        let body = TransferRequest { to: to.to_owned() };
+        self.send(Method::POST, &path, Some(&body), TIMEOUT).await
+    }
+
+    /// Withdraws the caller's offer of a device.
+    pub async fn cancel_transfer(&self, dev_id: &str) -> Result<(), Failure> {
+        let path = format!("/v1/devices/{dev_id}/transfer");
+        self.send(Method::DELETE, &path, None::<&()>, TIMEOUT).await
+    }
+
+    /// The live offers made to and by the caller.
+    pub async fn transfers(&self) -> Result<Vec<TransferOffer>, Failure> {
+        self.send(Method::GET, "/v1/transfers", None::<&()>, TIMEOUT)
+            .await
+    }
+
+    /// Answers an offer made to the caller: `accept` or `decline`.
+    pub async fn answer_transfer(&self, dev_id: &str, verb: &str) -> Result<(), Failure> {
+        let path = format!("/v1/transfers/{dev_id}/{verb}");
+        self.send(Method::POST, &path, None::<&()>, TIMEOUT).await
     }
 
     /// Uploads a signed component bundle (admins only).

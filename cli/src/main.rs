@@ -9,6 +9,7 @@ mod progress;
 mod provision;
 mod session;
 mod show;
+mod transfer;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -123,6 +124,9 @@ enum Command {
         /// Data points as a JSON object.
         data: String,
     },
+    /// Hand a device to another account without resetting it, when both agree.
+    #[command(subcommand)]
+    Transfer(transfer::TransferCommand),
     /// Unbind a device (it returns to awaiting credentials).
     Unbind {
         /// Device id.
@@ -364,6 +368,11 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Send { id, data } => send(cli, id, data).await,
+        Command::Transfer(command) => {
+            let (value, text) = transfer::run(&authed(cli).await?, command).await?;
+            print(cli, &value, || text);
+            Ok(())
+        }
         Command::Unbind { id, reset } => {
             authed(cli).await?.unbind(id, *reset).await?;
             print(cli, &json!({"unbound": id, "reset": reset}), || {

@@ -197,6 +197,30 @@ impl Jwk {
     }
 }
 
+/// Body of `POST /v1/devices/{dev_id}/transfer`: offer the device to another account.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// The account that should own it.
+    pub to: String,
+}
+
+/// An offer to hand a device from one account to another, until the other accepts or
+/// declines it, the owner cancels it, or it expires.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOffer {
+    /// The device.
+    pub dev_id: String,
+    /// Its owner now.
+    pub from: String,
+    /// The account it is offered to.
+    pub to: String,
+    /// When the offer lapses, Unix seconds.
+    pub expires_at: u64,
+}
+
 /// Where a license stands.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

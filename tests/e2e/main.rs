@@ -9,3 +9,4 @@ mod lifecycle;
 mod reports;
 mod tls;
 mod trace;
+mod transfer;

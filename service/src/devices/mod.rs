@@ -1,6 +1,7 @@
 //! A user's devices: list and inspect them (presence, last report, versions), send
 //! data-point commands (protocol 5), and unbind (protocol 8, or 11 with `?reset=true`;
-//! then the session is closed and the credentials stop working).
+//! then the session is closed and the credentials stop working); `transfer.rs` hands a
+//! device to another account when both agree.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -17,6 +18,7 @@ use crate::json::{ApiJson, ApiPath};
 use crate::users::AuthUser;
 
 pub mod store;
+pub(crate) mod transfer;
 
 pub use tether_proto::api::{CommandAccepted, CommandRequest, DeviceView};
 
@@ -29,6 +31,13 @@ pub fn router() -> Router<AppState> {
             get(get_device).delete(unbind_device),
         )
         .route("/v1/devices/{dev_id}/commands", post(send_command))
+        .route(
+            "/v1/devices/{dev_id}/transfer",
+            post(transfer::offer).delete(transfer::cancel),
+        )
+        .route("/v1/transfers", get(transfer::list))
+        .route("/v1/transfers/{dev_id}/accept", post(transfer::accept))
+        .route("/v1/transfers/{dev_id}/decline", post(transfer::decline))
 }
 
 async fn owned(db: &Db, owner: i64, dev_id: &str) -> ApiResult<DeviceView> {

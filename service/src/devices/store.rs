@@ -86,6 +86,22 @@ pub async fn delete_owned(db: &Db, owner: i64, dev_id: &str) -> sqlx::Result<boo
     Ok(done.rows_affected() == 1)
 }
 
+/// Hands device `dev_id` from account `from` to account `to`; whether `from` owned it.
+pub async fn change_owner(
+    db: impl AnyExecutor<'_>,
+    dev_id: &str,
+    from: i64,
+    to: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE devices SET owner_id = $3 WHERE dev_id = $1 AND owner_id = $2")
+        .bind(dev_id)
+        .bind(from)
+        .bind(to)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Forgets the device bound with license `uuid`, if any (its license was revoked); its
 /// dev-id.
 pub async fn delete_by_license(

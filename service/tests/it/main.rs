@@ -16,3 +16,4 @@ mod reports;
 mod restart;
 mod support;
 mod tls;
+mod transfer;

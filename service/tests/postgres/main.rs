@@ -32,6 +32,8 @@ mod restart;
 mod support;
 #[path = "../it/tls.rs"]
 mod tls;
+#[path = "../it/transfer.rs"]
+mod transfer;
 
 // Only on PostgreSQL: several service processes on one database, and a broker cluster.
 mod cluster;
