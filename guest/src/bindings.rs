@@ -390,7 +390,7 @@ fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
     };
     match http::start(&request) {
         Ok(id) => {
-            with(|s| s.machine.request_started(purpose, id));
+            with(|s| s.machine.request_started(purpose, id, timer::unix_secs()));
             None
         }
         Err(code) => Some(refused(purpose, code)),
@@ -399,7 +399,7 @@ fn start_request(req: machine::HttpRequest) -> Option<MachineEvent> {
 
 /// A request that never started: it is given id 0 so its failure matches it.
 fn refused(purpose: machine::Purpose, code: WitErrorCode) -> MachineEvent {
-    with(|s| s.machine.request_started(purpose, 0));
+    with(|s| s.machine.request_started(purpose, 0, timer::unix_secs()));
     MachineEvent::HttpFailed {
         id: 0,
         code: code.into(),

@@ -4,6 +4,7 @@
 
 mod atomic_file;
 pub mod capabilities;
+pub mod clock;
 pub mod component;
 pub mod config;
 pub mod ctl;

@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use rustls::pki_types::CertificateDer;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How long a cloud connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,10 +116,16 @@ impl CloudTrust {
             return Ok(());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = ClockVerifier {
+            inner: WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .context("the certificate verifier")?,
+        };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("TLS versions")?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
         self.http = builder
             .use_preconfigured_tls(config.clone())
@@ -124,6 +133,75 @@ impl CloudTrust {
             .context("the HTTP client")?;
         self.tls = Some(Arc::new(config));
         Ok(())
+    }
+}
+
+/// The standard checks of the cloud's certificate chain against the device's CAs, at the
+/// time this host believes (`clock.rs`). Until that time is trusted (a board that booted
+/// without a real-time clock and has not heard from the cloud yet), a certificate that is
+/// not valid *yet* is checked again at the moment it becomes valid, so every other check
+/// (CA, name, signature, expiry after this release) still applies.
+#[derive(Debug)]
+struct ClockVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+/// How many times a chain is checked again at a later `notBefore` (one per certificate).
+const MAX_RECHECKS: usize = 4;
+
+impl ServerCertVerifier for ClockVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut at = UnixTime::since_unix_epoch(Duration::from_secs(crate::clock::unix_secs()));
+        let trusted = crate::clock::trusted();
+        let mut tries = 0;
+        loop {
+            let verified = self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                at,
+            );
+            match verified {
+                Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
+                    not_before,
+                    ..
+                })) if !trusted && tries < MAX_RECHECKS && not_before > at => {
+                    tries += 1;
+                    at = not_before;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

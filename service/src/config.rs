@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// devices look up again this often, which is how a rotated CA reaches them
     #[arg(long, env = "TETHER_DNS_TTL")]
     pub dns_ttl: Option<u32>,
+    /// How long the MQTT credentials a device is given stay valid, in seconds [default:
+    /// 86400, at least 30]; devices renew them before they expire
+    #[arg(long, env = "TETHER_MQTT_CREDENTIALS_TTL")]
+    pub mqtt_credentials_ttl: Option<u32>,
     /// Serve plain HTTP and MQTT, without TLS: credentials cross the network in clear.
     /// Without this flag and without --tls-cert, the service serves TLS from a local CA
     /// kept in the data dir (tls/ca.pem, created on first start)
@@ -159,6 +163,7 @@ struct FileConfig {
     #[serde(default)]
     plain: bool,
     dns_ttl: Option<u32>,
+    mqtt_credentials_ttl: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -215,6 +220,8 @@ pub struct ServeConfig {
     pub tls_names: Vec<String>,
     /// The TTL of IoT DNS answers, in seconds.
     pub dns_ttl_secs: u32,
+    /// How long devices' MQTT credentials stay valid, in seconds.
+    pub mqtt_credentials_secs: u64,
     /// The broker cluster this node is part of; `None`: one node.
     pub cluster: Option<ClusterConfig>,
 }
@@ -237,6 +244,7 @@ impl ServeConfig {
             tls: TlsSource::Off,
             tls_names: Vec::new(),
             dns_ttl_secs: crate::iot_dns::TTL_SECS,
+            mqtt_credentials_secs: crate::activation::MQTT_CREDENTIALS_SECS,
             cluster: None,
         }
     }
@@ -299,6 +307,13 @@ impl ServeConfig {
         if !(1..=604_800).contains(&dns_ttl_secs) {
             bail!("dns_ttl must be 1 to 604800 seconds");
         }
+        let mqtt_credentials_secs = args
+            .mqtt_credentials_ttl
+            .or(file.mqtt_credentials_ttl)
+            .map_or(crate::activation::MQTT_CREDENTIALS_SECS, u64::from);
+        if !(30..=2_592_000).contains(&mqtt_credentials_secs) {
+            bail!("mqtt_credentials_ttl must be 30 to 2592000 seconds (30 days)");
+        }
         let database_url = args
             .data
             .database_url
@@ -320,6 +335,7 @@ impl ServeConfig {
         Ok(Self {
             cluster,
             dns_ttl_secs,
+            mqtt_credentials_secs,
             tls,
             tls_names: if args.tls_name.is_empty() {
                 file.tls_names
@@ -399,6 +415,7 @@ mod tests {
             module_key: Vec::new(),
             plain: false,
             dns_ttl: None,
+            mqtt_credentials_ttl: None,
             tls_cert: None,
             tls_key: None,
             tls_ca: Vec::new(),
@@ -451,6 +468,18 @@ mod tests {
         a.config = Some(path);
         a.dns_ttl = Some(30);
         assert_eq!(ServeConfig::from_args(a).expect("valid").dns_ttl_secs, 30);
+        let mut a = args();
+        a.mqtt_credentials_ttl = Some(60);
+        assert_eq!(
+            ServeConfig::from_args(a)
+                .expect("valid")
+                .mqtt_credentials_secs,
+            60
+        );
+        let mut a = args();
+        a.mqtt_credentials_ttl = Some(29);
+        let err = ServeConfig::from_args(a).expect_err("too short");
+        assert!(err.to_string().contains("mqtt_credentials_ttl"), "{err}");
         let zero = dir.path().join("zero.toml");
         std::fs::write(&zero, "dns_ttl = 0\n").expect("written");
         let mut a = args();

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tether-service`, `tether-host` and `tether` binaries,
 //! each a separate process on free ports, driven the way a user drives them.
 
+mod clock;
 mod demo;
 mod fleet;
 mod flood;

@@ -21,6 +21,10 @@ const REQUEST_TIMEOUT_MS: u32 = 10_000;
 /// Earliest credential refresh, in seconds from now.
 const MIN_REFRESH_SECS: u64 = 10;
 
+/// A wall clock that moved more than this while a request was in flight was set by the
+/// cloud's answer (requests time out after 10 s; signatures allow 300 s of skew).
+const CLOCK_JUMP_SECS: u64 = 120;
+
 /// The answers that end a pairing at once.
 const DEFINITIVE: &[ErrorCode] = &[
     ErrorCode::TokenInvalid,
@@ -195,6 +199,19 @@ impl Machine {
                 ErrorCode::NetworkUnreachable
             };
             return self.retry_later(clock, code, retry_after);
+        }
+        if name == "signature_error"
+            && matches!(purpose, Purpose::Activate | Purpose::Credentials)
+            && clock.unix.abs_diff(self.inflight_signed_at) > CLOCK_JUMP_SECS
+        {
+            // The host set its clock by the cloud's answer: the request was signed at a
+            // wrong time, which says nothing about the binding. Sign it again now.
+            let mut actions = vec![log(
+                Level::Warn,
+                "the clock was wrong when the request was signed; sending it again".into(),
+            )];
+            actions.extend(self.retry_cloud(clock));
+            return actions;
         }
         let code = match purpose {
             Purpose::Dns => ErrorCode::DnsFailed,

@@ -71,6 +71,9 @@ pub struct Machine {
     pairing_since: u64,
     /// The cloud request awaiting an answer, and its id once started.
     inflight: Option<(Purpose, Option<u32>)>,
+    /// The wall clock when that request was signed (Unix seconds).
+    #[serde(default)]
+    inflight_signed_at: u64,
     /// Pairing reports the cloud has not had yet, oldest first (`reports.rs`).
     #[serde(default)]
     reports: Vec<reports::QueuedReport>,
@@ -108,6 +111,7 @@ impl Machine {
             mqtt_backoff: Backoff::mqtt(seed.rotate_left(17)),
             pairing_since: 0,
             inflight: None,
+            inflight_signed_at: 0,
             reports: Vec::new(),
             report_inflight: None,
             report_tries: 0,
@@ -312,14 +316,16 @@ impl Machine {
         }
     }
 
-    /// The bindings started the cloud request of the last `Action::Http`, for `purpose`.
-    pub fn request_started(&mut self, purpose: Purpose, id: u32) {
+    /// The bindings started (and signed) the cloud request of the last `Action::Http`, for
+    /// `purpose`, at wall-clock `unix`.
+    pub fn request_started(&mut self, purpose: Purpose, id: u32, unix: u64) {
         if purpose == Purpose::Report {
             if let Some(slot) = &mut self.report_inflight {
                 *slot = Some(id);
             }
         } else if let Some((_, slot)) = &mut self.inflight {
             *slot = Some(id);
+            self.inflight_signed_at = unix;
         }
     }
 

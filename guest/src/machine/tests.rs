@@ -26,6 +26,8 @@ struct Device {
     flow_id: u32,
     /// The last pairing report started.
     report_id: Option<u32>,
+    /// Seconds the wall clock was set forward by (as the host does by the cloud's time).
+    unix_offset: u64,
 }
 
 impl Device {
@@ -36,13 +38,14 @@ impl Device {
             next_id: 1,
             flow_id: 0,
             report_id: None,
+            unix_offset: 0,
         }
     }
 
     fn clock(&self) -> Clock {
         Clock {
             mono_ms: self.mono_ms,
-            unix: T0 + self.mono_ms / 1000,
+            unix: T0 + self.mono_ms / 1000 + self.unix_offset,
         }
     }
 
@@ -69,7 +72,8 @@ impl Device {
     fn started(&mut self, actions: Vec<Action>) -> Vec<Action> {
         for action in &actions {
             if let Action::Http(request) = action {
-                self.m.request_started(request.purpose, self.next_id);
+                let unix = self.clock().unix;
+                self.m.request_started(request.purpose, self.next_id, unix);
                 if request.purpose == Purpose::Report {
                     self.report_id = Some(self.next_id);
                 } else {
@@ -482,6 +486,52 @@ fn an_auth_refusal_renews_credentials_with_the_dev_secret_and_reconnects() {
 }
 
 #[test]
+fn a_signature_refused_for_a_wrong_clock_is_signed_again_and_the_binding_kept() {
+    for renew_after in [
+        Event::MqttDisconnected(ErrorCode::MqttAuthFailed),
+        Event::TimerFired(Timer::RefreshCredentials),
+    ] {
+        let mut d = Device::online();
+        d.on(renew_after);
+        // The refusal's `Date` set the host's clock 50 years forward.
+        d.unix_offset = 50 * 31_557_600;
+        let refused = json!({"error": {"code": "signature_error", "message": "t is off"}});
+        let a = d.answer(401, refused.clone());
+        assert!(!a.contains(&Action::SetBinding(None)), "{a:?}");
+        assert_eq!(
+            http(&a).url,
+            "http://api:8080/v1/devices/d-1/mqtt-credentials"
+        );
+        assert!(d.m.status().dev_id.is_some());
+        // Signed at the right time and still refused: the cloud forgot the device.
+        let a = d.answer(401, refused);
+        assert!(a.contains(&Action::SetBinding(None)), "{a:?}");
+    }
+}
+
+#[test]
+fn an_activation_refused_for_a_wrong_clock_is_signed_again() {
+    let mut d = Device::new();
+    d.cfg("home", "correct horse");
+    d.on(Event::WifiConnected {
+        ssid: "home".into(),
+    });
+    d.answer(200, dns_ok());
+    d.unix_offset = 50 * 31_557_600;
+    let refused = json!({"error": {"code": "signature_error", "message": "t is off"}});
+    let a = d.answer(401, refused.clone());
+    assert_eq!(http(&a).url, "http://api:8080/v1/devices/activate");
+    assert_eq!(d.state(), NetState::Activating);
+    let a = d.answer(401, refused);
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::Http(r) if r.purpose == Purpose::Activate)),
+        "{a:?}"
+    );
+    assert_eq!(d.m.status().last_error, Some(ErrorCode::SignatureError));
+}
+
+#[test]
 fn a_lost_session_reconnects_with_backoff() {
     let mut d = Device::online();
     let a = d.on(Event::MqttDisconnected(ErrorCode::NetworkUnreachable));
@@ -584,7 +634,7 @@ fn an_activated_device_boots_into_wifi_then_mqtt_without_activation() {
         },
     );
     assert_eq!(http(&a).purpose, Purpose::Dns);
-    m.request_started(Purpose::Dns, 1);
+    m.request_started(Purpose::Dns, 1, 0);
     let a = m.handle(
         late,
         Event::HttpResponse {

@@ -5,7 +5,6 @@
 //! cloud requests depend on the WIT contract and nothing else.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tether_proto::signing::{self, AuthHeader, Principal};
@@ -146,7 +145,7 @@ impl Signer {
             }
         };
         let nonce = signing::new_nonce().map_err(|_| ErrorCode::Internal)?;
-        let t = unix_secs();
+        let t = crate::clock::unix_secs();
         let header = AuthHeader::sign(
             principal,
             secret.expose().as_bytes(),
@@ -195,13 +194,6 @@ fn write_record<T: Serialize>(
     })
 }
 
-/// Wall-clock time in Unix seconds (0 if the clock is before 1970).
-pub fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,7 +222,13 @@ mod tests {
         );
         let key = b"0123456789abcdef0123456789abcdef";
         assert_eq!(
-            header.verify(key, "POST", "/v1/devices/activate", b"{}", unix_secs()),
+            header.verify(
+                key,
+                "POST",
+                "/v1/devices/activate",
+                b"{}",
+                crate::clock::unix_secs()
+            ),
             Ok(())
         );
     }
@@ -271,7 +269,7 @@ mod tests {
         let header = AuthHeader::parse(&value).expect("well formed");
         assert_eq!(header.principal, Principal::DevId("d-1".into()));
         assert_eq!(
-            header.verify(b"devsecret", "POST", "/x", b"", unix_secs()),
+            header.verify(b"devsecret", "POST", "/x", b"", crate::clock::unix_secs()),
             Ok(())
         );
 

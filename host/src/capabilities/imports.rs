@@ -180,7 +180,7 @@ impl timer::Host for HostState {
     }
 
     fn unix_secs(&mut self) -> u64 {
-        super::device::unix_secs()
+        crate::clock::unix_secs()
     }
 }
 

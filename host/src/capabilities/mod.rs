@@ -12,7 +12,7 @@ mod imports;
 mod kv;
 
 pub use commands::{Command, MqttConnect, Outbox};
-pub use device::{CloudEndpoints, DeviceIdentity, Key, Signer, unix_secs};
+pub use device::{CloudEndpoints, DeviceIdentity, Key, Signer};
 pub use kv::{Kv, KvError};
 
 use wasmtime::component::ResourceTable;

@@ -106,6 +106,14 @@ async fn send(
     }
     let response = builder.send().await.map_err(classify)?;
     let status = response.status().as_u16();
+    // The cloud's time, for a board whose clock is wrong (`clock.rs`).
+    if let Some(date) = response
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+    {
+        crate::clock::learn(date);
+    }
     let headers = response
         .headers()
         .iter()

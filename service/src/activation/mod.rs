@@ -28,7 +28,8 @@ use crate::json::ApiPath;
 use crate::keys::{Acl, DeviceClaims, MQTT_AUDIENCE};
 use crate::pairing_tokens;
 
-/// Lifetime of a device's MQTT password.
+/// Lifetime of a device's MQTT password unless the service is told otherwise
+/// (`--mqtt-credentials-ttl`).
 pub const MQTT_CREDENTIALS_SECS: u64 = 24 * 3600;
 
 /// The routes of this module.
@@ -140,7 +141,7 @@ fn revoked() -> ApiError {
 /// Fresh MQTT credentials for a device generation.
 pub fn credentials(state: &AppState, dev_id: &str, generation: i64) -> ApiResult<MqttCredentials> {
     let now = crate::unix_now();
-    let expires_at = now + MQTT_CREDENTIALS_SECS;
+    let expires_at = now + state.config.mqtt_credentials_secs;
     let claims = DeviceClaims {
         sub: dev_id.to_owned(),
         aud: MQTT_AUDIENCE.into(),
