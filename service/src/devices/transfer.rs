@@ -76,15 +76,7 @@ pub(crate) async fn cancel(
     user: AuthUser,
     ApiPath(dev_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let done = sqlx::query("DELETE FROM device_transfers WHERE dev_id = $1 AND from_owner = $2")
-        .bind(&dev_id)
-        .bind(user.id)
-        .execute(&state.db)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::NotFound("transfer offer"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    drop_offer(&state, &dev_id, Side::Maker, user.id).await
 }
 
 /// The offers made to you and by you that have not lapsed.
@@ -157,9 +149,30 @@ pub(crate) async fn decline(
     user: AuthUser,
     ApiPath(dev_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let done = sqlx::query("DELETE FROM device_transfers WHERE dev_id = $1 AND to_owner = $2")
-        .bind(&dev_id)
-        .bind(user.id)
+    drop_offer(&state, &dev_id, Side::Addressee, user.id).await
+}
+
+/// Which side of an offer the caller is on.
+#[derive(Clone, Copy)]
+enum Side {
+    Maker,
+    Addressee,
+}
+
+/// Drops the offer of `dev_id` that `user` made or was made: 204, or 404 if none.
+async fn drop_offer(
+    state: &AppState,
+    dev_id: &str,
+    side: Side,
+    user: i64,
+) -> ApiResult<StatusCode> {
+    let statement = match side {
+        Side::Maker => "DELETE FROM device_transfers WHERE dev_id = $1 AND from_owner = $2",
+        Side::Addressee => "DELETE FROM device_transfers WHERE dev_id = $1 AND to_owner = $2",
+    };
+    let done = sqlx::query(statement)
+        .bind(dev_id)
+        .bind(user)
         .execute(&state.db)
         .await?;
     if done.rows_affected() == 0 {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS,
+    SubscribeReasonCode,
 };
 use serde_json::{Value, json};
 use tether_service::keys::{Acl, DeviceClaims, Keys, MQTT_AUDIENCE};
@@ -138,8 +139,23 @@ impl Mqtt {
 
 /// An activated device, connected, subscribed to its in-topic, and seen online by the API.
 pub async fn online_device(w: &World, login: &Login) -> Mqtt {
-    let mut device = mqtt_client(w, &login.dev_id, &login.dev_id, &login.password);
-    device.connect().await.expect("accepted");
+    let mut tries = 0;
+    let mut device = loop {
+        let mut device = mqtt_client(w, &login.dev_id, &login.dev_id, &login.password);
+        match device.connect().await {
+            Ok(()) => break device,
+            // The broker refuses a connection that takes over a client id whose previous
+            // session is still ending (rmqtt's kick finds it gone); devices retry, so
+            // does this one.
+            Err(ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable))
+                if tries < 5 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("accepted: {e:?}"),
+        }
+    };
     let in_topic = format!("smart/device/in/{}", login.dev_id);
     device.subscribe(&in_topic).await;
     device_until(w, &login.dev_id, |d| d["online"] == true).await;
