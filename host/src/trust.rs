@@ -14,6 +14,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::time_provider::TimeProvider;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How long a cloud connection may take to open.
@@ -121,7 +122,7 @@ impl CloudTrust {
                 .build()
                 .context("the certificate verifier")?,
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let config = rustls::ClientConfig::builder_with_details(provider, Arc::new(CloudTime))
             .with_safe_default_protocol_versions()
             .context("TLS versions")?
             .dangerous()
@@ -136,11 +137,23 @@ impl CloudTrust {
     }
 }
 
-/// The standard checks of the cloud's certificate chain against the device's CAs, at the
-/// time this host believes (`clock.rs`). Until that time is trusted (a board that booted
-/// without a real-time clock and has not heard from the cloud yet), a certificate that is
-/// not valid *yet* is checked again at the moment it becomes valid, so every other check
-/// (CA, name, signature, expiry after this release) still applies.
+/// The time this host believes (`clock.rs`), for every time check of its TLS clients.
+#[derive(Debug)]
+struct CloudTime;
+
+impl TimeProvider for CloudTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(
+            crate::clock::unix_secs(),
+        )))
+    }
+}
+
+/// The standard checks of the cloud's certificate chain against the device's CAs. Until
+/// the time is trusted (a board that booted without a real-time clock and has not heard
+/// from the cloud yet), a certificate that is not valid *yet* is checked again at the
+/// moment it becomes valid, so every other check (CA, name, signature, expiry after this
+/// release) still applies.
 #[derive(Debug)]
 struct ClockVerifier {
     inner: Arc<WebPkiServerVerifier>,
@@ -156,9 +169,9 @@ impl ServerCertVerifier for ClockVerifier {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut at = UnixTime::since_unix_epoch(Duration::from_secs(crate::clock::unix_secs()));
+        let mut at = now;
         let trusted = crate::clock::trusted();
         let mut tries = 0;
         loop {
