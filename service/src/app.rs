@@ -22,7 +22,6 @@ use crate::broker::{Bridge, Broker};
 use crate::config::{RegionEndpoints, ServeConfig};
 use crate::db::Db;
 use crate::device_auth::NonceCache;
-use crate::error::ApiError;
 use crate::json::MAX_BODY_BYTES;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
@@ -65,6 +64,8 @@ pub struct AppState {
     pub bridge: Bridge,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The web console's live streams.
+    pub console: Arc<crate::console::Console>,
 }
 
 /// The whole API.
@@ -80,7 +81,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports::router())
         .merge(crate::ops::router())
         .merge(crate::openapi::router())
-        .fallback(|| async { ApiError::NotFound("endpoint") })
+        .merge(crate::console::router())
+        .fallback(crate::console::not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -220,6 +222,7 @@ impl Application {
             broker,
             bridge,
             metrics: Arc::default(),
+            console: Arc::default(),
         };
         Ok(Self {
             http,
@@ -248,6 +251,12 @@ impl Application {
         let db = self.state.db.clone();
         let broker = self.state.broker.clone();
         let tls = self.tls.map(|t| t.server);
+        let console = self.state.console.clone();
+        // The console's live streams end first, so stopping does not wait for them.
+        let shutdown = async move {
+            shutdown.await;
+            console.stop();
+        };
         crate::server::serve(self.http, router(self.state), tls, shutdown).await;
         broker.stop().await;
         db.close().await;

@@ -6,6 +6,7 @@ pub mod app;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod device_auth;
 pub mod devices;

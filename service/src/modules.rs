@@ -259,7 +259,7 @@ impl sqlx::FromRow<'_, sqlx::any::AnyRow> for ModuleRow {
     }
 }
 
-async fn module(db: &Db, id: i64) -> ApiResult<ModuleView> {
+pub(crate) async fn module(db: &Db, id: i64) -> ApiResult<ModuleView> {
     let row: Option<ModuleRow> = sqlx::query_as(&format!(
         "SELECT m.id, m.version, m.sequence, m.sha256, m.size, m.created_at, {VARIANTS}
          FROM modules m WHERE m.id = $1"

@@ -36,7 +36,17 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// The role stored as `name`; anything but `admin` is a plain user.
+    pub fn from_name(name: &str) -> Self {
+        if name == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+
+    /// The name stored in the database and in access tokens.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::User => "user",
@@ -141,6 +151,30 @@ pub(crate) async fn issue_token(
     client: crate::server::ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    let user = authenticate(&state, client, &req).await?;
+    let now = crate::unix_now();
+    let claims = UserClaims {
+        sub: user.id.to_string(),
+        aud: API_AUDIENCE.into(),
+        exp: now + ACCESS_TOKEN_SECS,
+        iat: now,
+        role: user.role.as_str().to_owned(),
+    };
+    Ok(Json(LoginResponse {
+        access_token: Secret::new(state.keys.sign(&claims)?),
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_SECS,
+    }))
+}
+
+/// Checks a username and password, for the API's login and the console's: the input is
+/// validated first, then the per-client and per-account limits apply, and the Argon2
+/// check waits for a permit.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    client: crate::server::ClientAddr,
+    req: &LoginRequest,
+) -> ApiResult<AuthUser> {
     if !valid_name(&req.username) || req.password.expose().chars().count() > MAX_PASSWORD {
         return Err(ApiError::BadRequest(format!(
             "a username has 1-64 letters, digits, '.', '_' or '-', and a password at most {MAX_PASSWORD} characters"
@@ -171,19 +205,10 @@ pub(crate) async fn issue_token(
         let _ = state.limits.login_account.fail(&req.username).await;
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
-    let now = crate::unix_now();
-    let claims = UserClaims {
-        sub: id.to_string(),
-        aud: API_AUDIENCE.into(),
-        exp: now + ACCESS_TOKEN_SECS,
-        iat: now,
-        role,
-    };
-    Ok(Json(LoginResponse {
-        access_token: Secret::new(state.keys.sign(&claims)?),
-        token_type: "Bearer".into(),
-        expires_in: ACCESS_TOKEN_SECS,
-    }))
+    Ok(AuthUser {
+        id,
+        role: Role::from_name(&role),
+    })
 }
 
 /// The caller of a user endpoint, from a valid `Authorization: Bearer` access token.
@@ -229,12 +254,10 @@ impl FromRequestParts<AppState> for AuthUser {
             .sub
             .parse()
             .map_err(|_| unauthorized("the access token is invalid"))?;
-        let role = if claims.role == "admin" {
-            Role::Admin
-        } else {
-            Role::User
-        };
-        Ok(Self { id, role })
+        Ok(Self {
+            id,
+            role: Role::from_name(&claims.role),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! each a separate process on free ports, driven the way a user drives them.
 
 mod clock;
+mod console;
 mod demo;
 mod fleet;
 mod flood;

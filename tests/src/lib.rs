@@ -6,6 +6,7 @@
 //! builds a package's binaries for its integration tests). Run alone, build them first:
 //! `cargo build --bins && cargo test -p tether-e2e`.
 
+pub mod browser;
 mod cloud;
 pub mod deploy;
 mod host;

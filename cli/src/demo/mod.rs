@@ -435,7 +435,7 @@ async fn keep_running(
     password: &str,
 ) {
     steps.raw(&format!(
-        "\nEverything stays up until Ctrl-C:\n  API      {api_url}\n  docs     {api_url}/docs\n  MQTT     mqtts://{mqtt}\n  CA       {}\n  device   data channel {channel}, control socket {}\n  try      TETHER_SERVER={api_url} TETHER_CA={} TETHER_USER={USER} TETHER_PASSWORD={password} tether devices\n",
+        "\nEverything stays up until Ctrl-C:\n  API      {api_url}\n  console  {api_url}/ (sign in as {USER}, password {password}; the browser must trust the CA below)\n  docs     {api_url}/docs\n  MQTT     mqtts://{mqtt}\n  CA       {}\n  device   data channel {channel}, control socket {}\n  try      TETHER_SERVER={api_url} TETHER_CA={} TETHER_USER={USER} TETHER_PASSWORD={password} tether devices\n",
         ca.display(),
         ctl_socket.display(),
         ca.display()

@@ -78,7 +78,7 @@ pub(crate) struct CommandQuery {
     /// Wait up to this many seconds (1 to 30) for the device to acknowledge the command:
     /// 200 when it did, 504 `not_delivered` when it did not, 409 `device_offline` at once
     /// when it is offline. Without it: 202 once the command is queued to the session.
-    wait: Option<u64>,
+    pub(crate) wait: Option<u64>,
 }
 
 /// Longest `?wait` of a command.
@@ -155,7 +155,7 @@ pub(crate) async fn send_command(
 pub(crate) struct UnbindQuery {
     /// Also factory-reset the device (protocol 11 instead of 8).
     #[serde(default)]
-    reset: bool,
+    pub(crate) reset: bool,
 }
 
 /// Unbind: revoke the credentials, tell the device (protocol 8, or 11 with `reset`), close its session.

@@ -24,21 +24,21 @@ pub const MAX_PAGE: u32 = 10_000;
 const DEFAULT_PAGE: u32 = 1_000;
 
 /// Query of `GET /v1/licenses`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only this product's.
-    product_key: Option<String>,
+    pub(crate) product_key: Option<String>,
     /// Only those in this state: `unused`, `active` or `revoked`.
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     /// The page starts after this uuid (the last one of the previous page).
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     /// At most this many (1-10000, default 1000).
     #[param(minimum = 1, maximum = 10000)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `json` (the default) or `csv`.
-    format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// List licenses with their state (admins).
@@ -52,6 +52,28 @@ pub(crate) async fn list_licenses(
 ) -> ApiResult<Response> {
     user.require_admin()?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format is json or csv, not {other:?}"
+            )));
+        }
+    };
+    let licenses = query_licenses(&state.db, &query).await?;
+    if csv {
+        let body = to_csv(&licenses);
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    Ok(Json(licenses).into_response())
+}
+
+/// The licenses `query` selects, in uuid order (the query's format is not looked at).
+pub(crate) async fn query_licenses(
+    db: &crate::db::Db,
+    query: &ListQuery,
+) -> ApiResult<Vec<LicenseView>> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit is 1-{MAX_PAGE}")));
@@ -61,15 +83,6 @@ pub(crate) async fn list_licenses(
         Some(name) => Some(LicenseState::from_name(name).ok_or_else(|| {
             ApiError::BadRequest(format!("state is unused, active or revoked, not {name:?}"))
         })?),
-    };
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format is json or csv, not {other:?}"
-            )));
-        }
     };
     let state_sql = match wanted {
         None => "",
@@ -88,10 +101,9 @@ pub(crate) async fn list_licenses(
         .bind(query.product_key.as_deref())
         .bind(query.after.as_deref().unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&state.db)
+        .fetch_all(db)
         .await?;
-    let licenses = rows
-        .iter()
+    rows.iter()
         .map(|row| {
             let revoked_at: Option<i64> = row.try_get("revoked_at")?;
             let dev_id: Option<String> = row.try_get("dev_id")?;
@@ -110,12 +122,8 @@ pub(crate) async fn list_licenses(
                 revoked_at: revoked_at.map(crate::from_db_time),
             })
         })
-        .collect::<sqlx::Result<Vec<_>>>()?;
-    if csv {
-        let body = to_csv(&licenses);
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
-    }
-    Ok(Json(licenses).into_response())
+        .collect::<sqlx::Result<Vec<_>>>()
+        .map_err(ApiError::from)
 }
 
 /// Revoke a license (admins): its device is unbound now and it activates no device again.

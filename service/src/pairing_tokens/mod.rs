@@ -175,7 +175,7 @@ pub(crate) async fn revoke_token(
 }
 
 /// Accepts the public id (10 characters) or the whole token (14) in a path.
-fn public_id_of(text: &str) -> Result<String, ApiError> {
+pub(crate) fn public_id_of(text: &str) -> Result<String, ApiError> {
     let public = if text.len() == tether_proto::token::TOKEN_LEN {
         PairingToken::parse(text)
             .map(|t| t.public_id().to_owned())
@@ -193,7 +193,7 @@ fn public_id_of(text: &str) -> Result<String, ApiError> {
 type FailureRow = (String, String, Option<String>, Option<String>, String, i64);
 
 /// The status of a token the user owns; anyone else's is "not found".
-async fn owned_status(db: &Db, owner: i64, public_id: &str) -> ApiResult<TokenStatus> {
+pub(crate) async fn owned_status(db: &Db, owner: i64, public_id: &str) -> ApiResult<TokenStatus> {
     let row = load(db, public_id).await?.filter(|r| r.owner_id == owner);
     let row = row.ok_or(ApiError::NotFound("pairing token"))?;
     // Each device's timings come from its latest success report, if it sent one.

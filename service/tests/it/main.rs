@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod binary;
 mod broker;
+mod console;
 mod engine;
 mod iot_dns;
 mod licenses;

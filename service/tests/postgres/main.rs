@@ -14,6 +14,8 @@ mod auth;
 mod binary;
 #[path = "../it/broker.rs"]
 mod broker;
+#[path = "../it/console.rs"]
+mod console;
 #[path = "../it/engine.rs"]
 mod engine;
 #[path = "../it/iot_dns.rs"]
