@@ -3,14 +3,14 @@
 //! product or to devices, follow each device's outcome live). Every action is the API's
 //! own handler, which refuses a user without the admin role.
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tether_proto::api::{DeviceTargets, ProductTarget, RolloutRequest};
 
-use super::page::{self, ConsoleError, csrf, form_error, notice, time};
+use super::page::{self, ConsoleError, PagePath, PageQuery, csrf, form_error, notice, time};
 use super::session::{CSRF_FIELD, ConsoleUser, CsrfForm};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -48,7 +48,7 @@ impl LicenseFilter {
 pub async fn licenses(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Query(filter): Query<LicenseFilter>,
+    PageQuery(filter): PageQuery<LicenseFilter>,
 ) -> Result<Markup, ConsoleError> {
     user.require_admin()?;
     licenses_page(&state, &user, &filter, None, &IssueForm::default()).await
@@ -213,7 +213,7 @@ pub async fn issue(
 pub async fn licenses_csv(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Query(filter): Query<LicenseFilter>,
+    PageQuery(filter): PageQuery<LicenseFilter>,
 ) -> Result<Response, ConsoleError> {
     let admin = user.require_admin()?;
     let mut response = crate::licenses::admin::list_licenses(
@@ -232,7 +232,7 @@ pub async fn licenses_csv(
 /// `POST /admin/licenses/{uuid}/revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(uuid): Path<String>,
+    PagePath(uuid): PagePath<String>,
     CsrfForm(user, super::session::Empty {}): CsrfForm<super::session::Empty>,
 ) -> Result<Redirect, ConsoleError> {
     let admin = user.require_admin()?;
@@ -244,7 +244,7 @@ pub async fn revoke(
 pub async fn modules(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Query(query): Query<super::devices::Notice>,
+    PageQuery(query): PageQuery<super::devices::Notice>,
 ) -> Result<Response, ConsoleError> {
     let admin = user.require_admin()?;
     let page = modules_page(&state, &user, admin, query.notice.as_deref(), None).await?;
@@ -349,8 +349,8 @@ pub async fn upload(
 pub async fn module(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(id): Path<i64>,
-    Query(query): Query<super::devices::Notice>,
+    PagePath(id): PagePath<i64>,
+    PageQuery(query): PageQuery<super::devices::Notice>,
 ) -> Result<Response, ConsoleError> {
     user.require_admin()?;
     let page = module_page(
@@ -446,7 +446,7 @@ async fn outcomes_fragment(state: &AppState, module: i64) -> Result<Markup, ApiE
 pub async fn module_live(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
 ) -> Result<Response, ConsoleError> {
     user.require_admin()?;
     crate::modules::module(&state.db, id).await?;
@@ -468,7 +468,7 @@ pub struct RolloutForm {
 /// `POST /admin/modules/{id}/rollout`: the API's rollout.
 pub async fn rollout(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PagePath(id): PagePath<i64>,
     CsrfForm(user, form): CsrfForm<RolloutForm>,
 ) -> Result<Response, ConsoleError> {
     let admin = user.require_admin()?;

@@ -3,14 +3,16 @@
 //! the user's own tokens, a data-point form) and unbinding. Commands and unbinding go
 //! through the API's handlers, with the API's ownership checks.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tether_proto::activation::PhaseTimings;
 use tether_proto::api::{CommandRequest, DeviceView};
 
-use super::page::{self, ConsoleError, csrf, form_error, millis, notice, time};
+use super::page::{
+    self, ConsoleError, PagePath, PageQuery, csrf, form_error, millis, notice, time,
+};
 use super::session::{ConsoleUser, CsrfForm};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -29,7 +31,7 @@ pub struct Notice {
 pub async fn list(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Query(query): Query<Notice>,
+    PageQuery(query): PageQuery<Notice>,
 ) -> Result<Markup, ConsoleError> {
     let devices = crate::devices::store::of_owner(&state.db, user.user.id)
         .await
@@ -109,8 +111,8 @@ async fn device(
 pub async fn show(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(dev_id): Path<String>,
-    Query(query): Query<Notice>,
+    PagePath(dev_id): PagePath<String>,
+    PageQuery(query): PageQuery<Notice>,
 ) -> Result<Markup, ConsoleError> {
     device_page(
         &state,
@@ -249,7 +251,7 @@ async fn history(state: &AppState, user: &ConsoleUser, d: &DeviceView) -> Result
 pub async fn live(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(dev_id): Path<String>,
+    PagePath(dev_id): PagePath<String>,
 ) -> Result<Response, ConsoleError> {
     device(&state, &user, &dev_id).await?;
     let owner = user.clone();
@@ -269,7 +271,7 @@ pub struct CommandForm {
 /// `POST /devices/{dev_id}/command`: the API's command with `?wait`.
 pub async fn command(
     State(state): State<AppState>,
-    Path(dev_id): Path<String>,
+    PagePath(dev_id): PagePath<String>,
     CsrfForm(user, form): CsrfForm<CommandForm>,
 ) -> Result<Response, ConsoleError> {
     let sent = match serde_json::from_str::<serde_json::Value>(&form.data) {
@@ -314,7 +316,7 @@ pub struct UnbindForm {
 /// `POST /devices/{dev_id}/unbind`: the API's unbind.
 pub async fn unbind(
     State(state): State<AppState>,
-    Path(dev_id): Path<String>,
+    PagePath(dev_id): PagePath<String>,
     CsrfForm(user, form): CsrfForm<UnbindForm>,
 ) -> Result<Redirect, ConsoleError> {
     let query = crate::devices::UnbindQuery {

@@ -1,6 +1,8 @@
 //! The console's page frame (head, navigation, sign-out form), its typed error pages,
 //! and the small formatting helpers every page shares.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -173,6 +175,35 @@ pub fn error_page(status: StatusCode, code: &str, message: &str, advice: &str) -
         HeaderValue::from_str(code).unwrap_or(HeaderValue::from_static("error")),
     );
     response
+}
+
+/// A path parameter of a page; a malformed one is a typed error page.
+#[derive(Debug)]
+pub struct PagePath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PagePath<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ConsoleError> {
+        let crate::json::ApiPath(value) =
+            crate::json::ApiPath::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// A page's query; a malformed one is a typed error page.
+#[derive(Debug)]
+pub struct PageQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ConsoleError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text()).into()),
+        }
+    }
 }
 
 /// Whether a request asks for a page rather than JSON.

@@ -3,14 +3,14 @@
 //! failures with their phase and timings), revoke it. Each action goes through the API's
 //! own handler, so the checks are the API's.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tether_proto::token_status::{CreateTokenRequest, CreateTokenResponse, TokenStatus};
 
-use super::page::{self, ConsoleError, csrf, form_error, millis, time};
+use super::page::{self, ConsoleError, PagePath, csrf, form_error, millis, time};
 use super::session::{ConsoleUser, CsrfForm};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -223,7 +223,7 @@ async fn created_page(
 pub async fn show(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
 ) -> Result<Markup, ConsoleError> {
     let public_id = crate::pairing_tokens::public_id_of(&token)?;
     let status = crate::pairing_tokens::owned_status(&state.db, user.user.id, &public_id).await?;
@@ -302,7 +302,7 @@ fn status_fragment(status: &TokenStatus) -> Markup {
 pub async fn live(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
 ) -> Result<Response, ConsoleError> {
     let public_id = crate::pairing_tokens::public_id_of(&token)?;
     // Not the user's token: refused before any stream starts.
@@ -321,7 +321,7 @@ pub async fn live(
 /// `POST /tokens/{id}/revoke`: the API's revocation.
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
     CsrfForm(user, super::session::Empty {}): CsrfForm<super::session::Empty>,
 ) -> Result<Redirect, ConsoleError> {
     let public_id = crate::pairing_tokens::public_id_of(&token)?;

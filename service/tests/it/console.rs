@@ -353,6 +353,11 @@ async fn another_accounts_devices_and_tokens_are_neither_shown_nor_reachable() {
             "{path}"
         );
     }
+    let (status, page) = get(&http, &w, "/admin/modules/not-a-number", &eve.cookie).await;
+    assert_eq!(
+        (status, error_code(&page)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
     // Signed out: pages send to the sign-in form; a browser's unknown path gets a page,
     // an API client's gets JSON.
     let answer = http
