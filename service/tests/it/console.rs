@@ -439,3 +439,155 @@ async fn live_streams_send_the_current_state_and_are_limited_per_user() {
     }
     assert!(seen.contains("event: gone"), "{seen}");
 }
+
+/// A multipart form with `fields` in order (name, file name, bytes), as a browser sends
+/// a file upload.
+fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----tether-console-test-boundary";
+    let mut body = Vec::new();
+    for (name, file, bytes) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match file {
+            Some(file) => format!(
+                "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ),
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn an_admin_upload_is_checked_for_its_csrf_token_first_and_a_bad_bundle_is_a_typed_page() {
+    let w = World::configured(0, |config| {
+        config.module_keys = vec!["11".repeat(32)];
+    })
+    .await;
+    let http = client(&w);
+    let ops = add_user(w.dir.path(), "ops", Role::Admin).await;
+    let ops = sign_in(&w, &http, "ops", &ops).await;
+    let upload = |fields: &[(&str, Option<&str>, &[u8])]| {
+        let (kind, body) = multipart(fields);
+        post(&http, &w, "/admin/modules", &ops.cookie)
+            .header(CONTENT_TYPE, kind)
+            .body(body)
+    };
+    let junk: &[u8] = b"not a bundle at all";
+    // The token must come first, before any of the file is read.
+    for (what, fields) in [
+        ("no token", vec![("bundle", Some("x.bundle"), junk)]),
+        (
+            "the file first",
+            vec![
+                ("bundle", Some("x.bundle"), junk),
+                ("_csrf", None, ops.csrf.as_bytes()),
+            ],
+        ),
+        (
+            "a wrong token",
+            vec![
+                ("_csrf", None, &b"00"[..]),
+                ("bundle", Some("x.bundle"), junk),
+            ],
+        ),
+    ] {
+        let (status, page) = sent(upload(&fields)).await;
+        assert_eq!(
+            (status, error_code(&page)),
+            (StatusCode::FORBIDDEN, "csrf"),
+            "{what}"
+        );
+    }
+    let (status, page) = sent(upload(&[
+        ("_csrf", None, ops.csrf.as_bytes()),
+        ("bundle", Some("x.bundle"), junk),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("tether module sign"),
+        "says what to do: {page}"
+    );
+    let (status, _) = sent(upload(&[
+        ("_csrf", None, ops.csrf.as_bytes()),
+        ("bundle", Some("x.bundle"), b""),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an empty file");
+    let (status, page) =
+        sent(post(&http, &w, "/admin/modules", &ops.cookie).form(&[("_csrf", ops.csrf.as_str())]))
+            .await;
+    assert_eq!(
+        (status, error_code(&page)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let (_, list) = get(&http, &w, "/admin/modules", &ops.cookie).await;
+    assert!(list.contains("None yet."), "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_owner_revokes_a_token_and_an_admin_a_licence_from_their_pages() {
+    let w = World::new(1).await;
+    let http = client(&w);
+    let (password, dev_id) = owner_with_device(&w, "cara").await;
+    let cara = sign_in(&w, &http, "cara", &password).await;
+    let (status, page) = sent(post(&http, &w, "/tokens", &cara.cookie).form(&[
+        ("_csrf", cara.csrf.as_str()),
+        ("ttl_minutes", "5"),
+        ("max_devices", "3"),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let whole = page
+        .split("id=\"token-text\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the token")
+        .to_owned();
+    let public_id = &whole[..10];
+    let (status, page) = get(&http, &w, &format!("/tokens/{public_id}"), &cara.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains(&whole), "the whole token is shown once only");
+    let (status, _) = sent(
+        post(
+            &http,
+            &w,
+            &format!("/tokens/{public_id}/revoke"),
+            &cara.cookie,
+        )
+        .form(&[("_csrf", cara.csrf.as_str())]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = get(&http, &w, &format!("/tokens/{public_id}"), &cara.cookie).await;
+    assert!(page.contains("data-state=\"revoked\""), "{page}");
+
+    let ops = add_user(w.dir.path(), "ops", Role::Admin).await;
+    let ops = sign_in(&w, &http, "ops", &ops).await;
+    let uuid = &w.devices[0].uuid;
+    let (status, _) = sent(
+        post(
+            &http,
+            &w,
+            &format!("/admin/licenses/{uuid}/revoke"),
+            &ops.cookie,
+        )
+        .form(&[("_csrf", ops.csrf.as_str())]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = get(&http, &w, "/admin/licenses?state=revoked", &ops.cookie).await;
+    assert!(page.contains(uuid.as_str()), "listed as revoked");
+    let (_, mine) = get(&http, &w, "/devices", &cara.cookie).await;
+    assert!(!mine.contains(&dev_id), "its device was unbound");
+    let (status, page) = get(&http, &w, "/admin/licenses.csv?state=revoked", &ops.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.starts_with("uuid,") && page.contains(uuid.as_str()),
+        "{page}"
+    );
+}
