@@ -93,9 +93,18 @@ fn the_console_pairs_controls_and_updates_a_device_in_a_real_browser() {
     let shots = shots();
     let driver = Driver::start();
 
-    // Ann signs in and makes a token: its text and QR code are on the page.
+    // Ann signs in with the keyboard alone (the field has the focus, Tab moves to the
+    // password, Enter sends the form), then makes a token: its text and QR code are on
+    // the page.
     let a = driver.browser();
-    sign_in(&a, &cloud, &ann);
+    a.open(&format!("{}/login", cloud.url));
+    assert_eq!(a.focused(), "username");
+    a.type_keys(&format!("{}\u{E004}", ann.name));
+    assert_eq!(a.focused(), "password");
+    a.type_keys(&format!("{}\u{E007}", ann.password()));
+    a.wait("the devices page after signing in", || {
+        a.url().ends_with("/devices").then_some(())
+    });
     a.screenshot(&shots.join("devices-empty.png"));
     a.open(&format!("{}/tokens", cloud.url));
     a.fill("#ttl_minutes", "15");

@@ -227,6 +227,29 @@ impl Browser {
         );
     }
 
+    /// Types `keys` (WebDriver key codes allowed: `\u{E004}` is Tab, `\u{E007}` Enter)
+    /// into whatever has the keyboard focus now, as a user at a keyboard does.
+    pub fn type_keys(&self, keys: &str) {
+        let active = self.ok(reqwest::Method::GET, "/element/active", None);
+        let id = active[ELEMENT]
+            .as_str()
+            .expect("a focused element")
+            .to_owned();
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": keys })),
+        );
+    }
+
+    /// The `id` of the element that has the keyboard focus.
+    pub fn focused(&self) -> String {
+        self.run("return document.activeElement.id;", json!([]))
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Chooses the file at `path` in the file field `css` selects.
     pub fn attach(&self, css: &str, path: &Path) {
         let Element(id) = self.element(css);
