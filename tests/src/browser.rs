@@ -214,12 +214,17 @@ impl Browser {
 
     /// Types `text` into the field `css` selects, after clearing it.
     pub fn fill(&self, css: &str, text: &str) {
-        let Element(id) = self.element(css);
+        let element = self.element(css);
         self.ok(
             reqwest::Method::POST,
-            &format!("/element/{id}/clear"),
+            &format!("/element/{}/clear", element.0),
             Some(json!({})),
         );
+        self.send_keys(&element, text);
+    }
+
+    /// Sends `text` as key strokes to `element`.
+    fn send_keys(&self, Element(id): &Element, text: &str) {
         self.ok(
             reqwest::Method::POST,
             &format!("/element/{id}/value"),
@@ -231,15 +236,8 @@ impl Browser {
     /// into whatever has the keyboard focus now, as a user at a keyboard does.
     pub fn type_keys(&self, keys: &str) {
         let active = self.ok(reqwest::Method::GET, "/element/active", None);
-        let id = active[ELEMENT]
-            .as_str()
-            .expect("a focused element")
-            .to_owned();
-        self.ok(
-            reqwest::Method::POST,
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": keys })),
-        );
+        let id = active[ELEMENT].as_str().expect("a focused element");
+        self.send_keys(&Element(id.to_owned()), keys);
     }
 
     /// The `id` of the element that has the keyboard focus.
@@ -252,12 +250,8 @@ impl Browser {
 
     /// Chooses the file at `path` in the file field `css` selects.
     pub fn attach(&self, css: &str, path: &Path) {
-        let Element(id) = self.element(css);
-        self.ok(
-            reqwest::Method::POST,
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": path.to_str().expect("a UTF-8 path") })),
-        );
+        let element = self.element(css);
+        self.send_keys(&element, path.to_str().expect("a UTF-8 path"));
     }
 
     /// Clicks the element `css` selects.

@@ -62,13 +62,12 @@ async fn licenses_page(
     form: &IssueForm,
 ) -> Result<Markup, ConsoleError> {
     let rows = crate::licenses::admin::query_licenses(&state.db, &filter.query(None)).await?;
-    let csv = format!(
-        "/admin/licenses.csv?product_key={}&state={}",
-        filter
-            .product_key
-            .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
-        filter.state.replace(|c: char| !c.is_ascii_alphabetic(), ""),
-    );
+    let query = serde_urlencoded::to_string([
+        ("product_key", filter.product_key.as_str()),
+        ("state", filter.state.as_str()),
+    ])
+    .unwrap_or_default();
+    let csv = format!("/admin/licenses.csv?{query}");
     let body = html! {
         h1 { "Licences" }
         (notice(filter.notice.as_deref()))
@@ -179,17 +178,19 @@ pub async fn issue(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut sheet = String::from("uuid,authkey,setup_code,pairing_verifier,qr\n");
-    for l in &licenses {
-        sheet.push_str(&format!(
-            "{},{},{},{},{}\n",
-            l.uuid,
-            l.authkey.expose(),
-            l.setup_code.expose(),
-            l.pairing_verifier,
-            l.qr.expose()
-        ));
-    }
+    let rows: Vec<Vec<String>> = licenses
+        .iter()
+        .map(|l| {
+            vec![
+                l.uuid.clone(),
+                l.authkey.expose().to_owned(),
+                l.setup_code.expose().to_owned(),
+                l.pairing_verifier.clone(),
+                l.qr.expose().to_owned(),
+            ]
+        })
+        .collect();
+    let sheet = crate::licenses::admin::csv("uuid,authkey,setup_code,pairing_verifier,qr", &rows);
     let body = html! {
         h1 { "Licences issued" }
         section.secret {

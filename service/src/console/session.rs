@@ -151,18 +151,16 @@ pub async fn alive(db: &Db, session: &str) -> sqlx::Result<bool> {
     Ok(n > 0)
 }
 
-fn session_id(parts: &Parts, state: &AppState) -> Option<String> {
-    cookie(
-        &parts.headers,
-        &cookie_name(secure(state), "tether_session"),
-    )
+/// The session id the request's cookie carries.
+fn session_id(headers: &HeaderMap, state: &AppState) -> Option<String> {
+    cookie(headers, &cookie_name(secure(state), "tether_session"))
 }
 
 impl FromRequestParts<AppState> for ConsoleUser {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let id = session_id(parts, state).ok_or(ConsoleError::LoggedOut)?;
+        let id = session_id(&parts.headers, state).ok_or(ConsoleError::LoggedOut)?;
         lookup(state, &id).await?.ok_or(ConsoleError::LoggedOut)
     }
 }
@@ -181,9 +179,9 @@ fn same_site(headers: &HeaderMap) -> Result<(), ConsoleError> {
 #[derive(Debug)]
 pub struct CsrfForm<T>(pub ConsoleUser, pub T);
 
-/// The URL-encoded body of a form, with its CSRF field.
-async fn form_body(req: Request, state: &AppState) -> Result<(Parts, Vec<u8>), ConsoleError> {
-    let (mut parts, body) = req.into_parts();
+/// The head and URL-encoded body of a form, refused when another site sent it.
+async fn form_body(req: Request) -> Result<(Parts, axum::body::Bytes), ConsoleError> {
+    let (parts, body) = req.into_parts();
     same_site(&parts.headers)?;
     let form_type = parts
         .headers
@@ -195,12 +193,10 @@ async fn form_body(req: Request, state: &AppState) -> Result<(Parts, Vec<u8>), C
             ApiError::UnsupportedMediaType("a console form is sent URL-encoded".into()).into(),
         );
     }
-    let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+    let bytes = axum::body::to_bytes(body, crate::json::MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(crate::json::MAX_BODY_BYTES))?;
-    // Only the headers are needed from here on.
-    parts.extensions = axum::http::Extensions::new();
-    Ok((parts, bytes.to_vec()))
+    Ok((parts, bytes))
 }
 
 fn sent_csrf(body: &[u8]) -> Option<String> {
@@ -220,27 +216,30 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = ConsoleError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ConsoleError> {
-        let (mut parts, body) = form_body(req, state).await?;
-        let id = session_id(&parts, state).ok_or(ConsoleError::LoggedOut)?;
-        let sent = sent_csrf(&body).ok_or(ConsoleError::Csrf)?;
-        if !csrf_matches(state, "session", &id, &sent) {
-            return Err(ConsoleError::Csrf);
-        }
+        let (mut parts, body) = form_body(req).await?;
+        // A missing token is an empty one, which matches nothing.
+        let sent = sent_csrf(&body).unwrap_or_default();
+        session_csrf(state, &parts.headers, &sent)?;
         let user = ConsoleUser::from_request_parts(&mut parts, state).await?;
         Ok(Self(user, parse_form(&body)?))
     }
 }
 
-/// Checks the CSRF token of a multipart form (its first field) for `user`.
-pub fn check_csrf(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), ConsoleError> {
-    same_site(headers)?;
-    let id = cookie(headers, &cookie_name(secure(state), "tether_session"))
-        .ok_or(ConsoleError::LoggedOut)?;
+/// Checks that `sent` is the CSRF token of the session the request's cookie names.
+fn session_csrf(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), ConsoleError> {
+    let id = session_id(headers, state).ok_or(ConsoleError::LoggedOut)?;
     if csrf_matches(state, "session", &id, sent) {
         Ok(())
     } else {
         Err(ConsoleError::Csrf)
     }
+}
+
+/// Checks the CSRF token of a multipart form (its first field), and that no other site
+/// sent it.
+pub fn check_csrf(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), ConsoleError> {
+    same_site(headers)?;
+    session_csrf(state, headers, sent)
 }
 
 /// `GET /login`: the form, tied to a new short-lived cookie.
@@ -292,7 +291,7 @@ pub async fn login(
     client: crate::server::ClientAddr,
     req: Request,
 ) -> Result<Response, ConsoleError> {
-    let (parts, body) = form_body(req, &state).await?;
+    let (parts, body) = form_body(req).await?;
     let nonce = cookie(&parts.headers, &cookie_name(secure(&state), "tether_login"));
     let sent = sent_csrf(&body);
     match (nonce, sent) {

@@ -55,15 +55,9 @@ async fn list_page(
     error: Option<&ApiError>,
     form: &NewToken,
 ) -> Result<Markup, ConsoleError> {
-    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT public_id, max_devices, used, expires_at, revoked FROM pairing_tokens
-         WHERE owner_id = $1 ORDER BY created_at DESC, public_id LIMIT $2",
-    )
-    .bind(user.user.id)
-    .bind(LISTED)
-    .fetch_all(&state.db)
-    .await
-    .map_err(ApiError::from)?;
+    let rows = crate::pairing_tokens::newest_of(&state.db, user.user.id, LISTED)
+        .await
+        .map_err(ApiError::from)?;
     let now = crate::unix_now();
     let body = html! {
         h1 { "Pairing tokens" }
@@ -94,13 +88,13 @@ async fn list_page(
                 div.table { table {
                     thead { tr { th { "Token" } th { "State" } th { "Devices" } th.hide-small { "Expires" } } }
                     tbody {
-                        @for (public_id, max, used, expires_at, revoked) in &rows {
-                            @let state = token_state(*revoked, *used, *max, *expires_at, now);
+                        @for row in &rows {
+                            @let state = row.state(now).name();
                             tr {
-                                td { a.mono href={"/tokens/" (public_id)} { (public_id) "…" } }
+                                td { a.mono href={"/tokens/" (row.public_id)} { (row.public_id) "…" } }
                                 td { span class={"badge " (state)} { (state) } }
-                                td { (used) " of " (max) }
-                                td.hide-small { (time(crate::from_db_time(*expires_at))) }
+                                td { (row.used) " of " (row.max_devices) }
+                                td.hide-small { (time(crate::from_db_time(row.expires_at))) }
                             }
                         }
                     }
@@ -109,20 +103,6 @@ async fn list_page(
         }
     };
     Ok(page::page("Pairing tokens", Some(user), body))
-}
-
-fn token_state(revoked: i64, used: i64, max: i64, expires_at: i64, now: u64) -> &'static str {
-    let row = crate::pairing_tokens::TokenRow {
-        public_id: String::new(),
-        secret_hash: Vec::new(),
-        hash_scheme: String::new(),
-        owner_id: 0,
-        max_devices: max,
-        used,
-        expires_at,
-        revoked,
-    };
-    row.state(now).name()
 }
 
 /// `POST /tokens`: the API's token creation; the answer shows the token once.
@@ -183,7 +163,7 @@ fn parse_new(form: &NewToken) -> Result<CreateTokenRequest, ApiError> {
         ));
     }
     Ok(CreateTokenRequest {
-        ttl_secs: Some(minutes.max(1) * 60),
+        ttl_secs: Some(minutes * 60),
         max_devices: Some(devices),
     })
 }

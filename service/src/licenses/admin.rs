@@ -160,9 +160,31 @@ pub(crate) async fn revoke_license(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The licenses as CSV (RFC 4180, a header line first). A field that a spreadsheet
-/// would take as a formula is prefixed with `'`.
+/// The licenses as CSV (see [`csv`]).
 fn to_csv(licenses: &[LicenseView]) -> String {
+    let rows: Vec<Vec<String>> = licenses
+        .iter()
+        .map(|l| {
+            vec![
+                l.uuid.clone(),
+                l.product_key.clone(),
+                l.state.name().to_owned(),
+                l.dev_id.clone().unwrap_or_default(),
+                l.owner.clone().unwrap_or_default(),
+                l.created_at.to_string(),
+                l.revoked_at.map(|t| t.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    csv(
+        "uuid,product_key,state,dev_id,owner,created_at,revoked_at",
+        &rows,
+    )
+}
+
+/// CSV (RFC 4180): the `header` line, then one line per row. A field that a spreadsheet
+/// would take as a formula is prefixed with `'`.
+pub(crate) fn csv(header: &str, rows: &[Vec<String>]) -> String {
     fn field(out: &mut String, value: &str) {
         let guarded;
         let value = if value.starts_with(['=', '+', '-', '@']) {
@@ -179,17 +201,8 @@ fn to_csv(licenses: &[LicenseView]) -> String {
             out.push_str(value);
         }
     }
-    let mut out = String::from("uuid,product_key,state,dev_id,owner,created_at,revoked_at\r\n");
-    for l in licenses {
-        let fields = [
-            l.uuid.clone(),
-            l.product_key.clone(),
-            l.state.name().to_owned(),
-            l.dev_id.clone().unwrap_or_default(),
-            l.owner.clone().unwrap_or_default(),
-            l.created_at.to_string(),
-            l.revoked_at.map(|t| t.to_string()).unwrap_or_default(),
-        ];
+    let mut out = format!("{header}\r\n");
+    for fields in rows {
         for (i, value) in fields.iter().enumerate() {
             if i > 0 {
                 out.push(',');

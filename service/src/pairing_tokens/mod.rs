@@ -8,7 +8,7 @@ mod store;
 
 pub use events::{MAX_POLLS_PER_USER, TokenEvents};
 pub use store::{
-    GUESS_WINDOW, MAX_WRONG_SECRETS, TokenRow, find_presented, guess_limit, insert, load,
+    GUESS_WINDOW, MAX_WRONG_SECRETS, TokenRow, find_presented, guess_limit, insert, load, newest_of,
 };
 
 use std::time::Duration;

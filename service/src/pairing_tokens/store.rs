@@ -81,14 +81,29 @@ fn keyed_hash(key: &[u8; 32], token: &PairingToken) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The columns of a [`TokenRow`].
+const ROW: &str =
+    "public_id, secret_hash, hash_scheme, owner_id, max_devices, used, expires_at, revoked";
+
 /// Loads a token by public id.
 pub async fn load(db: &Db, public_id: &str) -> sqlx::Result<Option<TokenRow>> {
-    sqlx::query_as(
-        "SELECT public_id, secret_hash, hash_scheme, owner_id, max_devices, used, expires_at, revoked
-         FROM pairing_tokens WHERE public_id = $1",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {ROW} FROM pairing_tokens WHERE public_id = $1"
+    ))
     .bind(public_id)
     .fetch_optional(db)
+    .await
+}
+
+/// An owner's newest tokens, at most `limit`.
+pub async fn newest_of(db: &Db, owner: i64, limit: i64) -> sqlx::Result<Vec<TokenRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {ROW} FROM pairing_tokens WHERE owner_id = $1
+         ORDER BY created_at DESC, public_id LIMIT $2"
+    ))
+    .bind(owner)
+    .bind(limit)
+    .fetch_all(db)
     .await
 }
 
